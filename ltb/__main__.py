@@ -1,0 +1,5 @@
+import sys
+
+from ltb.cli import main
+
+sys.exit(main())

@@ -1,0 +1,62 @@
+"""What a lab has created on this hypervisor, found by the lab identity it carries.
+
+Containers carry the Docker label `ltb.lab`, OVS bridges and ports `external_ids:ltb-lab`,
+hypervisor-side interfaces the alias `ltb:<lab>:<node>:<interface>`. Used to list a lab's
+resources and to check that removing a lab left nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass, field
+
+import docker
+
+
+@dataclass
+class LabResources:
+    containers: list[str] = field(default_factory=list)
+    bridges: list[str] = field(default_factory=list)
+    ports: list[str] = field(default_factory=list)
+    interfaces: list[str] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not (self.containers or self.bridges or self.ports or self.interfaces)
+
+
+def find_lab_resources(lab: str) -> LabResources:
+    return LabResources(
+        containers=_containers(lab),
+        bridges=_ovs_rows("Bridge", lab),
+        ports=_ovs_rows("Port", lab),
+        interfaces=_interfaces(lab),
+    )
+
+
+def _containers(lab: str) -> list[str]:
+    client = docker.from_env()
+    try:
+        found = client.containers.list(all=True, filters={"label": f"ltb.lab={lab}"})
+        return sorted(c.name for c in found)
+    finally:
+        client.close()
+
+
+def _ovs_rows(table: str, lab: str) -> list[str]:
+    out = subprocess.run(
+        ["ovs-vsctl", "--format=json", "--columns=name", "find", table,
+         f"external_ids:ltb-lab={lab}"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return sorted(row[0] for row in json.loads(out)["data"])
+
+
+def _interfaces(lab: str) -> list[str]:
+    out = subprocess.run(
+        ["ip", "-j", "-d", "link", "show"], check=True, capture_output=True, text=True
+    ).stdout
+    prefix = f"ltb:{lab}:"
+    return sorted(
+        link["ifname"] for link in json.loads(out) if link.get("ifalias", "").startswith(prefix)
+    )

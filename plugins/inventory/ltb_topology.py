@@ -1,0 +1,81 @@
+# LTB inventory plugin: a lab topology file becomes Ansible hosts and groups.
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: ltb_topology
+short_description: Lab nodes of an LTB topology file as Ansible hosts
+description:
+  - Reads an LTB lab topology (a file named C(*.lab.yml) or C(*.lab.yaml)), validates it
+    with the LTB lab model and adds one host per lab node, with the node's variables
+    (C(ltb_node), C(ltb_lab_network), C(ltb_hypervisor)) and connection settings.
+  - Groups are C(ltb_nodes), C(lab_<lab>), one per node kind (C(containers)) and the
+    topology's own groups ('-' becomes '_').
+  - The lab runs on the first host of group C(hypervisors) loaded before this file
+    (e.g. with C(-i inventory/)), or on C(localhost) when there is none.
+options:
+  hypervisor:
+    description: Hypervisor that runs the lab; overrides the first host of C(hypervisors).
+    type: str
+    env:
+      - name: LTB_HYPERVISOR
+"""
+
+EXAMPLES = r"""
+# ansible-playbook -i inventory/ -i examples/ospf-triangle.lab.yml playbooks/deploy.yml
+"""
+
+from ansible.errors import AnsibleParserError
+from ansible.plugins.inventory import BaseInventoryPlugin
+
+try:
+    from ltb.inventory import render_inventory
+    from ltb.topology import TopologyError, load_lab
+except ImportError as import_error:  # pragma: no cover - shown to the operator
+    LTB_IMPORT_ERROR: ImportError | None = import_error
+else:
+    LTB_IMPORT_ERROR = None
+
+SUFFIXES = (".lab.yml", ".lab.yaml")
+
+
+class InventoryModule(BaseInventoryPlugin):
+    NAME = "ltb_topology"
+
+    def verify_file(self, path):
+        return super().verify_file(path) and path.endswith(SUFFIXES)
+
+    def parse(self, inventory, loader, path, cache=True):
+        super().parse(inventory, loader, path, cache)
+        if LTB_IMPORT_ERROR is not None:
+            raise AnsibleParserError(
+                f"the ltb package is not importable ({LTB_IMPORT_ERROR}); run `make up`"
+            )
+        # Options come from the environment only: the topology file is not plugin config.
+        self._consume_options({})
+        try:
+            lab = load_lab(path)
+        except TopologyError as error:
+            raise AnsibleParserError(str(error)) from None
+
+        hypervisor = self.get_option("hypervisor") or self._first_hypervisor()
+        data = render_inventory(lab, hypervisor)
+        for host, host_vars in data.hosts.items():
+            existing = inventory.get_host(host)
+            if existing is not None and existing.vars.get("ltb_lab") not in (None, lab.name):
+                raise AnsibleParserError(
+                    f"{path}: node {host!r} is also a node of lab {existing.vars['ltb_lab']!r}; "
+                    "give one lab per ansible-playbook run or rename the node"
+                )
+            inventory.add_host(host)
+            for key, value in host_vars.items():
+                inventory.set_variable(host, key, value)
+        for group, hosts in data.groups.items():
+            inventory.add_group(group)
+            for host in hosts:
+                inventory.add_child(group, host)
+
+    def _first_hypervisor(self):
+        group = self.inventory.groups.get("hypervisors")
+        if group is None or not group.get_hosts():
+            return "localhost"
+        return group.get_hosts()[0].name
