@@ -1,9 +1,9 @@
 """`ltb` command line: validate topologies, publish the schema, show how to reach a lab.
 
-    python -m ltb validate FILE...     every error of each file, exit 1 if any
-    python -m ltb schema               JSON Schema of the topology format
-    python -m ltb reach FILE           how to reach every node of a deployed lab
-    python -m ltb resources LAB        what a lab has created on this hypervisor
+python -m ltb validate FILE...     every error of each file, exit 1 if any
+python -m ltb schema               JSON Schema of the topology format
+python -m ltb reach FILE           how to reach every node of a deployed lab
+python -m ltb resources LAB        what a lab has created on this hypervisor
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ def validate(paths: Sequence[str]) -> int:
             print(error, file=sys.stderr)
             status = 1
         else:
-            print(f"{path}: lab {lab.name!r} is valid ({len(lab.nodes)} nodes, "
-                  f"{len(lab.links)} links)")
+            print(
+                f"{path}: lab {lab.name!r} is valid ({len(lab.nodes)} nodes, "
+                f"{len(lab.links)} links)"
+            )
     return status
 
 
@@ -39,14 +41,20 @@ def schema() -> int:
 
 def reach(path: str, ssh_key: str) -> int:
     lab = load_lab(path)
-    print(f"Lab {lab.name}: management network {lab.mgmt_subnet}, "
-          f"hypervisor at {lab.mgmt_gateway.ip} on {lab.mgmt_port}")
+    print(
+        f"Lab {lab.name}: management network {lab.mgmt_subnet}, "
+        f"hypervisor at {lab.mgmt_gateway.ip} on {lab.mgmt_port}"
+    )
     width = max(len(node.name) for node in lab.nodes)
     for node in lab.nodes:
-        print(f"  {node.name:<{width}}  ssh -i {ssh_key} root@{node.mgmt_ipv4.ip}"
-              f"    docker exec -it {lab.container_name(node.name)} bash")
-    print(f"Ansible: ansible -i inventory/ -i {path} {lab.nodes[0].name} "
-          "-m ansible.builtin.command -a 'ip -br addr'")
+        print(
+            f"  {node.name:<{width}}  ssh -i {ssh_key} root@{node.mgmt_ipv4.ip}"
+            f"    docker exec -it {lab.container_name(node.name)} bash"
+        )
+    print(
+        f"Ansible: ansible -i inventory/ -i {path} {lab.nodes[0].name} "
+        "-m ansible.builtin.command -a 'ip -br addr'"
+    )
     print(f"Remove:  ansible-playbook -i inventory/ -i {path} playbooks/remove.yml")
     return 0
 
@@ -64,9 +72,7 @@ def resources(lab: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ltb", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("validate", help="validate topology files").add_argument(
-        "paths", nargs="+"
-    )
+    commands.add_parser("validate", help="validate topology files").add_argument("paths", nargs="+")
     commands.add_parser("schema", help="print the topology JSON Schema")
     reach_parser = commands.add_parser("reach", help="how to reach the nodes of a lab")
     reach_parser.add_argument("path")

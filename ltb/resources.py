@@ -45,9 +45,17 @@ def _containers(lab: str) -> list[str]:
 
 def _ovs_rows(table: str, lab: str) -> list[str]:
     out = subprocess.run(
-        ["ovs-vsctl", "--format=json", "--columns=name", "find", table,
-         f"external_ids:ltb-lab={lab}"],
-        check=True, capture_output=True, text=True,
+        [
+            "ovs-vsctl",
+            "--format=json",
+            "--columns=name",
+            "find",
+            table,
+            f"external_ids:ltb-lab={lab}",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return sorted(row[0] for row in json.loads(out)["data"])
 

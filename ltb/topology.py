@@ -201,7 +201,9 @@ def check_shapes(data: Any, problems: _Problems) -> _Shapes | None:
     else:
         for node_name, raw in raw_nodes.items():
             key = str(node_name)
-            nodes[key] = _validate(NodeSpec, raw if raw is not None else {}, ("nodes", key), problems)
+            nodes[key] = _validate(
+                NodeSpec, raw if raw is not None else {}, ("nodes", key), problems
+            )
 
     raw_links = data.get("links", [])
     links: list[LinkSpec | None] = []
@@ -210,7 +212,9 @@ def check_shapes(data: Any, problems: _Problems) -> _Shapes | None:
     if not isinstance(raw_links, list):
         problems.add("links", "must be a list of links")
     else:
-        links = [_validate(LinkSpec, raw, ("links", i), problems) for i, raw in enumerate(raw_links)]
+        links = [
+            _validate(LinkSpec, raw, ("links", i), problems) for i, raw in enumerate(raw_links)
+        ]
 
     return _Shapes(name, description, mgmt, nodes, links)
 
@@ -242,8 +246,11 @@ def _parse_address(text: str | None, version: int, where: str, p: _Problems):
         p.add(where, f"{text!r} is not an IPv{version} address with prefix length")
         return None
     if address.version != version or "/" not in text:
-        p.add(where, f"{text!r} is not an IPv{version} address with prefix length (like "
-              + ("10.0.12.1/24)" if version == 4 else "2001:db8::1/64)"))
+        p.add(
+            where,
+            f"{text!r} is not an IPv{version} address with prefix length (like "
+            + ("10.0.12.1/24)" if version == 4 else "2001:db8::1/64)"),
+        )
         return None
     network = address.network
     if address.ip == network.network_address and network.num_addresses > 2:
@@ -260,8 +267,11 @@ def _check_file_path(path: str, where: str, p: _Problems) -> bool:
         p.add(where, "startup file path must be absolute (inside the node), e.g. /etc/frr/frr.conf")
         return False
     if posixpath.normpath(path) != path or path == "/" or any(c in path for c in "\0\n\r"):
-        p.add(where, "startup file path must be a plain path to a file inside the node "
-              "(no '..', '//', trailing '/' or control characters)")
+        p.add(
+            where,
+            "startup file path must be a plain path to a file inside the node "
+            "(no '..', '//', trailing '/' or control characters)",
+        )
         return False
     if path in RUNTIME_FILES:
         p.add(where, f"{path} is managed by the container runtime and cannot be a startup file")
@@ -313,8 +323,11 @@ def _resolve_mgmt_subnet(shapes: _Shapes, p: _Problems) -> IPv4Network | None:
         p.add(where, f"{text!r} is not an IPv4 subnet")
         return None
     if subnet.num_addresses - 3 < len(shapes.nodes):  # network, gateway, broadcast
-        p.add(where, f"{text} has room for {max(subnet.num_addresses - 3, 0)} nodes, "
-              f"the lab has {len(shapes.nodes)}")
+        p.add(
+            where,
+            f"{text} has room for {max(subnet.num_addresses - 3, 0)} nodes, "
+            f"the lab has {len(shapes.nodes)}",
+        )
         return None
     return subnet
 
@@ -370,7 +383,9 @@ def _resolve_links(
             continue
         vlan = FIRST_LINK_VLAN + index
         if vlan > MAX_VLAN:
-            p.add(place("links", index), f"a lab has at most {MAX_VLAN - FIRST_LINK_VLAN + 1} links")
+            p.add(
+                place("links", index), f"a lab has at most {MAX_VLAN - FIRST_LINK_VLAN + 1} links"
+            )
             continue
         for i, text in enumerate(link.endpoints):
             where = place("links", index, "endpoints", i)
@@ -438,8 +453,9 @@ def _check_segment_overlaps(segments: dict[Any, dict[int, tuple[Any, str]]], p: 
     for i, (net_a, where_a) in enumerate(networks):
         for net_b, where_b in networks[i + 1 :]:
             if net_a.version == net_b.version and net_a.overlaps(net_b):
-                p.add(where_b, f"subnet {net_b} overlaps subnet {net_a} of another link "
-                      f"({where_a})")
+                p.add(
+                    where_b, f"subnet {net_b} overlaps subnet {net_a} of another link ({where_a})"
+                )
 
 
 def _build_lab(

@@ -5,7 +5,7 @@ DOCUMENTATION = r"""
 name: ltb_topology
 short_description: Lab nodes of an LTB topology file as Ansible hosts
 description:
-  - Reads an LTB lab topology (a file named C(*.lab.yml) or C(*.lab.yaml)), validates it
+  - Reads an LTB lab topology (a file named C(*.lab.yml)), validates it
     with the LTB lab model and adds one host per lab node, with the node's variables
     (C(ltb_node), C(ltb_lab_network), C(ltb_hypervisor)) and connection settings.
   - Groups are C(ltb_nodes), C(lab_<lab>), one per node kind (C(containers)) and the
@@ -35,7 +35,7 @@ except ImportError as import_error:  # pragma: no cover - shown to the operator
 else:
     LTB_IMPORT_ERROR = None
 
-SUFFIXES = (".lab.yml", ".lab.yaml")
+SUFFIXES = (".lab.yml",)
 
 
 class InventoryModule(BaseInventoryPlugin):

@@ -12,6 +12,8 @@ description:
     alias C(ltb:<lab>:<node>:<interface>). One call handles all interfaces of a node.
   - With O(state=absent), deletes every hypervisor interface labelled with lab O(lab)
     (and so its peer), whatever node it belonged to. Used by remove to leave nothing behind.
+  - The hypervisor end is cut off from the hypervisor's own IP stack (no ARP replies, no IPv4
+    or IPv6 accepted), so lab nodes cannot reach the hypervisor through a lab link.
   - Converges; check mode is supported. Calls C(ip) and C(nsenter) with argument lists,
     never through a shell.
 options:
@@ -79,7 +81,7 @@ class Netlink:
             self.prefix = [nsenter, f"--target={pid}", "--net", "--"]
 
     def run(self, *args):
-        rc, out, err = self.module.run_command(self.prefix + [self.ip, *args])
+        rc, out, err = self.module.run_command([*self.prefix, self.ip, *args])
         if rc != 0:
             self.module.fail_json(msg=f"ip {' '.join(args)} failed: {err.strip()}")
         return out
@@ -123,12 +125,39 @@ def ensure_present(module, host, node_ns):
             actions.append(f"remove {address} from {node}:{name}")
             if not module.check_mode:
                 node_ns.run("addr", "del", address, "dev", name)
+        if not module.check_mode:
+            actions.extend(isolate_from_host(host_name))
         for netlink, ifname, records in ((node_ns, name, inside), (host, host_name, outside)):
             if "UP" not in records.get(ifname, {}).get("flags", []):
                 if ifname in records:
                     actions.append(f"bring {ifname} up")
                 if not module.check_mode:
                     netlink.run("link", "set", ifname, "up")
+    return actions
+
+
+# The hypervisor end of a veth is only a switch port. With the userspace (netdev) datapath the
+# host's IP stack also sees every frame on it and, by default, would answer ARP for the host's
+# own addresses and accept packets to them: a lab node could reach the hypervisor through a
+# lab link. These settings make the host ignore the port: no ARP replies, strict reverse-path
+# filtering (no route points back through the port, so every IPv4 packet is dropped), no IPv6.
+HOST_END_SYSCTLS = (
+    ("ipv4", "arp_ignore", "8"),
+    ("ipv4", "rp_filter", "1"),
+    ("ipv6", "disable_ipv6", "1"),
+)
+
+
+def isolate_from_host(host_name):
+    actions = []
+    for family, key, value in HOST_END_SYSCTLS:
+        path = f"/proc/sys/net/{family}/conf/{host_name}/{key}"
+        with open(path) as current:
+            if current.read().strip() == value:
+                continue
+        with open(path, "w") as setting:
+            setting.write(value)
+        actions.append(f"set {family}.conf.{host_name}.{key}={value}")
     return actions
 
 

@@ -29,9 +29,7 @@ def test_every_link_has_its_own_vlan_apart_from_management():
 
 
 def test_interfaces_named_only_in_links_are_created_without_addresses():
-    lab = parse_lab(
-        "name: t\nnodes: {a: {}, b: {}}\nlinks: [{endpoints: [a:eth1, b:eth7]}]\n"
-    )
+    lab = parse_lab("name: t\nnodes: {a: {}, b: {}}\nlinks: [{endpoints: [a:eth1, b:eth7]}]\n")
     assert lab.node("b").interface("eth7").ipv4 is None
     assert lab.node("b").interface("eth7").vlan == model.FIRST_LINK_VLAN
 
@@ -53,17 +51,23 @@ def test_default_management_subnet_is_stable_and_in_the_pool():
 def test_hypervisor_side_names_fit_linux_and_differ_between_labs():
     one = parse_lab("name: one\nnodes: {r1: {interfaces: {eth1: {}}}}\n")
     two = parse_lab("name: two\nnodes: {r1: {interfaces: {eth1: {}}}}\n")
-    names_one = [one.bridge, one.mgmt_port, one.nodes[0].mgmt_host_name,
-                 one.nodes[0].interfaces[0].host_name]
-    names_two = [two.bridge, two.mgmt_port, two.nodes[0].mgmt_host_name,
-                 two.nodes[0].interfaces[0].host_name]
+    names_one = [
+        one.bridge,
+        one.mgmt_port,
+        one.nodes[0].mgmt_host_name,
+        one.nodes[0].interfaces[0].host_name,
+    ]
+    names_two = [
+        two.bridge,
+        two.mgmt_port,
+        two.nodes[0].mgmt_host_name,
+        two.nodes[0].interfaces[0].host_name,
+    ]
     assert all(len(name) <= 15 for name in names_one + names_two)
     assert not set(names_one) & set(names_two)
     assert one.container_name("r1") != two.container_name("r1")
 
 
 def test_extension_keys_hold_yaml_anchors_and_are_ignored():
-    lab = parse_lab(
-        "name: t\nx-files: &f {/etc/motd: hi}\nnodes: {a: {files: *f}}\n"
-    )
+    lab = parse_lab("name: t\nx-files: &f {/etc/motd: hi}\nnodes: {a: {files: *f}}\n")
     assert lab.node("a").files == (("/etc/motd", "hi"),)

@@ -14,7 +14,9 @@ ROOT = Path(__file__).parents[2]
 
 def test_published_schema_matches_the_spec():
     published = json.loads((ROOT / "schemas" / "topology.schema.json").read_text())
-    assert published == topology_schema(), "run: python -m ltb schema > schemas/topology.schema.json"
+    assert published == topology_schema(), (
+        "run: python -m ltb schema > schemas/topology.schema.json"
+    )
 
 
 @pytest.mark.parametrize("example", sorted((ROOT / "examples").glob("*.lab.yml")), ids=str)

@@ -1,0 +1,58 @@
+# LTB entry points. `make up` prepares this machine (idempotent, quick when nothing changed),
+# `make test` lints and runs the tests, `make demo` deploys an example lab.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+# ansible-playbook, ansible-lint and the modules they start find the venv's tools first.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+# Lab used by `make demo` and `make clean-labs`.
+LAB ?= examples/ospf-triangle.lab.yml
+# Python code checked by ruff: those of these directories that exist.
+PY_DIRS := $(wildcard ltb plugins tests bench jobs portal)
+ANSIBLE_LINT_PATHS := $(wildcard playbooks roles)
+
+.PHONY: help up bootstrap setup test lint demo clean-labs
+
+help:
+	@echo "make up          bootstrap the venv and collections, then run playbooks/setup.yml"
+	@echo "make test        make up, lint, then run the tests"
+	@echo "make lint        ruff and ansible-lint"
+	@echo "make demo        make up, then deploy $(LAB)"
+	@echo "make clean-labs  remove the lab deployed by make demo (LAB=...)"
+
+up: bootstrap setup
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+setup: bootstrap
+	$(VENV)/bin/ansible-playbook playbooks/setup.yml
+
+test: up
+	$(MAKE) lint
+	$(VENV)/bin/pytest tests/
+
+lint:
+ifneq ($(PY_DIRS),)
+	$(VENV)/bin/ruff check $(PY_DIRS)
+	$(VENV)/bin/ruff format --check $(PY_DIRS)
+endif
+	$(VENV)/bin/ansible-lint --offline $(ANSIBLE_LINT_PATHS)
+
+demo: up
+	$(VENV)/bin/ansible-playbook -i inventory/ -i $(LAB) playbooks/deploy.yml
+	@if $(VENV)/bin/python -c 'import ltb.reach' 2>/dev/null; then \
+		$(VENV)/bin/python -m ltb.reach $(LAB); \
+	else \
+		echo "Lab $(LAB) deployed; its nodes are containers: docker ps"; \
+	fi
+
+clean-labs:
+	@if [ -f playbooks/remove.yml ]; then \
+		$(VENV)/bin/ansible-playbook -i inventory/ -i $(LAB) playbooks/remove.yml; \
+	else \
+		echo "playbooks/remove.yml does not exist yet"; \
+	fi

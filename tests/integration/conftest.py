@@ -1,0 +1,145 @@
+"""Integration fixtures: run the real playbooks against real Docker and Open vSwitch.
+
+Playbooks run exactly as an operator runs them (ansible-playbook -i inventory/ -i LAB), with
+the JSON callback so tests read results and stats instead of parsing text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from ltb.resources import find_lab_resources
+from ltb.topology import load_lab
+
+ROOT = Path(__file__).parents[2]
+BIN = Path(sys.executable).parent
+TOPOLOGIES = Path(__file__).parent / "topologies"
+
+
+@dataclass
+class PlaybookRun:
+    returncode: int
+    output: dict[str, Any]
+    stderr: str
+
+    @property
+    def stats(self) -> dict[str, dict[str, int]]:
+        return self.output.get("stats", {})
+
+    def changed(self) -> dict[str, int]:
+        return {host: s["changed"] for host, s in self.stats.items() if s["changed"]}
+
+    def failure_messages(self) -> list[str]:
+        messages = []
+        for play in self.output.get("plays", []):
+            for task in play["tasks"]:
+                for host, result in task["hosts"].items():
+                    if result.get("failed"):
+                        messages.append(f"{host}: {result.get('msg', result)}")
+        return messages
+
+
+def run_playbook(playbook: str, lab_file: Path | str, *extra: str) -> PlaybookRun:
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+        PATH=f"{BIN}:{env.get('PATH', '')}",
+    )
+    process = subprocess.run(
+        [
+            BIN / "ansible-playbook",
+            "-i",
+            "inventory/",
+            "-i",
+            str(lab_file),
+            f"playbooks/{playbook}",
+            *extra,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        output = json.loads(process.stdout)
+    except json.JSONDecodeError:
+        output = {"unparsed": process.stdout}
+    return PlaybookRun(process.returncode, output, process.stderr)
+
+
+def deploy(lab_file: Path | str) -> PlaybookRun:
+    result = run_playbook("deploy.yml", lab_file)
+    assert result.returncode == 0, "\n".join(result.failure_messages()) or result.stderr
+    return result
+
+
+def remove(lab_file: Path | str) -> PlaybookRun:
+    result = run_playbook("remove.yml", lab_file)
+    assert result.returncode == 0, "\n".join(result.failure_messages()) or result.stderr
+    return result
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    client = docker.from_env()
+    yield client
+    client.close()
+
+
+@dataclass
+class RunningLab:
+    path: Path
+    client: docker.DockerClient
+
+    @property
+    def model(self):
+        return load_lab(self.path)
+
+    def exec(self, node: str, *argv: str) -> tuple[int, str]:
+        container = self.client.containers.get(self.model.container_name(node))
+        code, output = container.exec_run(list(argv))
+        return code, output.decode(errors="replace")
+
+    def ping(self, node: str, address: str) -> bool:
+        return self.exec(node, "ping", "-c", "1", "-W", "2", address)[0] == 0
+
+
+def wait_until(check: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
+    """Poll `check` until it returns something true; return that, or the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def assert_no_leftovers(lab: str) -> None:
+    found = find_lab_resources(lab)
+    assert found.empty(), f"lab {lab} left behind: {found}"
+
+
+@pytest.fixture
+def lab_file(tmp_path) -> Callable[[str, str], Path]:
+    """Write a topology for one test, from a file in topologies/ with its name replaced."""
+
+    def write(template: str, name: str) -> Path:
+        text = (TOPOLOGIES / template).read_text().replace("name: NAME", f"name: {name}")
+        path = tmp_path / f"{name}.lab.yml"
+        path.write_text(text)
+        return path
+
+    return write

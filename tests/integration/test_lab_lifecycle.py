@@ -1,0 +1,127 @@
+"""Deploy and remove in the cases around the happy path: two labs side by side, broken
+topologies, images that are missing or crash, and what reaches a node's files."""
+
+from __future__ import annotations
+
+import subprocess
+
+import docker
+import pytest
+
+from ltb.topology import load_lab
+from tests.integration.conftest import (
+    RunningLab,
+    assert_no_leftovers,
+    deploy,
+    remove,
+    run_playbook,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def test_two_labs_with_the_same_node_names_run_side_by_side(lab_file, docker_client):
+    first, second = lab_file("pair.lab.yml", "side-one"), lab_file("pair.lab.yml", "side-two")
+    try:
+        deploy(first)
+        deploy(second)
+        for path in (first, second):
+            assert RunningLab(path, docker_client).ping("a", "10.201.12.2")
+        remove(first)
+        assert_no_leftovers("side-one")
+        assert RunningLab(second, docker_client).ping("a", "10.201.12.2"), (
+            "removing one lab broke the other"
+        )
+        assert RunningLab(second, docker_client).ping("b", "2001:db8:12::1")
+    finally:
+        remove(first)
+        remove(second)
+    assert_no_leftovers("side-two")
+
+
+def test_startup_files_arrive_verbatim_never_templated(lab_file, docker_client):
+    path = lab_file("pair.lab.yml", "verbatim")
+    try:
+        deploy(path)
+        code, content = RunningLab(path, docker_client).exec("a", "cat", "/etc/ltb/template.txt")
+        assert code == 0
+        assert content == "{{ lookup('pipe', 'id') }}"
+    finally:
+        remove(path)
+
+
+def test_bad_topology_is_rejected_with_every_place_before_anything_is_created(tmp_path):
+    path = tmp_path / "bad.lab.yml"
+    path.write_text(
+        "name: bad-one\nnodes:\n  r1: {kind: router}\nlinks:\n  - endpoints: [r1:eth1, r9:eth1]\n"
+    )
+    result = run_playbook("deploy.yml", path)
+    assert result.returncode != 0
+    assert "nodes.r1.kind: unknown node kind 'router'" in result.stderr + str(result.output)
+    assert "links[0].endpoints[1]: node 'r9' is not defined" in result.stderr + str(result.output)
+    assert_no_leftovers("bad-one")
+
+
+def test_missing_image_fails_before_anything_is_created(lab_file):
+    path = lab_file("pair.lab.yml", "no-image")
+    path.write_text(path.read_text().replace("  b:\n", "  b:\n    image: ltb-test/absent:1\n"))
+    result = run_playbook("deploy.yml", path)
+    assert result.returncode != 0
+    assert any(
+        "image 'ltb-test/absent:1' is not on hypervisor" in m for m in result.failure_messages()
+    )
+    assert_no_leftovers("no-image")
+
+
+@pytest.fixture
+def crashing_image(docker_client):
+    """An image that exists but whose entry point exits at once."""
+    container = docker_client.containers.create("ltb/node:latest", entrypoint=["/bin/false"])
+    image = container.commit("ltb-test/crashes", "1")
+    container.remove()
+    yield "ltb-test/crashes:1"
+    docker_client.images.remove(image.id, force=True)
+
+
+def test_deploy_failing_midway_is_removed_completely(lab_file, docker_client, crashing_image):
+    path = lab_file("pair.lab.yml", "midway")
+    path.write_text(path.read_text().replace("  b:\n", f"  b:\n    image: {crashing_image}\n"))
+    result = run_playbook("deploy.yml", path)
+    assert result.returncode != 0
+    assert any("stopped right after it started" in m for m in result.failure_messages())
+    lab = load_lab(path)
+    # Node a was built before b failed: the lab is half-built, as after a real failure.
+    assert docker_client.containers.get(lab.container_name("a")).status == "running"
+    remove(path)
+    assert_no_leftovers("midway")
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get(lab.container_name("b"))
+
+
+@pytest.fixture
+def hypervisor_address():
+    """An address of the hypervisor itself, on an interface that the test owns (a veth: this
+    kernel has no dummy interfaces)."""
+    subprocess.run(
+        ["ip", "link", "add", "ltbtest0", "type", "veth", "peer", "name", "ltbtest1"], check=True
+    )
+    # A /24 keeps any answer to 10.202.0.0/24 on this machine, on ltbtest0.
+    subprocess.run(["ip", "addr", "add", "10.202.0.1/24", "dev", "ltbtest0"], check=True)
+    subprocess.run(["ip", "link", "set", "ltbtest0", "up"], check=True)
+    yield "10.202.0.1"
+    subprocess.run(["ip", "link", "del", "ltbtest0"], check=True)
+
+
+def test_lab_link_does_not_reach_the_hypervisor(lab_file, docker_client, hypervisor_address):
+    path = lab_file("pair.lab.yml", "isolated")
+    try:
+        deploy(path)
+        lab = RunningLab(path, docker_client)
+        # A node that puts itself in the hypervisor's subnet still gets no answer over a link.
+        assert lab.exec("a", "ip", "addr", "add", "10.202.0.2/24", "dev", "eth1")[0] == 0
+        assert not lab.ping("a", hypervisor_address)
+        _, neighbour = lab.exec("a", "ip", "neigh", "show", hypervisor_address, "dev", "eth1")
+        assert "lladdr" not in neighbour, f"the hypervisor answered ARP on a lab link: {neighbour}"
+        assert lab.ping("a", "10.201.12.2"), "the link itself must still work"
+    finally:
+        remove(path)
