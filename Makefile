@@ -44,15 +44,7 @@ endif
 
 demo: up
 	$(VENV)/bin/ansible-playbook -i inventory/ -i $(LAB) playbooks/deploy.yml
-	@if $(VENV)/bin/python -c 'import ltb.reach' 2>/dev/null; then \
-		$(VENV)/bin/python -m ltb.reach $(LAB); \
-	else \
-		echo "Lab $(LAB) deployed; its nodes are containers: docker ps"; \
-	fi
+	@$(VENV)/bin/python -m ltb reach $(LAB)
 
 clean-labs:
-	@if [ -f playbooks/remove.yml ]; then \
-		$(VENV)/bin/ansible-playbook -i inventory/ -i $(LAB) playbooks/remove.yml; \
-	else \
-		echo "playbooks/remove.yml does not exist yet"; \
-	fi
+	$(VENV)/bin/ansible-playbook -i inventory/ -i $(LAB) playbooks/remove.yml

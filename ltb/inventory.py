@@ -30,10 +30,12 @@ class InventoryData:
     groups: dict[str, list[str]] = field(default_factory=dict)  # group -> host names
 
 
-def lab_network_vars(lab: Lab, hypervisor: str) -> dict[str, Any]:
-    """What a hypervisor needs to build the lab's network (bridge and management port)."""
+def lab_network_vars(lab: Lab, hypervisor: str, topology_file: str) -> dict[str, Any]:
+    """What a hypervisor needs to build the lab's network (bridge and management port) and
+    to keep the topology the lab was deployed from."""
     return {
         "lab": lab.name,
+        "topology_file": topology_file,
         "hypervisor": hypervisor,
         "bridge": lab.bridge,
         "mgmt_port": lab.mgmt_port,
@@ -78,9 +80,11 @@ def node_vars(lab: Lab, node: Node) -> dict[str, Any]:
     }
 
 
-def render_inventory(lab: Lab, hypervisor: str = "localhost") -> InventoryData:
+def render_inventory(
+    lab: Lab, hypervisor: str = "localhost", topology_file: str = ""
+) -> InventoryData:
     data = InventoryData()
-    network = lab_network_vars(lab, hypervisor)
+    network = lab_network_vars(lab, hypervisor, topology_file)
     for node in lab.nodes:
         kind = kinds.get(node.kind)
         host_vars: dict[str, Any] = {

@@ -24,6 +24,8 @@ EXAMPLES = r"""
 # ansible-playbook -i inventory/ -i examples/ospf-triangle.lab.yml playbooks/deploy.yml
 """
 
+import os
+
 from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin
 
@@ -58,7 +60,7 @@ class InventoryModule(BaseInventoryPlugin):
             raise AnsibleParserError(str(error)) from None
 
         hypervisor = self.get_option("hypervisor") or self._first_hypervisor()
-        data = render_inventory(lab, hypervisor)
+        data = render_inventory(lab, hypervisor, os.path.abspath(path))
         for host, host_vars in data.hosts.items():
             existing = inventory.get_host(host)
             if existing is not None and existing.vars.get("ltb_lab") not in (None, lab.name):

@@ -45,8 +45,9 @@ class PlaybookRun:
         for play in self.output.get("plays", []):
             for task in play["tasks"]:
                 for host, result in task["hosts"].items():
-                    if result.get("failed"):
-                        messages.append(f"{host}: {result.get('msg', result)}")
+                    for item in [result, *result.get("results", [])]:
+                        if item.get("failed"):
+                            messages.append(f"{host}: {item.get('msg', item)}")
         return messages
 
 

@@ -1,0 +1,238 @@
+"""Port mirrors on a lab bridge: what a mirror selects, and making it exist on Open vSwitch.
+
+A mirror copies the traffic of one node interface, or of a whole link (every port in the
+link's VLAN), to a mirror port of the lab: a veth pair whose OVS end (`x...`) is the
+mirror's output and whose other end (`c...`) stays on the hypervisor for tcpdump. The
+Ansible module `ltb_mirror` and the capture command both call `ensure_mirror` and
+`remove_mirror`, so there is one implementation of a mirror.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from ltb.model import Lab, lab_tag
+
+MIRROR_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+SCOPES = ("link", "interface")
+# The host end of a veth is only a switch port: keep the host's IP stack off it (see ltb_veth).
+HOST_END_SYSCTLS = (
+    ("ipv4", "arp_ignore", "8"),
+    ("ipv4", "rp_filter", "1"),
+    ("ipv6", "disable_ipv6", "1"),
+)
+
+
+class MirrorError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class MirrorSpec:
+    lab: str
+    bridge: str
+    name: str
+    ports: tuple[str, ...]  # OVS ports whose traffic is copied (both directions)
+    description: str  # what is mirrored, for people: "link r1:eth1--r2:eth1"
+
+    @property
+    def ovs_name(self) -> str:
+        """Mirror names are global in OVS: prefix them with the lab."""
+        return f"ltb-{self.lab}-{self.name}"
+
+    @property
+    def output_port(self) -> str:
+        return f"x{lab_tag(self.lab)}{_digest(self.name)}"
+
+    @property
+    def capture_interface(self) -> str:
+        return f"c{lab_tag(self.lab)}{_digest(self.name)}"
+
+    @property
+    def alias(self) -> str:
+        # The lab's alias prefix: removing the lab sweeps the mirror's veth with the others.
+        return f"ltb:{self.lab}:mirror:{self.name}"
+
+
+def _digest(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:8]
+
+
+def mirror_spec(lab: Lab, scope: str, endpoint: str, name: str | None = None) -> MirrorSpec:
+    """The mirror of the interface `endpoint` ('r1:eth1') or of the link it is on."""
+    if scope not in SCOPES:
+        raise MirrorError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+    node_name, _, if_name = endpoint.partition(":")
+    try:
+        node = lab.node(node_name)
+    except KeyError:
+        nodes = ", ".join(n.name for n in lab.nodes)
+        raise MirrorError(f"lab {lab.name!r} has no node {node_name!r} (nodes: {nodes})") from None
+    try:
+        interface = node.interface(if_name)
+    except KeyError:
+        names = ", ".join(i.name for i in node.interfaces) or "none"
+        raise MirrorError(
+            f"node {node_name!r} of lab {lab.name!r} has no lab interface {if_name!r} "
+            f"(its interfaces: {names})"
+        ) from None
+    if scope == "interface":
+        ports = (interface.host_name,)
+        description = f"interface {endpoint}"
+    else:
+        if interface.vlan is None:
+            raise MirrorError(f"interface {endpoint} is on no link")
+        link = next(link for link in lab.links if link.vlan == interface.vlan)
+        ports = tuple(lab.node(e.node).interface(e.interface).host_name for e in link.endpoints)
+        description = f"link {link.name}"
+    name = name or f"{scope}-{node_name}-{if_name}".replace("_", "-").replace(".", "-")
+    if not MIRROR_NAME.match(name):
+        raise MirrorError(
+            f"mirror name {name!r} is not allowed: use 1-32 lower-case letters, digits and '-'"
+        )
+    return MirrorSpec(lab.name, lab.bridge, name, ports, description)
+
+
+# Open vSwitch ---------------------------------------------------------------------------------
+
+
+def _run(*argv: str) -> str:
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise MirrorError(f"{' '.join(argv)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def _vsctl(*args: str) -> str:
+    return _run("ovs-vsctl", "--timeout=10", *args)
+
+
+def _mirror_row(spec: MirrorSpec) -> dict | None:
+    out = _vsctl(
+        "--format=json", "--columns=external_ids", "find", "Mirror", f"name={spec.ovs_name}"
+    )
+    rows = json.loads(out)["data"]
+    if not rows:
+        return None
+    return dict(rows[0][0][1])
+
+
+def _fingerprint(spec: MirrorSpec) -> str:
+    return ",".join(sorted(spec.ports)) + ">" + spec.output_port
+
+
+def _link_exists(name: str) -> bool:
+    return Path("/sys/class/net", name).exists()
+
+
+def _isolate(name: str) -> None:
+    for family, key, value in HOST_END_SYSCTLS:
+        Path(f"/proc/sys/net/{family}/conf/{name}/{key}").write_text(value)
+
+
+def ensure_mirror(spec: MirrorSpec) -> list[str]:
+    """Make the mirror and its output port exist as `spec` says; return what changed."""
+    if _vsctl("--if-exists", "get", "Bridge", spec.bridge, "external_ids:ltb-lab").strip() != (
+        spec.lab
+    ):
+        raise MirrorError(f"lab {spec.lab!r} has no bridge {spec.bridge} on this hypervisor")
+    for port in spec.ports:
+        if not _vsctl("--if-exists", "get", "Port", port, "name").strip():
+            raise MirrorError(f"port {port} of {spec.description} is not on {spec.bridge}")
+    actions = []
+    if not _link_exists(spec.output_port):
+        _run(
+            "ip",
+            "link",
+            "add",
+            spec.output_port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            spec.capture_interface,
+        )
+        _run("ip", "link", "set", spec.output_port, "alias", spec.alias)
+        actions.append(f"create mirror port {spec.output_port} <-> {spec.capture_interface}")
+    for end in (spec.output_port, spec.capture_interface):
+        _isolate(end)
+        _run("ip", "link", "set", end, "up")
+    row = _mirror_row(spec)
+    if row is not None and row.get("ltb-ports") == _fingerprint(spec):
+        return actions
+    ids = {"ltb-lab": spec.lab, "ltb-mirror": spec.name, "ltb-ports": _fingerprint(spec)}
+    # One ovs-vsctl transaction: the port, the mirror and its attachment to the bridge.
+    args = ["--", "--may-exist", "add-port", spec.bridge, spec.output_port]
+    args += [
+        "--",
+        "set",
+        "Port",
+        spec.output_port,
+        "external_ids:ltb-lab=" + spec.lab,
+        "external_ids:ltb-mirror=" + spec.name,
+    ]
+    if row is not None:
+        args += [
+            "--",
+            "--id=@old",
+            "get",
+            "Mirror",
+            spec.ovs_name,
+            "--",
+            "remove",
+            "Bridge",
+            spec.bridge,
+            "mirrors",
+            "@old",
+        ]
+    for i, port in enumerate(spec.ports):
+        args += ["--", f"--id=@p{i}", "get", "Port", port]
+    selected = ",".join(f"@p{i}" for i in range(len(spec.ports)))
+    args += ["--", "--id=@out", "get", "Port", spec.output_port]
+    args += [
+        "--",
+        "--id=@m",
+        "create",
+        "Mirror",
+        f"name={spec.ovs_name}",
+        f"select_src_port={selected}",
+        f"select_dst_port={selected}",
+        "output_port=@out",
+    ]
+    args += [f"external_ids:{key}={value}" for key, value in ids.items()]
+    args += ["--", "add", "Bridge", spec.bridge, "mirrors", "@m"]
+    _vsctl(*args)
+    actions.append(f"mirror {spec.description} to {spec.output_port}")
+    return actions
+
+
+def remove_mirror(spec: MirrorSpec) -> list[str]:
+    """Make the mirror and its output port not exist; return what changed."""
+    actions = []
+    if _mirror_row(spec) is not None:
+        _vsctl(
+            "--",
+            "--id=@m",
+            "get",
+            "Mirror",
+            spec.ovs_name,
+            "--",
+            "remove",
+            "Bridge",
+            spec.bridge,
+            "mirrors",
+            "@m",
+        )
+        actions.append(f"remove mirror {spec.ovs_name}")
+    if _vsctl("--if-exists", "get", "Port", spec.output_port, "name").strip():
+        _vsctl("--if-exists", "del-port", spec.output_port)
+        actions.append(f"remove port {spec.output_port}")
+    if _link_exists(spec.output_port):
+        _run("ip", "link", "del", spec.output_port)
+        actions.append(f"delete {spec.output_port}")
+    return actions
