@@ -30,7 +30,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ltb.deployed import DEFAULT_STATE_DIR, LabNotDeployed, load_deployed_lab
-from ltb.mirror import MirrorError, ensure_mirror, mirror_spec, remove_mirror
+from ltb.mirror import (
+    MirrorError,
+    ensure_mirror,
+    mirror_spec,
+    remove_abandoned_mirrors,
+    remove_mirror,
+)
 
 MAX_FILTER_LENGTH = 1024
 PCAP_HEADER = 24
@@ -146,7 +152,8 @@ def capture_stream(
     except (LabNotDeployed, MirrorError) as error:
         raise CaptureError(str(error)) from None
 
-    ensure_mirror(spec)
+    remove_abandoned_mirrors(model)
+    ensure_mirror(spec, owner_pid=os.getpid())
     argv = [
         "tcpdump",
         "-i",

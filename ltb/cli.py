@@ -60,10 +60,10 @@ def reach(path: str, ssh_key: str) -> int:
 
 
 def resources(lab: str) -> int:
-    from ltb.resources import find_lab_resources
+    from ltb.resources import KINDS, find_lab_resources
 
     found = find_lab_resources(lab)
-    for kind in ("containers", "bridges", "ports", "interfaces"):
+    for kind in KINDS:
         names = getattr(found, kind)
         print(f"{kind}: {' '.join(names) if names else '-'}")
     return 0

@@ -135,8 +135,12 @@ def _isolate(name: str) -> None:
         Path(f"/proc/sys/net/{family}/conf/{name}/{key}").write_text(value)
 
 
-def ensure_mirror(spec: MirrorSpec) -> list[str]:
-    """Make the mirror and its output port exist as `spec` says; return what changed."""
+def ensure_mirror(spec: MirrorSpec, owner_pid: int | None = None) -> list[str]:
+    """Make the mirror and its output port exist as `spec` says; return what changed.
+
+    `owner_pid`: the process that the mirror lives for (a capture); once that process is gone
+    the mirror is abandoned and `remove_abandoned_mirrors` removes it.
+    """
     if _vsctl("--if-exists", "get", "Bridge", spec.bridge, "external_ids:ltb-lab").strip() != (
         spec.lab
     ):
@@ -166,6 +170,8 @@ def ensure_mirror(spec: MirrorSpec) -> list[str]:
     if row is not None and row.get("ltb-ports") == _fingerprint(spec):
         return actions
     ids = {"ltb-lab": spec.lab, "ltb-mirror": spec.name, "ltb-ports": _fingerprint(spec)}
+    if owner_pid is not None:
+        ids["ltb-owner-pid"] = str(owner_pid)
     # One ovs-vsctl transaction: the port, the mirror and its attachment to the bridge.
     args = ["--", "--may-exist", "add-port", spec.bridge, spec.output_port]
     args += [
@@ -235,4 +241,23 @@ def remove_mirror(spec: MirrorSpec) -> list[str]:
     if _link_exists(spec.output_port):
         _run("ip", "link", "del", spec.output_port)
         actions.append(f"delete {spec.output_port}")
+    return actions
+
+
+def remove_abandoned_mirrors(lab: Lab) -> list[str]:
+    """Remove the mirrors of captures that were killed before they could clean up."""
+    out = _vsctl(
+        "--format=json",
+        "--columns=external_ids",
+        "find",
+        "Mirror",
+        f"external_ids:ltb-lab={lab.name}",
+    )
+    actions = []
+    for (ids,) in json.loads(out)["data"]:
+        ids = dict(ids[1])
+        pid = ids.get("ltb-owner-pid")
+        if pid and not Path(f"/proc/{pid}").exists():
+            spec = MirrorSpec(lab.name, lab.bridge, ids["ltb-mirror"], (), "abandoned mirror")
+            actions += remove_mirror(spec)
     return actions

@@ -1,7 +1,8 @@
 """What a lab has created on this hypervisor, found by the lab identity it carries.
 
-Containers carry the Docker label `ltb.lab`, OVS bridges and ports `external_ids:ltb-lab`,
-hypervisor-side interfaces the alias `ltb:<lab>:<node>:<interface>`. Used to list a lab's
+Containers carry the Docker label `ltb.lab`, OVS bridges, ports and mirrors
+`external_ids:ltb-lab`, hypervisor-side interfaces the alias `ltb:<lab>:...`, and the lab's
+files live in `<state dir>/labs/<lab>/`. Used to list a lab's
 resources and to check that removing a lab left nothing behind.
 """
 
@@ -10,8 +11,11 @@ from __future__ import annotations
 import json
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import docker
+
+from ltb.deployed import DEFAULT_STATE_DIR, lab_dir
 
 
 @dataclass
@@ -19,18 +23,26 @@ class LabResources:
     containers: list[str] = field(default_factory=list)
     bridges: list[str] = field(default_factory=list)
     ports: list[str] = field(default_factory=list)
+    mirrors: list[str] = field(default_factory=list)
     interfaces: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
 
     def empty(self) -> bool:
-        return not (self.containers or self.bridges or self.ports or self.interfaces)
+        return not any(getattr(self, kind) for kind in KINDS)
 
 
-def find_lab_resources(lab: str) -> LabResources:
+KINDS = ("containers", "bridges", "ports", "mirrors", "interfaces", "files")
+
+
+def find_lab_resources(lab: str, state_dir: Path = DEFAULT_STATE_DIR) -> LabResources:
+    directory = lab_dir(lab, state_dir)
     return LabResources(
         containers=_containers(lab),
         bridges=_ovs_rows("Bridge", lab),
         ports=_ovs_rows("Port", lab),
+        mirrors=_ovs_rows("Mirror", lab),
         interfaces=_interfaces(lab),
+        files=[str(directory)] if directory.exists() else [],
     )
 
 

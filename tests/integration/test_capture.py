@@ -59,6 +59,10 @@ def ltb_mirrors() -> list[str]:
     return [row[0] for row in json.loads(out)["data"]]
 
 
+def capture_mirrors() -> list[str]:
+    return [name for name in ltb_mirrors() if name.startswith(f"ltb-{LAB}-capture-")]
+
+
 def capture_ports() -> list[str]:
     """Hypervisor interfaces of the lab's mirrors (their alias is ltb:<lab>:mirror:<name>)."""
     out = subprocess.run(["ip", "-j", "-d", "link"], capture_output=True, text=True, check=True)
@@ -287,3 +291,21 @@ def test_mirror_playbook_names_a_bad_endpoint(lab):
     result = run_playbook("mirror.yml", lab.path, "-e", "mirror_endpoint=a:eth7")
     assert result.returncode != 0
     assert any("has no lab interface 'eth7'" in m for m in result.failure_messages())
+
+
+def test_mirror_of_a_killed_capture_is_removed_by_the_next_capture(lab, tmp_path):
+    killed = subprocess.Popen(
+        [CAPTURE, LAB, "a:eth1", "--duration", "60", "--write", tmp_path / "k.pcap"]
+    )
+    assert wait_until(capture_mirrors, timeout=10), "the capture made no mirror"
+    killed.kill()  # SIGKILL: no chance to clean up
+    killed.wait()
+    assert len(capture_mirrors()) == 1
+    result = subprocess.run(
+        [CAPTURE, LAB, "a:eth1", "--duration", "1", "--write", tmp_path / "n.pcap"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert capture_mirrors() == []
