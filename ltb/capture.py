@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -137,6 +137,7 @@ def capture_stream(
     bounds: CaptureBounds | None = None,
     state_dir: Path = DEFAULT_STATE_DIR,
     summary: CaptureSummary | None = None,
+    on_ready: Callable[[str], None] | None = None,
 ) -> Iterator[bytes]:
     """Yield a pcap stream (header, then packets) of a lab link or interface, within bounds.
 
@@ -168,12 +169,15 @@ def capture_stream(
     process = subprocess.Popen(
         [*argv, expression] if expression else argv,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     deadline = threading.Timer(bounds.seconds, _stop, args=(process, summary, "duration"))
     deadline.start()
     try:
-        assert process.stdout is not None
+        assert process.stdout is not None and process.stderr is not None
+        _wait_until_listening(process.stderr)
+        if on_ready is not None:
+            on_ready(f"capturing {spec.description} (mirror port {spec.capture_interface})")
         for index, item in enumerate(_pcap_records(process.stdout)):
             if summary.bytes + len(item) > bounds.bytes:
                 summary.stopped_by = "bytes"
@@ -188,6 +192,17 @@ def capture_stream(
         deadline.cancel()
         _stop(process, summary, None)
         remove_mirror(spec)
+
+
+def _wait_until_listening(stderr: BinaryIO) -> None:
+    """Return once tcpdump captures (it says 'listening on'); then keep draining its stderr."""
+    said = []
+    for line in iter(stderr.readline, b""):
+        said.append(line.decode(errors="replace").strip())
+        if b"listening on" in line:
+            threading.Thread(target=stderr.read, daemon=True).start()
+            return
+    raise CaptureError(f"tcpdump did not start: {' '.join(said) or 'no output'}")
 
 
 def _stop(process: subprocess.Popen, summary: CaptureSummary, reason: str | None) -> None:
@@ -253,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             bounds=CaptureBounds(args.duration, args.packets, args.bytes),
             state_dir=args.state_dir,
             summary=summary,
+            on_ready=lambda what: print(f"ltb-capture: {what}", file=sys.stderr, flush=True),
         )
         output = open(args.write, "wb") if args.write else sys.stdout.buffer  # noqa: SIM115
         try:

@@ -38,6 +38,7 @@ class MirrorSpec:
     bridge: str
     name: str
     ports: tuple[str, ...]  # OVS ports whose traffic is copied (both directions)
+    vlan: int  # VLAN of the mirrored link: the output port is in it, so copies carry no tag
     description: str  # what is mirrored, for people: "link r1:eth1--r2:eth1"
 
     @property
@@ -81,12 +82,12 @@ def mirror_spec(lab: Lab, scope: str, endpoint: str, name: str | None = None) ->
             f"node {node_name!r} of lab {lab.name!r} has no lab interface {if_name!r} "
             f"(its interfaces: {names})"
         ) from None
+    if interface.vlan is None:
+        raise MirrorError(f"interface {endpoint} is on no link")
     if scope == "interface":
         ports = (interface.host_name,)
         description = f"interface {endpoint}"
     else:
-        if interface.vlan is None:
-            raise MirrorError(f"interface {endpoint} is on no link")
         link = next(link for link in lab.links if link.vlan == interface.vlan)
         ports = tuple(lab.node(e.node).interface(e.interface).host_name for e in link.endpoints)
         description = f"link {link.name}"
@@ -95,7 +96,7 @@ def mirror_spec(lab: Lab, scope: str, endpoint: str, name: str | None = None) ->
         raise MirrorError(
             f"mirror name {name!r} is not allowed: use 1-32 lower-case letters, digits and '-'"
         )
-    return MirrorSpec(lab.name, lab.bridge, name, ports, description)
+    return MirrorSpec(lab.name, lab.bridge, name, ports, interface.vlan, description)
 
 
 # Open vSwitch ---------------------------------------------------------------------------------
@@ -123,7 +124,7 @@ def _mirror_row(spec: MirrorSpec) -> dict | None:
 
 
 def _fingerprint(spec: MirrorSpec) -> str:
-    return ",".join(sorted(spec.ports)) + ">" + spec.output_port
+    return ",".join(sorted(spec.ports)) + f">{spec.output_port}.{spec.vlan}"
 
 
 def _link_exists(name: str) -> bool:
@@ -174,11 +175,13 @@ def ensure_mirror(spec: MirrorSpec, owner_pid: int | None = None) -> list[str]:
         ids["ltb-owner-pid"] = str(owner_pid)
     # One ovs-vsctl transaction: the port, the mirror and its attachment to the bridge.
     args = ["--", "--may-exist", "add-port", spec.bridge, spec.output_port]
+    # Without the tag, OVS would add the link's 802.1Q header to every copy.
     args += [
         "--",
         "set",
         "Port",
         spec.output_port,
+        f"tag={spec.vlan}",
         "external_ids:ltb-lab=" + spec.lab,
         "external_ids:ltb-mirror=" + spec.name,
     ]
@@ -258,6 +261,6 @@ def remove_abandoned_mirrors(lab: Lab) -> list[str]:
         ids = dict(ids[1])
         pid = ids.get("ltb-owner-pid")
         if pid and not Path(f"/proc/{pid}").exists():
-            spec = MirrorSpec(lab.name, lab.bridge, ids["ltb-mirror"], (), "abandoned mirror")
+            spec = MirrorSpec(lab.name, lab.bridge, ids["ltb-mirror"], (), 0, "abandoned mirror")
             actions += remove_mirror(spec)
     return actions

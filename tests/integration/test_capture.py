@@ -20,7 +20,6 @@ from tests.integration.conftest import (
     deploy,
     remove,
     run_playbook,
-    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -84,6 +83,19 @@ def packets(pcap: Path, *fields: str) -> list[tuple[str, ...]]:
     return [tuple(line.split("\t")) for line in out.splitlines() if line.strip()]
 
 
+def start_capture(*argv, stdout=subprocess.DEVNULL) -> subprocess.Popen:
+    """Start a capture and return once it captures (it says so on stderr)."""
+    process = subprocess.Popen(
+        [str(a) for a in argv], stdout=stdout, stderr=subprocess.PIPE, text=True
+    )
+    said = ""
+    for line in iter(process.stderr.readline, ""):
+        said += line
+        if "ltb-capture: capturing" in line:
+            return process
+    raise AssertionError(f"the capture did not start: {said}")
+
+
 def keep_pinging(lab: RunningLab, source: str, target: str, seconds: float) -> threading.Thread:
     thread = threading.Thread(
         target=lab.exec, args=(source, "ping", "-c", str(int(seconds / 0.2)), "-i", "0.2", target)
@@ -121,6 +133,8 @@ def sshd(tmp_path_factory):
         "UserKnownHostsFile=/dev/null",
         "-o",
         "BatchMode=yes",
+        "-o",
+        "LogLevel=ERROR",
         "root@127.0.0.1",
     ]
     server.terminate()
@@ -130,61 +144,52 @@ def sshd(tmp_path_factory):
 def test_capture_over_ssh_holds_the_link_traffic_and_no_other(lab, sshd, tmp_path):
     pcap = tmp_path / "link.pcap"
     with pcap.open("wb") as output:
-        ssh = subprocess.Popen(
-            [*sshd, "ltb-capture", LAB, "a:eth1", "--duration", "6"],
-            stdout=output,
-            stderr=subprocess.PIPE,
-        )
-        time.sleep(2)  # the mirror is in place once the capture runs
+        ssh = start_capture(*sshd, "ltb-capture", LAB, "a:eth1", "--duration", "8", stdout=output)
         pings = [keep_pinging(lab, "a", "10.203.1.2", 2), keep_pinging(lab, "c", "10.203.2.2", 2)]
         for thread in pings:
             thread.join()
-        _, stderr = ssh.communicate(timeout=30)
+        _, stderr = ssh.communicate(timeout=60)
     assert ssh.returncode == 0, stderr
     seen = packets(pcap, "ip.src", "ip.dst", "icmp.type")
     assert ("10.203.1.1", "10.203.1.2", "8") in seen, "no echo request of the captured link"
     assert ("10.203.1.2", "10.203.1.1", "0") in seen, "no echo reply of the captured link"
     assert not [p for p in seen if "10.203.2.3" in p[:2]], "packets of another link leaked in"
+    assert packets(pcap, "vlan.id") == [], "copies carry the link's VLAN tag"
     assert ltb_mirrors() == [] and capture_ports() == []
 
 
 def test_interface_only_capture_sees_that_interface(lab, tmp_path):
     pcap = tmp_path / "if.pcap"
-    capture = subprocess.Popen(
-        [CAPTURE, LAB, "b:eth2", "--interface-only", "--duration", "5", "--write", pcap],
-        stderr=subprocess.PIPE,
+    capture = start_capture(
+        CAPTURE, LAB, "b:eth2", "--interface-only", "--duration", "5", "--write", pcap
     )
-    time.sleep(1.5)
     keep_pinging(lab, "c", "10.203.2.2", 2).join()
-    assert capture.wait(timeout=30) == 0
+    assert capture.wait(timeout=60) == 0
     assert ("10.203.2.3", "10.203.2.2", "8") in packets(pcap, "ip.src", "ip.dst", "icmp.type")
 
 
 def test_filter_is_applied(lab, tmp_path):
     pcap = tmp_path / "filtered.pcap"
-    capture = subprocess.Popen(
-        [
-            CAPTURE,
-            LAB,
-            "a:eth1",
-            "--filter",
-            "icmp[icmptype] == icmp-echoreply",
-            "--duration",
-            "5",
-            "--write",
-            pcap,
-        ]
+    capture = start_capture(
+        CAPTURE,
+        LAB,
+        "a:eth1",
+        "--filter",
+        "icmp[icmptype] == icmp-echoreply",
+        "--duration",
+        "5",
+        "--write",
+        pcap,
     )
-    time.sleep(1.5)
     keep_pinging(lab, "a", "10.203.1.2", 2).join()
-    assert capture.wait(timeout=30) == 0
+    assert capture.wait(timeout=60) == 0
     types = {p[0] for p in packets(pcap, "icmp.type")}
     assert types == {"0"}
 
 
 def test_packet_bound_stops_the_capture(lab, tmp_path):
     pcap = tmp_path / "bounded.pcap"
-    pinging = keep_pinging(lab, "a", "10.203.1.2", 6)
+    pinging = keep_pinging(lab, "a", "10.203.1.2", 10)
     result = subprocess.run(
         [CAPTURE, LAB, "a:eth1", "--packets", "3", "--duration", "30", "--write", pcap],
         capture_output=True,
@@ -213,7 +218,7 @@ def test_duration_bound_stops_a_quiet_capture(lab, tmp_path):
 
 def test_byte_bound_stops_the_capture_at_a_packet_boundary(lab, tmp_path):
     pcap = tmp_path / "bytes.pcap"
-    pinging = keep_pinging(lab, "a", "10.203.1.2", 6)
+    pinging = keep_pinging(lab, "a", "10.203.1.2", 10)
     result = subprocess.run(
         [CAPTURE, LAB, "a:eth1", "--bytes", "400", "--duration", "30", "--write", pcap],
         capture_output=True,
@@ -228,10 +233,10 @@ def test_byte_bound_stops_the_capture_at_a_packet_boundary(lab, tmp_path):
 
 
 def test_terminated_capture_removes_its_mirror(lab, tmp_path):
-    capture = subprocess.Popen(
-        [CAPTURE, LAB, "a:eth1", "--duration", "60", "--write", tmp_path / "t.pcap"]
+    capture = start_capture(
+        CAPTURE, LAB, "a:eth1", "--duration", "60", "--write", tmp_path / "t.pcap"
     )
-    assert wait_until(ltb_mirrors, timeout=10), "the capture made no mirror"
+    assert ltb_mirrors(), "the capture made no mirror"
     capture.send_signal(signal.SIGTERM)
     capture.wait(timeout=20)
     assert ltb_mirrors() == [] and capture_ports() == []
@@ -294,10 +299,10 @@ def test_mirror_playbook_names_a_bad_endpoint(lab):
 
 
 def test_mirror_of_a_killed_capture_is_removed_by_the_next_capture(lab, tmp_path):
-    killed = subprocess.Popen(
-        [CAPTURE, LAB, "a:eth1", "--duration", "60", "--write", tmp_path / "k.pcap"]
+    killed = start_capture(
+        CAPTURE, LAB, "a:eth1", "--duration", "60", "--write", tmp_path / "k.pcap"
     )
-    assert wait_until(capture_mirrors, timeout=10), "the capture made no mirror"
+    assert capture_mirrors(), "the capture made no mirror"
     killed.kill()  # SIGKILL: no chance to clean up
     killed.wait()
     assert len(capture_mirrors()) == 1

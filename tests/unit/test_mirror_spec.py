@@ -23,6 +23,7 @@ def test_link_mirror_selects_every_port_of_the_link():
     ports = {LAB.node(n).interface("eth1").host_name for n in "abc"}
     assert set(spec.ports) == ports
     assert spec.description == "link a:eth1--b:eth1--c:eth1"
+    assert spec.vlan == LAB.links[0].vlan
     assert spec.name == "link-b-eth1"
 
 
