@@ -7,12 +7,14 @@ they act on exactly what deploy built, whatever happened to the original file si
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ltb.model import Lab
 from ltb.topology import load_lab
 
-DEFAULT_STATE_DIR = Path("/var/lib/ltb")
+# The platform setting ltb_state_dir; ltb-capture gets it from its wrapper.
+DEFAULT_STATE_DIR = Path(os.environ.get("LTB_STATE_DIR", "/var/lib/ltb"))
 TOPOLOGY_FILE = "topology.lab.yml"
 
 

@@ -53,6 +53,8 @@ IMAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,1
 RESERVED_INTERFACES = {MGMT_INTERFACE: "management interface", "lo": "loopback"}
 # Groups that LTB itself puts nodes or hypervisors in.
 RESERVED_GROUPS = {"all", "ungrouped", "hypervisors", "ltb_nodes", "containers", "vms"}
+# Host and group names of the inventory besides lab nodes.
+RESERVED_NODE_NAMES = RESERVED_GROUPS | {"localhost"}
 # Files the container runtime mounts over: a startup file there would be lost or refused.
 RUNTIME_FILES = {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"}
 MAX_VLAN = 4094
@@ -103,6 +105,9 @@ def place(*parts: str | int) -> str:
 # Stage 1: YAML -------------------------------------------------------------------------------
 
 
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that records duplicate keys instead of silently keeping the last one."""
 
@@ -111,6 +116,8 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == MERGE_TAG:  # `<<: *anchor` may repeat keys on purpose
+                continue
             key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
             if isinstance(key, str | int) and key in seen:
                 line = key_node.start_mark.line + 1
@@ -296,7 +303,10 @@ def resolve(shapes: _Shapes, p: _Problems) -> Lab | None:
     node_interfaces: dict[str, _NodeInterfaces] = {}
     for node_name, spec in shapes.nodes.items():
         where = place("nodes", node_name)
-        _check_name(NODE_NAME, node_name, where, "node name", p)
+        if _check_name(NODE_NAME, node_name, where, "node name", p) and (
+            node_name in RESERVED_NODE_NAMES
+        ):
+            p.add(where, f"node name {node_name!r} is reserved: it names an Ansible host or group")
         if spec is not None:
             node_interfaces[node_name] = _resolve_interfaces(node_name, spec, p)
         _check_node(node_name, spec, shapes.nodes, p)
@@ -311,22 +321,26 @@ def resolve(shapes: _Shapes, p: _Problems) -> Lab | None:
 
 def _resolve_mgmt_subnet(shapes: _Shapes, p: _Problems) -> IPv4Network | None:
     text = shapes.mgmt.ipv4_subnet if shapes.mgmt else None
-    if text is None:
-        return default_mgmt_subnet(shapes.name) if shapes.name else None
     where = "mgmt.ipv4_subnet"
-    try:
-        subnet = ip_network(text)
-    except ValueError:
-        p.add(where, f"{text!r} is not an IPv4 subnet like 172.20.5.0/24 (host bits must be 0)")
-        return None
-    if subnet.version != 4:
-        p.add(where, f"{text!r} is not an IPv4 subnet")
-        return None
+    if text is None:
+        if shapes.name is None:
+            return None
+        subnet = default_mgmt_subnet(shapes.name)
+        text = f"the default management subnet {subnet}"
+    else:
+        try:
+            subnet = ip_network(text)
+        except ValueError:
+            p.add(where, f"{text!r} is not an IPv4 subnet like 172.20.5.0/24 (host bits must be 0)")
+            return None
+        if subnet.version != 4:
+            p.add(where, f"{text!r} is not an IPv4 subnet")
+            return None
     if subnet.num_addresses - 3 < len(shapes.nodes):  # network, gateway, broadcast
         p.add(
             where,
             f"{text} has room for {max(subnet.num_addresses - 3, 0)} nodes, "
-            f"the lab has {len(shapes.nodes)}",
+            f"the lab has {len(shapes.nodes)}: set a larger mgmt.ipv4_subnet",
         )
         return None
     return subnet
@@ -364,8 +378,8 @@ def _check_node(name: str, spec: NodeSpec | None, nodes: dict[str, Any], p: _Pro
         gwhere = place(where, "groups", i)
         if not _check_name(GROUP_NAME, group, gwhere, "group name", p):
             continue
-        if group in RESERVED_GROUPS:
-            p.add(gwhere, f"group {group!r} is reserved by LTB")
+        if group in RESERVED_GROUPS or group.startswith(("lab_", "lab-")):
+            p.add(gwhere, f"group {group!r} is reserved by LTB (lab_* names the lab's group)")
         elif group in nodes or group.replace("-", "_") in nodes:
             p.add(gwhere, f"group {group!r} has the name of a node")
     for path in spec.files:

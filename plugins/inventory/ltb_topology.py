@@ -60,13 +60,20 @@ class InventoryModule(BaseInventoryPlugin):
             raise AnsibleParserError(str(error)) from None
 
         hypervisor = self.get_option("hypervisor") or self._first_hypervisor()
+        known = self.inventory.groups.get("hypervisors")
+        if known is not None and hypervisor not in [h.name for h in known.get_hosts()]:
+            raise AnsibleParserError(
+                f"{path}: hypervisor {hypervisor!r} (LTB_HYPERVISOR) is not in group hypervisors"
+            )
         data = render_inventory(lab, hypervisor, os.path.abspath(path))
         for host, host_vars in data.hosts.items():
             existing = inventory.get_host(host)
-            if existing is not None and existing.vars.get("ltb_lab") not in (None, lab.name):
+            if existing is not None and existing.vars.get("ltb_lab") != lab.name:
+                owner = existing.vars.get("ltb_lab")
+                what = f"a node of lab {owner!r}" if owner else "a host of the inventory"
                 raise AnsibleParserError(
-                    f"{path}: node {host!r} is also a node of lab {existing.vars['ltb_lab']!r}; "
-                    "give one lab per ansible-playbook run or rename the node"
+                    f"{path}: node {host!r} has the name of {what}; rename the node "
+                    "(or give one lab per ansible-playbook run)"
                 )
             inventory.add_host(host)
             for key, value in host_vars.items():

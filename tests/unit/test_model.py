@@ -3,8 +3,10 @@
 from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
 
+import pytest
+
 from ltb import model
-from ltb.topology import load_lab, parse_lab
+from ltb.topology import TopologyError, load_lab, parse_lab
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "ospf-triangle.lab.yml"
 
@@ -71,3 +73,18 @@ def test_hypervisor_side_names_fit_linux_and_differ_between_labs():
 def test_extension_keys_hold_yaml_anchors_and_are_ignored():
     lab = parse_lab("name: t\nx-files: &f {/etc/motd: hi}\nnodes: {a: {files: *f}}\n")
     assert lab.node("a").files == (("/etc/motd", "hi"),)
+
+
+def test_yaml_merge_keys_extend_anchors():
+    lab = parse_lab(
+        "name: t\nx-base: &base {groups: [routers], resources: {cpus: 1}}\n"
+        "nodes:\n  a:\n    <<: *base\n    groups: [core]\n"
+    )
+    assert lab.node("a").groups == ("core",)
+    assert lab.node("a").cpus == 1.0
+
+
+def test_default_management_subnet_must_have_room_for_every_node():
+    nodes = ", ".join(f"n{i}: {{}}" for i in range(260))
+    with pytest.raises(TopologyError, match="has room for 253 nodes, the lab has 260"):
+        parse_lab(f"name: t\nnodes: {{{nodes}}}\n")
