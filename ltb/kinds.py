@@ -46,3 +46,19 @@ def _container_connection(lab: Lab, node: Node) -> dict[str, str]:
 
 
 register(NodeKind(name="container", group="containers", connection_vars=_container_connection))
+
+
+def _vm_connection(lab: Lab, node: Node) -> dict[str, str]:
+    # SSH to the management address as root; every deploy gives a VM new host keys, so they
+    # are not recorded. The key is the platform's (ltb_ssh_private_key), set for the group in
+    # group_vars/vms.yml: inventory plugin values are not templated.
+    return {
+        "ansible_connection": "ssh",
+        "ansible_host": str(node.mgmt_ipv4.ip),
+        "ansible_user": "root",
+        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+        "ansible_python_interpreter": "/usr/bin/python3",
+    }
+
+
+register(NodeKind(name="vm", group="vms", connection_vars=_vm_connection))

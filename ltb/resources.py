@@ -1,14 +1,16 @@
 """What a lab has created on this hypervisor, found by the lab identity it carries.
 
 Containers carry the Docker label `ltb.lab`, OVS bridges, ports and mirrors
-`external_ids:ltb-lab`, hypervisor-side interfaces the alias `ltb:<lab>:...`, and the lab's
-files live in `<state dir>/labs/<lab>/`. Used to list a lab's
-resources and to check that removing a lab left nothing behind.
+`external_ids:ltb-lab`, hypervisor-side interfaces the alias `ltb:<lab>:...`, libvirt
+domains (VM nodes) the name `ltb-<lab>.<node>`, and the lab's files (VM disks too) live in
+`<state dir>/labs/<lab>/`. Used to list a lab's resources and to check that removing a lab
+left nothing behind.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +28,13 @@ class LabResources:
     mirrors: list[str] = field(default_factory=list)
     interfaces: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    domains: list[str] = field(default_factory=list)
 
     def empty(self) -> bool:
         return not any(getattr(self, kind) for kind in KINDS)
 
 
-KINDS = ("containers", "bridges", "ports", "mirrors", "interfaces", "files")
+KINDS = ("containers", "bridges", "ports", "mirrors", "interfaces", "files", "domains")
 
 
 def find_lab_resources(lab: str, state_dir: Path = DEFAULT_STATE_DIR) -> LabResources:
@@ -43,6 +46,7 @@ def find_lab_resources(lab: str, state_dir: Path = DEFAULT_STATE_DIR) -> LabReso
         mirrors=_ovs_rows("Mirror", lab),
         interfaces=_interfaces(lab),
         files=[str(directory)] if directory.exists() else [],
+        domains=_domains(lab),
     )
 
 
@@ -80,3 +84,20 @@ def _interfaces(lab: str) -> list[str]:
     return sorted(
         link["ifname"] for link in json.loads(out) if link.get("ifalias", "").startswith(prefix)
     )
+
+
+LIBVIRT_URI = "qemu:///system"
+
+
+def _domains(lab: str) -> list[str]:
+    """libvirt domains of the lab's VM nodes, running or not; none where libvirt is absent."""
+    if shutil.which("virsh") is None:
+        return []
+    out = subprocess.run(
+        ["virsh", "-c", LIBVIRT_URI, "list", "--all", "--name"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    prefix = f"ltb-{lab}."
+    return sorted(name for name in out.split() if name.startswith(prefix))

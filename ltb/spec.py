@@ -60,7 +60,7 @@ class ResourcesSpec(_Strict):
 
 
 class NodeSpec(_Strict):
-    kind: str = Field("container", description="Node kind: container")
+    kind: str = Field("container", description="Node kind: container or vm")
     image: str | None = Field(None, description="Image; the platform's default node image if unset")
     groups: list[str] = Field(default_factory=list, description="Ansible groups of the node")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)

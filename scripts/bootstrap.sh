@@ -22,7 +22,8 @@ FORCE="${LTB_FORCE:-0}"
 
 # Debian packages needed to create the venv and build wheels that have no binary on PyPI.
 # python3-apt: ansible.builtin.apt runs with the system Python's apt bindings.
-APT_PACKAGES=(python3-venv python3-dev python3-apt gcc pkg-config)
+# libvirt-dev: libvirt-python (requirements.txt) builds against it.
+APT_PACKAGES=(python3-venv python3-dev python3-apt gcc pkg-config libvirt-dev)
 
 # The collection missing from ansible 12, and the PyPI release of `ansible` that bundles it.
 OVS_COLLECTION=openvswitch/openvswitch

@@ -1,0 +1,179 @@
+#!/usr/bin/python
+# LTB module: the config drive of a VM node.
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: ltb_config_drive
+short_description: The config drive that gives a VM node its name, addresses and startup files
+description:
+  - Writes O(path), a plain tar archive that the VM gets as a read-only virtio disk with serial
+    C(ltb-config); the LTB VM image's init (images/vm/ltb-vm-init) reads it at every boot.
+    No file system and no cloud service are involved.
+  - The archive holds C(ltb/node.env) (LTB_HOSTNAME, LTB_CONFIG_ID), C(ltb/interfaces) (one
+    line per interface, C(MAC NAME ADDRESS...)) and C(files/<path>) for every startup file.
+  - Each interface's MAC address is derived from its hypervisor-side name (C(52:54:00) and three
+    bytes of its SHA-256), so the domain XML and the guest agree on it; returned in RV(interfaces).
+  - Converges: the archive is byte-for-byte the same for the same input (fixed times and
+    owners), and rewritten (atomically) only when it differs. Check mode is supported.
+options:
+  path:
+    description: Where the archive is written.
+    type: path
+    required: true
+  hostname:
+    description: Host name of the VM.
+    type: str
+    required: true
+  interfaces:
+    description: Interfaces of the node, the management interface first.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: Name inside the VM.
+        type: str
+        required: true
+      host_name:
+        description: Name of the VM's tap device on the hypervisor.
+        type: str
+        required: true
+      addresses:
+        description: IPv4 and IPv6 addresses with prefix length.
+        type: list
+        elements: str
+        default: []
+  files:
+    description: Startup files, copied into place at the first boot of this configuration.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: Absolute path in the VM.
+        type: str
+        required: true
+      content:
+        description: Content of the file, verbatim.
+        type: str
+        required: true
+      mode:
+        description: Octal mode of the file.
+        type: str
+        default: "0644"
+"""
+
+RETURN = r"""
+interfaces:
+  description: The interfaces given, each with its C(mac) address.
+  type: list
+  elements: dict
+  returned: always
+config_id:
+  description: Identity of the startup files and host name (the guest copies files once per id).
+  type: str
+  returned: always
+"""
+
+import hashlib
+import io
+import os
+import tarfile
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def mac_address(host_name):
+    digest = hashlib.sha256(host_name.encode()).hexdigest()
+    return "52:54:00:" + ":".join(digest[i : i + 2] for i in (0, 2, 4))
+
+
+def _add(archive, name, data, mode=0o644):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = mode
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    archive.addfile(info, io.BytesIO(data))
+
+
+def render(hostname, interfaces, files):
+    """The archive's bytes and the config id, the same for the same input."""
+    identity = hashlib.sha256()
+    identity.update(hostname.encode() + b"\0")
+    for item in files:
+        for part in (item["path"], item["mode"], item["content"]):
+            identity.update(part.encode() + b"\0")
+    config_id = identity.hexdigest()[:16]
+    lines = [" ".join([item["mac"], item["name"], *item["addresses"]]) for item in interfaces]
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+        env = f"LTB_HOSTNAME={hostname}\nLTB_CONFIG_ID={config_id}\n"
+        _add(archive, "ltb/node.env", env.encode())
+        _add(archive, "ltb/interfaces", ("\n".join(lines) + "\n").encode())
+        for item in files:
+            _add(archive, "files" + item["path"], item["content"].encode(), int(item["mode"], 8))
+    return buffer.getvalue(), config_id
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            hostname=dict(type="str", required=True),
+            interfaces=dict(
+                type="list",
+                elements="dict",
+                default=[],
+                options=dict(
+                    name=dict(type="str", required=True),
+                    host_name=dict(type="str", required=True),
+                    addresses=dict(type="list", elements="str", default=[]),
+                ),
+            ),
+            files=dict(
+                type="list",
+                elements="dict",
+                default=[],
+                options=dict(
+                    path=dict(type="str", required=True),
+                    content=dict(type="str", required=True, no_log=False),
+                    mode=dict(type="str", default="0644"),
+                ),
+            ),
+        ),
+        supports_check_mode=True,
+    )
+    path = module.params["path"]
+    interfaces = [
+        dict(item, mac=mac_address(item["host_name"])) for item in module.params["interfaces"]
+    ]
+    for item in module.params["files"]:
+        if not item["path"].startswith("/"):
+            module.fail_json(msg=f"startup file path {item['path']!r} is not absolute")
+    data, config_id = render(module.params["hostname"], interfaces, module.params["files"])
+
+    try:
+        with open(path, "rb") as existing:
+            changed = existing.read() != data
+    except FileNotFoundError:
+        changed = True
+    if changed and not module.check_mode:
+        directory = os.path.dirname(path) or "."
+        fd, temporary = tempfile.mkstemp(dir=directory, prefix=".config-drive.")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.chmod(temporary, 0o600)
+            os.replace(temporary, path)
+        except BaseException:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+            raise
+    module.exit_json(changed=changed, interfaces=interfaces, config_id=config_id)
+
+
+if __name__ == "__main__":
+    main()

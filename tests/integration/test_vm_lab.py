@@ -1,0 +1,190 @@
+"""VM nodes (kind: vm) next to containers on real libvirt, QEMU (TCG here) and Open vSwitch, and
+snapshots of running labs: taken, listed, restored after remove, deleted, and refused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ltb.deployed import DEFAULT_STATE_DIR
+from ltb.snapshot import image_name
+from ltb.topology import load_lab
+from tests.integration.conftest import (
+    RunningLab,
+    assert_no_leftovers,
+    deploy,
+    remove,
+    run_playbook,
+)
+
+pytestmark = pytest.mark.integration
+
+SSH_KEY = DEFAULT_STATE_DIR / "ssh" / "id_ed25519"
+BASE_IMAGE = DEFAULT_STATE_DIR / "images" / "vm" / "ltb-vm" / "disk.qcow2"
+
+
+def vm_ssh(path: Path, node: str, command: str) -> tuple[int, str]:
+    """Run a command in a VM node over SSH on the lab's management network."""
+    address = str(load_lab(path).node(node).mgmt_ipv4.ip)
+    done = subprocess.run(
+        [
+            "ssh",
+            "-i",
+            str(SSH_KEY),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "LogLevel=ERROR",
+            f"root@{address}",
+            command,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def failure_text(result) -> str:
+    return "\n".join(result.failure_messages()) + result.stderr
+
+
+def snapshot(path: Path, name: str, *extra: str):
+    return run_playbook("snapshot.yml", path, "-e", f"snapshot={name}", *extra)
+
+
+def snapshot_names(lab: str) -> list[str]:
+    directory = DEFAULT_STATE_DIR / "snapshots" / lab
+    if not directory.is_dir():
+        return []
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_mixed_lab_pings_every_link_answers_ssh_and_leaves_nothing(lab_file, docker_client):
+    path = lab_file("mixed.lab.yml", "vm-mixed")
+    base_before = BASE_IMAGE.stat().st_mtime_ns
+    try:
+        deploy(path)
+        lab = RunningLab(path, docker_client)
+        assert lab.ping("c1", "10.203.1.2"), "container c1 -> vm over link 1"
+        assert lab.ping("c2", "10.203.2.2"), "container c2 -> vm over link 2"
+        code, out = vm_ssh(
+            path, "vm", "hostname; ping -c1 -W2 10.203.1.1 && ping -c1 -W2 10.203.2.3"
+        )
+        assert code == 0, out
+        assert out.splitlines()[0] == "vm"
+        code, out = vm_ssh(path, "vm", "cat /etc/ltb/hello.txt; ip -br addr show eth1")
+        assert code == 0 and "hello from the topology" in out and "10.203.1.2/24" in out, out
+        # Ansible reaches the VM like any node (kind registry: SSH to the management address).
+        ping = subprocess.run(
+            [".venv/bin/ansible", "-i", "inventory/", "-i", str(path), "vm", "-m", "ping"],
+            cwd=Path(__file__).parents[2],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        # A second deploy changes nothing.
+        again = run_playbook("deploy.yml", path)
+        assert again.returncode == 0, failure_text(again)
+        assert not again.changed().get("vm"), again.changed()
+    finally:
+        remove(path)
+    assert_no_leftovers("vm-mixed")
+    assert BASE_IMAGE.stat().st_mtime_ns == base_before, "a lab changed the base image"
+
+
+def test_remove_cleans_a_half_started_vm(lab_file, tmp_path):
+    path = lab_file("mixed.lab.yml", "vm-half")
+    lab = load_lab(path)
+    domain = lab.container_name("vm")
+    lab_dir = DEFAULT_STATE_DIR / "labs" / "vm-half"
+    # What a deploy that failed after defining the domain leaves: a defined, stopped domain
+    # and the lab's files.
+    xml = tmp_path / "domain.xml"
+    xml.write_text(
+        f"<domain type='qemu'><name>{domain}</name><memory unit='MiB'>64</memory>"
+        "<os><type arch='x86_64'>hvm</type></os></domain>"
+    )
+    subprocess.run(["virsh", "-c", "qemu:///system", "define", str(xml)], check=True)
+    (lab_dir / "vms" / "vm").mkdir(parents=True)
+    (lab_dir / "vms" / "vm" / "disk.qcow2").write_bytes(b"")
+    remove(path)
+    assert_no_leftovers("vm-half")
+
+
+def test_snapshot_and_restore_give_back_files_of_containers_and_vms(lab_file, docker_client):
+    path = lab_file("mixed.lab.yml", "snap-mixed")
+    other = lab_file("mixed.lab.yml", "snap-other")
+    try:
+        deploy(path)
+        lab = RunningLab(path, docker_client)
+        assert lab.exec("c1", "sh", "-c", "echo before > /root/state.txt")[0] == 0
+        assert vm_ssh(path, "vm", "echo before > /root/state.txt")[0] == 0
+        assert vm_ssh(path, "vm", "echo edited > /etc/ltb/hello.txt")[0] == 0
+
+        # Refused: bad names, too little disk space; none of them leaves anything.
+        bad = snapshot(path, "Bad/Name")
+        assert bad.returncode != 0 and "is not allowed" in failure_text(bad)
+        full = snapshot(path, "full", "-e", "snapshot_min_free_bytes=1099511627776000")
+        assert full.returncode != 0 and "not enough disk space" in failure_text(full)
+        assert snapshot_names("snap-mixed") == []
+        assert not docker_client.images.list(name=image_name("snap-mixed", "c1", "full"))
+
+        taken = snapshot(path, "s1")
+        assert taken.returncode == 0, failure_text(taken)
+        again = snapshot(path, "s1")
+        assert again.returncode != 0 and "already has a snapshot 's1'" in failure_text(again)
+        listed = snapshot(path, "", "-e", "snapshot_action=list")
+        assert listed.returncode == 0 and "snap-mixed: s1" in json.dumps(listed.output)
+
+        # Changed after the snapshot, then the lab is removed: the snapshot stays.
+        assert lab.exec("c1", "sh", "-c", "echo after > /root/state.txt")[0] == 0
+        assert vm_ssh(path, "vm", "echo after > /root/state.txt")[0] == 0
+        remove(path)
+        assert_no_leftovers("snap-mixed")
+        assert snapshot_names("snap-mixed") == ["s1"]
+
+        saved = DEFAULT_STATE_DIR / "snapshots" / "snap-mixed" / "s1" / "topology.lab.yml"
+        wrong_lab = run_playbook("restore.yml", other, "-e", "snapshot=s1")
+        assert wrong_lab.returncode != 0
+        assert "belongs to lab snap-mixed, not to lab 'snap-other'" in failure_text(wrong_lab)
+        missing = run_playbook("restore.yml", saved, "-e", "snapshot=nope")
+        assert missing.returncode != 0 and "has no snapshot 'nope'" in failure_text(missing)
+        assert_no_leftovers("snap-other")
+
+        restored = run_playbook("restore.yml", saved, "-e", "snapshot=s1")
+        assert restored.returncode == 0, failure_text(restored)
+        assert lab.exec("c1", "cat", "/root/state.txt") == (0, "before\n")
+        assert vm_ssh(path, "vm", "cat /root/state.txt /etc/ltb/hello.txt") == (
+            0,
+            "before\nedited\n",
+        )
+        assert lab.ping("c1", "10.203.1.2") and lab.ping("c2", "10.203.2.2")
+
+        deleted = snapshot(path, "s1", "-e", "snapshot_action=delete")
+        assert deleted.returncode == 0, failure_text(deleted)
+        assert snapshot_names("snap-mixed") == []
+        assert not docker_client.images.list(name=image_name("snap-mixed", "c1", "s1"))
+    finally:
+        remove(path)
+        snapshot(path, "s1", "-e", "snapshot_action=delete")
+    assert_no_leftovers("snap-mixed")
+
+
+def test_snapshot_of_a_lab_that_is_not_running_is_refused(lab_file):
+    path = lab_file("mixed.lab.yml", "snap-absent")
+    result = snapshot(path, "s1")
+    assert result.returncode != 0
+    assert "lab 'snap-absent' is not running here" in failure_text(result)
+    assert snapshot_names("snap-absent") == []
