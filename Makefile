@@ -14,7 +14,7 @@ LAB ?= examples/ospf-triangle.lab.yml
 PY_DIRS := $(wildcard ltb plugins tests bench jobs portal)
 ANSIBLE_LINT_PATHS := $(wildcard playbooks roles)
 
-.PHONY: help up bootstrap setup test lint demo clean-labs
+.PHONY: help up bootstrap setup test lint demo clean-labs restart-jobs
 
 help:
 	@echo "make up          bootstrap the venv and collections, then run playbooks/setup.yml"
@@ -22,6 +22,7 @@ help:
 	@echo "make lint        ruff and ansible-lint"
 	@echo "make demo        make up, then deploy $(LAB)"
 	@echo "make clean-labs  remove the lab deployed by make demo (LAB=...)"
+	@echo "make restart-jobs  restart the rq workers and the scheduler (after a code change)"
 
 up: bootstrap setup
 
@@ -48,3 +49,6 @@ demo: up
 
 clean-labs:
 	$(VENV)/bin/ansible-playbook -i inventory/ -i $(LAB) playbooks/remove.yml
+
+restart-jobs: bootstrap
+	$(VENV)/bin/ansible-playbook playbooks/setup.yml -e platform_jobs_restart=true

@@ -1,0 +1,79 @@
+"""Command line of the job layer:
+
+python -m jobs worker [--burst]         an rq worker of LTB's queues
+python -m jobs scheduler                rq-scheduler, reconciled with PostgreSQL first
+python -m jobs migrate                  create or migrate the database schema
+python -m jobs submit TASK LAB [TOPOLOGY_FILE] [-p KEY=VALUE...]   queue a lab task
+python -m jobs cancel JOB_ID
+python -m jobs reserve TOPOLOGY_FILE START END   (ISO 8601 times with a zone)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    worker = commands.add_parser("worker")
+    worker.add_argument("--burst", action="store_true", help="stop when the queues are empty")
+    commands.add_parser("scheduler")
+    commands.add_parser("migrate")
+    submit = commands.add_parser("submit")
+    submit.add_argument("task", choices=["deploy", "remove", "mirror"])
+    submit.add_argument("lab")
+    submit.add_argument("topology", nargs="?", type=Path)
+    submit.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
+    cancel = commands.add_parser("cancel")
+    cancel.add_argument("job_id")
+    reserve = commands.add_parser("reserve")
+    reserve.add_argument("topology", type=Path)
+    reserve.add_argument("start", type=datetime.fromisoformat)
+    reserve.add_argument("end", type=datetime.fromisoformat)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    if args.command == "worker":
+        from jobs.worker import main as run_worker
+
+        run_worker(burst=args.burst)
+    elif args.command == "scheduler":
+        from jobs.scheduler import main as run_scheduler
+
+        run_scheduler()
+    elif args.command == "migrate":
+        from portal.db import upgrade_database
+
+        upgrade_database()
+    elif args.command == "submit":
+        from jobs.queue import submit as submit_task
+
+        topology = args.topology.read_text() if args.topology else None
+        params = dict(p.split("=", 1) for p in args.param)
+        print(submit_task(args.lab, args.task, topology=topology, params=params))
+    elif args.command == "cancel":
+        from jobs.queue import cancel as cancel_job
+
+        print(cancel_job(args.job_id))
+    elif args.command == "reserve":
+        from jobs.connections import sessions
+        from jobs.reservations import create_reservation, schedule, scheduler
+        from jobs.settings import load
+
+        settings = load()
+        with sessions(settings).begin() as session:
+            reservation = create_reservation(
+                session, args.topology.read_text(), args.start, args.end
+            )
+        schedule(scheduler(settings), reservation)
+        print(reservation.id)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

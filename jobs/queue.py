@@ -1,0 +1,94 @@
+"""Submit lab tasks and cancel them: the functions the portal, the scheduler and the CLI call.
+
+`submit` records the job in PostgreSQL (refusing a second task of a busy lab, see
+portal.labs.request_task), then puts it on the rq queue under the same id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from rq.exceptions import NoSuchJobError
+from rq.job import Job as RqJob
+
+from jobs import tasks
+from jobs.connections import cancel_key, queues, redis, sessions
+from jobs.settings import Settings, load
+from portal.labs import finish_job, request_task
+from portal.models import Job, JobStatus
+
+log = logging.getLogger(__name__)
+
+TASKS = {"deploy": tasks.deploy, "remove": tasks.remove, "mirror": tasks.mirror}
+# rq keeps a job's own record this long after it ended; PostgreSQL keeps the history.
+RESULT_TTL = 24 * 3600
+
+
+def submit(
+    lab: str,
+    task: str,
+    *,
+    topology: str | None = None,
+    owner: str | None = None,
+    params: dict[str, Any] | None = None,
+    settings: Settings | None = None,
+) -> str:
+    """Queue `task` on `lab` and return the job id; raise portal.labs.LabBusy if the lab has
+    a task queued or running."""
+    settings = settings or load()
+    Session = sessions(settings)
+    with Session.begin() as session:
+        job = request_task(
+            session,
+            lab,
+            task,
+            topology=topology,
+            owner=owner,
+            hypervisor=settings.hypervisor,
+            params=params,
+        )
+        job_id = job.id
+    try:
+        queues(settings)[1].enqueue_call(
+            TASKS[task],
+            args=(lab,),
+            kwargs=params or {},
+            job_id=job_id,
+            # The runner stops the playbook at task_timeout; rq's limit is a backstop.
+            timeout=settings.task_timeout + 300,
+            result_ttl=RESULT_TTL,
+            failure_ttl=RESULT_TTL,
+            description=f"{task} {lab}",
+        )
+    except Exception as error:
+        with Session.begin() as session:
+            finish_job(
+                session,
+                session.get(Job, job_id, with_for_update=True),
+                JobStatus.FAILED,
+                {"error": f"could not be queued: {error}"},
+            )
+        raise
+    log.info("queued %s of lab %s as job %s", task, lab, job_id)
+    return job_id
+
+
+def cancel(job_id: str, settings: Settings | None = None) -> str:
+    """Cancel a job: a queued one never starts; a running one has its playbook stopped (the
+    lab is then failed, and remove cleans it up). Returns the job's status afterwards."""
+    settings = settings or load()
+    connection = redis(settings)
+    # Seen by the running job's cancel_callback; kept a while for a job about to start.
+    connection.set(cancel_key(job_id), "1", ex=settings.task_timeout + 600)
+    Session = sessions(settings)
+    with Session.begin() as session:
+        job = session.get(Job, job_id, with_for_update=True)
+        if job is None:
+            raise LookupError(f"no job {job_id}")
+        if job.status == JobStatus.QUEUED:
+            with contextlib.suppress(NoSuchJobError):
+                RqJob.fetch(job_id, connection=connection).cancel()
+            finish_job(session, job, JobStatus.CANCELED, {"error": "canceled before it started"})
+        return job.status

@@ -1,0 +1,209 @@
+"""The rq job functions: one per lab task. Thin: take the lab's name, run the task's playbook
+on the lab's topology from the store, record progress, events and the result.
+
+A task runs only while it holds its lab's PostgreSQL advisory lock, so two tasks of one lab
+never run alongside, even if both were put on the queue. The lock belongs to the worker's
+database session: a worker that dies releases it with its connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+from rq import get_current_job
+from sqlalchemy import func, select
+
+from jobs.connections import cancel_key, sessions
+from jobs.runner import RunObserver, run_playbook
+from jobs.settings import load
+from portal.db import engine
+from portal.labs import finish_job
+from portal.models import Job, JobEvent, JobStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+# First key of the two-key advisory locks LTB takes; the second is the lab's id.
+LAB_LOCK_SPACE = 0x17B
+PLAYBOOKS = {"deploy": "deploy.yml", "remove": "remove.yml", "mirror": "mirror.yml"}
+RUNNER_STATUSES = {
+    "successful": JobStatus.SUCCESSFUL,
+    "failed": JobStatus.FAILED,
+    "canceled": JobStatus.CANCELED,
+    "timeout": JobStatus.TIMEOUT,
+}
+# Seconds between writes of progress and events while a playbook runs.
+FLUSH_INTERVAL = 1.0
+
+
+def deploy(lab: str) -> dict[str, Any]:
+    """Deploy the lab (nodes and links) from its topology in the store."""
+    return run_task("deploy", lab)
+
+
+def remove(lab: str) -> dict[str, Any]:
+    """Remove everything of the lab, also after a deploy that failed or was cut short."""
+    return run_task("remove", lab)
+
+
+def mirror(
+    lab: str, endpoint: str, scope: str = "link", state: str = "present", name: str = ""
+) -> dict[str, Any]:
+    """Mirror a link or interface of the running lab (or remove the mirror)."""
+    extravars = {
+        "mirror_endpoint": endpoint,
+        "mirror_scope": scope,
+        "mirror_state": state,
+        "mirror_name": name,
+    }
+    return run_task("mirror", lab, extravars)
+
+
+def process_start_time(pid: int) -> str | None:
+    """Start time of a process (clock ticks since boot), to tell it from a later one that
+    reuses its pid; None when there is no such process."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()  # noqa: SIM115 - one short read
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    # A zombie (state Z) has ended; its parent just has not collected it.
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def run_task(task: str, lab: str, extravars: dict[str, Any] | None = None) -> dict[str, Any]:
+    settings = load()
+    rq_job = get_current_job()
+    if rq_job is None:
+        raise RuntimeError("lab tasks run as rq jobs (jobs.queue.submit)")
+    job_id = rq_job.id
+    Session = sessions(settings)
+    with Session.begin() as session:
+        job = session.get(Job, job_id, with_for_update=True)
+        if job is None:
+            raise LookupError(f"job {job_id} is not in the running-lab store")
+        if job.status != JobStatus.QUEUED:
+            return {"skipped": f"job is {job.status}"}
+        if job.lab.name != lab or job.task != task:
+            raise ValueError(f"job {job_id} is {job.task} of lab {job.lab.name}")
+        lab_id, topology, hypervisor = job.lab_id, job.lab.topology, job.lab.hypervisor
+        previous = session.scalars(
+            select(Job)
+            .where(Job.lab_id == lab_id, Job.task == task, Job.status == JobStatus.SUCCESSFUL)
+            .order_by(Job.ended_at.desc())
+            .limit(1)
+        ).first()
+        tasks_expected = previous.result.get("tasks") if previous is not None else None
+
+    with engine(settings.database_url).connect() as lock:
+        if not lock.scalar(select(func.pg_try_advisory_lock(LAB_LOCK_SPACE, lab_id))):
+            with Session.begin() as session:
+                job = session.get(Job, job_id, with_for_update=True)
+                job.status = JobStatus.FAILED.value
+                job.ended_at = utcnow()
+                job.result = {"error": f"another task of lab {lab} is running; not run"}
+            log.warning("job %s: another task of lab %s is running", job_id, lab)
+            return {"status": "refused"}
+        lock.commit()  # the advisory lock is the session's, not the transaction's
+        try:
+            return _run_locked(
+                settings, rq_job, task, lab, topology, hypervisor, extravars, tasks_expected
+            )
+        finally:
+            lock.scalar(select(func.pg_advisory_unlock(LAB_LOCK_SPACE, lab_id)))
+            lock.commit()
+
+
+def _run_locked(
+    settings, rq_job, task, lab, topology, hypervisor, extravars, tasks_expected
+) -> dict[str, Any]:
+    job_id = rq_job.id
+    Session = sessions(settings)
+    connection = rq_job.connection
+    with Session.begin() as session:
+        job = session.get(Job, job_id, with_for_update=True)
+        if job.status != JobStatus.QUEUED:  # canceled (or swept) meanwhile
+            return {"skipped": f"job is {job.status}"}
+        if connection.exists(cancel_key(job_id)):
+            finish_job(session, job, JobStatus.CANCELED, {"error": "canceled before it started"})
+            return {"status": JobStatus.CANCELED.value}
+        job.status = JobStatus.STARTED.value
+        job.started_at = utcnow()
+        job.worker = rq_job.worker_name
+        job.host = socket.gethostname()
+        job.pid = os.getpid()
+        job.pid_started = process_start_time(job.pid)
+
+    observer = RunObserver(task=task, tasks_expected=tasks_expected)
+    last_flush = 0.0
+
+    def flush(force: bool = False) -> None:
+        nonlocal last_flush
+        now = time.monotonic()
+        if not force and now - last_flush < FLUSH_INTERVAL:
+            return
+        last_flush = now
+        progress = observer.progress()
+        with Session.begin() as session:
+            session.add_all(
+                JobEvent(
+                    job_id=job_id,
+                    seq=e.seq,
+                    event=e.event,
+                    host=e.host,
+                    task=e.task,
+                    created_at=e.created_at,
+                    data=e.data,
+                )
+                for e in observer.take_events()
+            )
+            session.get(Job, job_id).progress = progress
+        rq_job.meta["progress"] = progress
+        rq_job.save_meta()
+
+    last_cancel_check = 0.0
+    cancel_seen = False
+
+    def cancelled() -> bool:
+        # ansible-runner asks on every turn of its loop and takes each answer as the current
+        # one: once asked to cancel, keep saying so.
+        nonlocal last_cancel_check, cancel_seen
+        flush()
+        now = time.monotonic()
+        if not cancel_seen and now - last_cancel_check >= 0.5:
+            last_cancel_check = now
+            cancel_seen = bool(connection.exists(cancel_key(job_id)))
+        return cancel_seen
+
+    try:
+        run = run_playbook(
+            settings,
+            job_id=job_id,
+            lab=lab,
+            topology=topology,
+            hypervisor=hypervisor,
+            playbook=PLAYBOOKS[task],
+            extravars=extravars or {},
+            observer=observer,
+            cancelled=cancelled,
+            on_progress=flush,
+        )
+        status = RUNNER_STATUSES.get(run.status, JobStatus.FAILED)
+        result: dict[str, Any] = {
+            "status": run.status,
+            "rc": run.rc,
+            "seconds": round(run.seconds, 2),
+            "tasks": observer.tasks_started,
+            "stats": observer.stats,
+            "failures": observer.failures[:20],
+        }
+    except Exception as error:
+        status, result = JobStatus.FAILED, {"error": f"{type(error).__name__}: {error}"}
+        log.exception("job %s (%s of lab %s) failed", job_id, task, lab)
+    flush(force=True)
+    with Session.begin() as session:
+        finish_job(session, session.get(Job, job_id, with_for_update=True), status, result)
+    return result | {"job_status": status.value}

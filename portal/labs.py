@@ -1,0 +1,214 @@
+"""Business rules of the running-lab store, called by the portal, the jobs and the scheduler.
+
+A lab runs one task at a time: `request_task` checks and changes the lab's state in the
+transaction of its caller, with the lab's row locked (SELECT ... FOR UPDATE), so two requests
+for the same lab cannot both pass. The worker adds a PostgreSQL advisory lock around the run
+itself (jobs.tasks), so a task never runs alongside another one of its lab, however enqueued.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from ltb import model
+from ltb.topology import parse_lab
+from portal.models import (
+    ACTIVE_JOB_STATUSES,
+    Connection,
+    Interface,
+    Job,
+    JobStatus,
+    Lab,
+    LabState,
+    Node,
+    utcnow,
+)
+
+# The lab's state while a task runs; None: the task leaves the state as it is.
+TASK_STATES: dict[str, LabState | None] = {
+    "deploy": LabState.DEPLOYING,
+    "remove": LabState.REMOVING,
+    "mirror": None,
+}
+# States a lab must be in for a task; None: any.
+TASK_NEEDS: dict[str, tuple[LabState, ...] | None] = {
+    "deploy": None,
+    "remove": None,
+    "mirror": (LabState.RUNNING,),
+}
+
+
+class LabError(Exception):
+    pass
+
+
+class LabBusy(LabError):
+    """The lab has a task queued or running; a second one is refused, never run alongside."""
+
+    def __init__(self, lab: str, job_id: str, task: str):
+        self.lab, self.job_id, self.task = lab, job_id, task
+        super().__init__(f"lab {lab!r} is busy: {task} job {job_id} is queued or running")
+
+
+class LabNotFound(LabError):
+    pass
+
+
+class LabStateError(LabError):
+    pass
+
+
+def request_task(
+    session: Session,
+    lab_name: str,
+    task: str,
+    *,
+    topology: str | None = None,
+    owner: str | None = None,
+    hypervisor: str = "localhost",
+    params: dict[str, Any] | None = None,
+) -> Job:
+    """Record a queued `task` job for the lab (created from `topology` if new) and move the
+    lab to the task's state. The caller commits, then enqueues the job under `job.id`."""
+    if task not in TASK_STATES:
+        raise LabError(f"unknown task {task!r} (known: {', '.join(TASK_STATES)})")
+    lab_model = parse_lab(topology, f"lab {lab_name}") if topology is not None else None
+    if lab_model is not None and lab_model.name != lab_name:
+        raise LabError(f"the topology is of lab {lab_model.name!r}, not {lab_name!r}")
+    now = utcnow()
+    if lab_model is not None:
+        session.execute(
+            insert(Lab)
+            .values(
+                name=lab_name,
+                owner=owner,
+                topology=topology,
+                state=LabState.REMOVED.value,
+                hypervisor=hypervisor,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+    lab = session.scalars(select(Lab).where(Lab.name == lab_name).with_for_update()).one_or_none()
+    if lab is None:
+        raise LabNotFound(f"lab {lab_name!r} is not known; give its topology")
+    session.refresh(lab)
+
+    active = session.scalars(
+        select(Job).where(Job.lab_id == lab.id, Job.status.in_(ACTIVE_JOB_STATUSES)).limit(1)
+    ).first()
+    if active is not None:
+        raise LabBusy(lab_name, active.id, active.task)
+    needs = TASK_NEEDS[task]
+    if needs is not None and lab.state not in needs:
+        raise LabStateError(f"lab {lab_name!r} is {lab.state}; {task} needs it {needs[0]}")
+
+    if lab_model is not None and (topology != lab.topology or not lab.nodes):
+        if lab.state != LabState.REMOVED and topology != lab.topology:
+            raise LabStateError(
+                f"lab {lab_name!r} is {lab.state} with another topology; remove it first"
+            )
+        lab.topology = topology
+        lab.owner = owner if owner is not None else lab.owner
+        record_topology(lab, lab_model)
+
+    job = Job(
+        id=str(uuid.uuid4()),
+        lab=lab,
+        task=task,
+        params=params or {},
+        status=JobStatus.QUEUED.value,
+        lab_state_before=lab.state,
+        enqueued_at=now,
+        progress={},
+        result={},
+    )
+    state = TASK_STATES[task]
+    if state is not None:
+        lab.state = state.value
+    lab.updated_at = now
+    session.add(job)
+    session.flush()
+    return job
+
+
+def record_topology(lab: Lab, lab_model: model.Lab) -> None:
+    """Replace the lab's nodes, interfaces and connections with those of the model."""
+    lab.nodes.clear()
+    lab.connections.clear()
+    connections = {
+        link.vlan: Connection(index=link.index, vlan=link.vlan, name=link.name)
+        for link in lab_model.links
+    }
+    lab.connections.extend(connections.values())
+    for node in lab_model.nodes:
+        row = Node(name=node.name, kind=node.kind, image=node.image, mgmt_ipv4=str(node.mgmt_ipv4))
+        for interface in node.interfaces:
+            row.interfaces.append(
+                Interface(
+                    name=interface.name,
+                    host_name=interface.host_name,
+                    ipv4=str(interface.ipv4) if interface.ipv4 else None,
+                    ipv6=str(interface.ipv6) if interface.ipv6 else None,
+                    connection=connections.get(interface.vlan) if interface.vlan else None,
+                )
+            )
+        lab.nodes.append(row)
+
+
+def finish_job(session: Session, job: Job, status: JobStatus, result: dict[str, Any]) -> None:
+    """Record the end of a job and the lab state it leaves (in the caller's transaction)."""
+    job.status = status.value
+    job.result = result
+    job.ended_at = utcnow()
+    lab = job.lab
+    if job.started_at is None:
+        # Never ran: the lab is as it was before the request.
+        lab.state = job.lab_state_before
+    elif job.task == "deploy":
+        lab.state = (LabState.RUNNING if status == JobStatus.SUCCESSFUL else LabState.FAILED).value
+    elif job.task == "remove":
+        lab.state = (LabState.REMOVED if status == JobStatus.SUCCESSFUL else LabState.FAILED).value
+    lab.updated_at = job.ended_at
+
+
+def lab_summary(lab: Lab) -> dict[str, Any]:
+    return {
+        "name": lab.name,
+        "owner": lab.owner,
+        "state": lab.state,
+        "hypervisor": lab.hypervisor,
+        "nodes": [
+            {
+                "name": node.name,
+                "kind": node.kind,
+                "mgmt_ipv4": node.mgmt_ipv4,
+                "interfaces": [
+                    {"name": i.name, "ipv4": i.ipv4, "ipv6": i.ipv6, "link": i.connection_id}
+                    for i in node.interfaces
+                ],
+            }
+            for node in lab.nodes
+        ],
+        "links": [{"vlan": c.vlan, "name": c.name} for c in lab.connections],
+    }
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "lab": job.lab.name,
+        "task": job.task,
+        "status": job.status,
+        "enqueued_at": job.enqueued_at.isoformat(),
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "ended_at": job.ended_at.isoformat() if job.ended_at else None,
+        "progress": job.progress,
+        "result": job.result,
+    }

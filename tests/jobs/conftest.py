@@ -1,0 +1,200 @@
+"""Fixtures of the job-layer tests: real PostgreSQL, Redis, rq workers and the scheduler.
+
+Each test run gets a fresh database (created from the one `make up` set up, migrated with the
+Alembic migrations, dropped afterwards) and a Redis database of its own, flushed around each
+test. Workers and the scheduler are the ordinary commands (`python -m jobs worker`,
+`python -m jobs scheduler`), started as processes with the test settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from jobs.settings import Settings, load
+from portal.db import DEFAULT_DATABASE_URL, session_factory, upgrade_database
+from portal.models import Job, Lab, Reservation
+from tests.integration.conftest import TOPOLOGIES, wait_until
+
+ROOT = Path(__file__).parents[2]
+TEST_REDIS_URL = os.environ.get("LTB_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# Long enough for a two-node deploy on a busy two-core machine.
+TASK_WAIT = 240
+
+
+def _admin_url() -> str:
+    return os.environ.get("LTB_DATABASE_URL", DEFAULT_DATABASE_URL)
+
+
+@pytest.fixture(scope="session")
+def job_settings(tmp_path_factory) -> Iterator[Settings]:
+    """Settings of this test run, also put in os.environ for the code the tests call."""
+    admin = create_engine(_admin_url(), isolation_level="AUTOCOMMIT")
+    name = f"ltb_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:  # pragma: no cover - shown when the services are missing
+        pytest.fail(f"PostgreSQL of the job layer is not usable ({error}); run `make up`")
+    url = make_url(_admin_url()).set(database=name).render_as_string(hide_password=False)
+    upgrade_database(url)
+    env = {
+        "LTB_DATABASE_URL": url,
+        "LTB_REDIS_URL": TEST_REDIS_URL,
+        "LTB_QUEUE": "ltb-test",
+        "LTB_JOBS_DIR": str(tmp_path_factory.mktemp("runs")),
+        "LTB_SCHEDULER_INTERVAL": "1",
+        "LTB_SWEEP_INTERVAL": "5",
+        "LTB_TASK_TIMEOUT": "600",
+    }
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield load()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def redis_db(job_settings) -> Iterator[Redis]:
+    connection = Redis.from_url(job_settings.redis_url)
+    try:
+        connection.ping()
+    except Exception as error:  # pragma: no cover
+        pytest.fail(f"Redis of the job layer is not usable ({error}); run `make up`")
+    connection.flushdb()
+    yield connection
+    connection.flushdb()
+    connection.close()
+
+
+@pytest.fixture
+def store(job_settings):
+    """Sessions on the test run's database."""
+    return session_factory(job_settings.database_url)
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+@dataclass
+class JobProcesses:
+    """Workers and schedulers started by a test; all stopped when it ends."""
+
+    logs: Path
+    running: list[subprocess.Popen] = field(default_factory=list)
+
+    def start(self, command: str, **env: str) -> subprocess.Popen:
+        log = open(self.logs / f"{command}-{len(self.running)}.log", "w")  # noqa: SIM115
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jobs", command],
+            cwd=ROOT,
+            env=dict(os.environ, **env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.running.append(process)
+        return process
+
+    def stop(self, process: subprocess.Popen) -> None:
+        # rq: a first SIGTERM waits for the running job, a second one stops it.
+        for _ in range(2):
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    continue
+        self.kill(process)
+
+    def kill(self, process: subprocess.Popen) -> None:
+        """SIGKILL the process and everything it started (a worker dying with its machine)."""
+        tree = [process.pid, *descendants(process.pid)]
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        process.wait(10)
+
+    def log(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in self.logs.iterdir())
+
+
+@pytest.fixture
+def processes(tmp_path, redis_db) -> Iterator[JobProcesses]:
+    started = JobProcesses(tmp_path)
+    yield started
+    for process in reversed(started.running):
+        started.stop(process)
+
+
+@pytest.fixture
+def topology() -> Callable[[str, str], str]:
+    """Topology text of a test lab: a file of tests/integration/topologies, renamed."""
+
+    def make(template: str, name: str) -> str:
+        return (TOPOLOGIES / template).read_text().replace("name: NAME", f"name: {name}")
+
+    return make
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, procs: JobProcesses) -> Any:
+    value = wait_until(check, timeout, interval=0.5)
+    assert value, f"timed out waiting for {what}\n{procs.log()}"
+    return value
+
+
+def job_row(store, job_id: str) -> Job:
+    with store() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        session.expunge(job)
+        return job
+
+
+def lab_row(store, name: str) -> Lab | None:
+    with store() as session:
+        return session.query(Lab).filter_by(name=name).one_or_none()
+
+
+def reservation_row(store, reservation_id: int) -> Reservation:
+    with store() as session:
+        return session.get(Reservation, reservation_id)
+
+
+def job_ended(store, job_id: str) -> Job | None:
+    job = job_row(store, job_id)
+    return job if job.status not in ("queued", "started") else None

@@ -1,0 +1,313 @@
+"""Lab tasks as rq jobs: deploy and remove through workers, the running-lab store, progress,
+events without secrets, one task per lab, dead workers, cancellation and reservations."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from rq import Queue
+from sqlalchemy import select
+
+from jobs import tasks
+from jobs.queue import cancel, submit
+from jobs.reservations import create_reservation, reconcile, schedule, scheduled_edges, scheduler
+from ltb.resources import find_lab_resources
+from portal.labs import LabBusy
+from portal.models import Job, JobEvent, JobStatus, Lab, utcnow
+from tests.integration.conftest import assert_no_leftovers, remove
+from tests.jobs.conftest import TASK_WAIT, job_ended, job_row, lab_row, reservation_row, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def cleanup(tmp_path):
+    """Labs a test deploys; whatever a failing test leaves is removed by the playbook."""
+    labs: dict[str, str] = {}
+    yield labs
+    for name, text in labs.items():
+        if not find_lab_resources(name).empty():
+            path = tmp_path / f"{name}.lab.yml"
+            path.write_text(text)
+            remove(path)
+
+
+def run_to_end(store, processes, job_id: str) -> Job:
+    return wait_for(lambda: job_ended(store, job_id), TASK_WAIT, f"job {job_id}", processes)
+
+
+def platform_public_key() -> str | None:
+    path = Path("/var/lib/ltb/ssh/id_ed25519.pub")
+    return path.read_text().split()[1] if path.exists() else None
+
+
+def test_deploy_job_runs_the_lab_with_progress_and_events_then_remove_leaves_nothing(
+    store, processes, topology, cleanup, redis_db, job_settings
+):
+    lab = "job-deploy"
+    cleanup[lab] = text = topology("pair.lab.yml", lab)
+    processes.start("worker")
+
+    job_id = submit(lab, "deploy", topology=text)
+    assert lab_row(store, lab).state == "deploying"
+    queue = Queue(job_settings.queue, connection=redis_db)
+    seen = wait_for(
+        lambda: (queue.fetch_job(job_id).get_meta().get("progress") or {}).get("tasks_done"),
+        TASK_WAIT,
+        "progress in job.meta",
+        processes,
+    )
+    assert seen > 0
+    job = run_to_end(store, processes, job_id)
+
+    assert job.status == JobStatus.SUCCESSFUL, job.result
+    assert lab_row(store, lab).state == "running"
+    assert job.started_at >= job.enqueued_at and job.ended_at > job.started_at
+    assert job.progress["tasks_done"] == job.result["tasks"] > 10
+    assert job.progress["current_task"]
+    assert {"a", "b", "localhost"} <= set(job.progress["hosts"])
+    assert all(h["failed"] == 0 for h in job.progress["hosts"].values())
+    assert job.result["stats"]["failures"] == {}
+    with store() as session:
+        lab_record = session.scalars(select(Lab).where(Lab.name == lab)).one()
+        assert [n.name for n in lab_record.nodes] == ["a", "b"]
+        [link] = lab_record.connections
+        assert sorted(i.node.name for i in link.interfaces) == ["a", "b"]
+        events = session.scalars(
+            select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.seq)
+        ).all()
+    kinds = [e.event for e in events]
+    assert kinds[0] == "playbook_on_start" and kinds[-1] == "playbook_on_stats"
+    assert kinds.count("playbook_on_task_start") == job.result["tasks"]
+    key = platform_public_key()
+    assert key is None or not any(key in str(e.data) for e in events), "key stored in events"
+
+    params = {"endpoint": "a:eth1"}
+    mirrored = run_to_end(store, processes, submit(lab, "mirror", params=params))
+    assert mirrored.status == JobStatus.SUCCESSFUL, mirrored.result
+    assert find_lab_resources(lab).mirrors
+    assert lab_row(store, lab).state == "running"
+
+    removal = run_to_end(store, processes, submit(lab, "remove"))
+    assert removal.status == JobStatus.SUCCESSFUL, removal.result
+    assert lab_row(store, lab).state == "removed"
+    assert removal.progress["tasks_expected"] is None  # the lab's first remove
+    assert_no_leftovers(lab)
+
+
+def test_two_deploys_of_one_lab_at_once_only_one_runs(
+    store, processes, topology, cleanup, redis_db, job_settings
+):
+    lab = "job-twice"
+    cleanup[lab] = text = topology("pair.lab.yml", lab)
+    processes.start("worker")
+    processes.start("worker")
+
+    outcomes: list[str | Exception] = []
+    barrier = threading.Barrier(2)
+
+    def deploy() -> None:
+        barrier.wait()
+        try:
+            outcomes.append(submit(lab, "deploy", topology=text))
+        except LabBusy as busy:
+            outcomes.append(busy)
+
+    threads = [threading.Thread(target=deploy) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    job_ids = [o for o in outcomes if isinstance(o, str)]
+    assert len(job_ids) == 1 and sum(isinstance(o, LabBusy) for o in outcomes) == 1
+
+    # A second deploy that reaches the queue anyway (not through submit) is not run while
+    # the first holds the lab: the other worker takes it and refuses it.
+    wait_for(lambda: job_row(store, job_ids[0]).status == "started", 60, "start", processes)
+    forged = str(uuid.uuid4())
+    with store.begin() as session:
+        lab_id = session.scalars(select(Lab.id).where(Lab.name == lab)).one()
+        session.add(
+            Job(
+                id=forged,
+                lab_id=lab_id,
+                task="deploy",
+                params={},
+                status="queued",
+                lab_state_before="deploying",
+                enqueued_at=utcnow(),
+                progress={},
+                result={},
+            )
+        )
+    Queue(job_settings.queue, connection=redis_db).enqueue_call(
+        tasks.deploy, args=(lab,), job_id=forged
+    )
+    refused = run_to_end(store, processes, forged)
+    assert refused.status == JobStatus.FAILED and "another task" in refused.result["error"]
+    assert refused.started_at is None
+    assert job_row(store, job_ids[0]).status == "started", "the refusal touched the first job"
+
+    assert run_to_end(store, processes, job_ids[0]).status == JobStatus.SUCCESSFUL
+    with store() as session:
+        assert not session.scalars(select(JobEvent).where(JobEvent.job_id == forged)).all()
+    assert run_to_end(store, processes, submit(lab, "remove")).status == JobStatus.SUCCESSFUL
+    assert_no_leftovers(lab)
+
+
+def test_worker_killed_mid_deploy_leaves_the_lab_failed_and_remove_cleans_up(
+    store, processes, topology, cleanup
+):
+    lab = "job-killed"
+    cleanup[lab] = text = topology("pair.lab.yml", lab)
+    worker = processes.start("worker")
+    job_id = submit(lab, "deploy", topology=text)
+    # Kill it once the nodes are being created, so the lab is half built.
+    wait_for(
+        lambda: (job_row(store, job_id).progress.get("play") or "").startswith("Deploy every node"),
+        TASK_WAIT,
+        "the node play",
+        processes,
+    )
+    processes.kill(worker)
+    assert job_row(store, job_id).status == "started"
+
+    processes.start("worker")  # a worker that starts fails the jobs of dead workers
+    failed = wait_for(lambda: job_ended(store, job_id), 60, "the orphan to fail", processes)
+    assert failed.status == JobStatus.FAILED and "orphaned" in failed.result["error"]
+    assert lab_row(store, lab).state == "failed"
+
+    removal = run_to_end(store, processes, submit(lab, "remove"))
+    assert removal.status == JobStatus.SUCCESSFUL, removal.result
+    assert lab_row(store, lab).state == "removed"
+    assert_no_leftovers(lab)
+
+
+def test_cancelled_deploy_stops_and_remove_cleans_up(store, processes, topology, cleanup):
+    lab = "job-cancel"
+    cleanup[lab] = text = topology("pair.lab.yml", lab)
+    processes.start("worker")
+    job_id = submit(lab, "deploy", topology=text)
+    wait_for(
+        lambda: job_row(store, job_id).progress.get("tasks_done"), TASK_WAIT, "a task", processes
+    )
+    cancel(job_id)
+    job = run_to_end(store, processes, job_id)
+    assert job.status == JobStatus.CANCELED, job.result
+    assert lab_row(store, lab).state == "failed"
+    assert run_to_end(store, processes, submit(lab, "remove")).status == JobStatus.SUCCESSFUL
+    assert_no_leftovers(lab)
+
+
+def test_task_that_runs_past_its_timeout_is_stopped_and_leaves_the_lab_failed(
+    store, processes, topology, cleanup
+):
+    lab = "job-timeout"
+    cleanup[lab] = text = topology("pair.lab.yml", lab)
+    hasty = processes.start("worker", LTB_TASK_TIMEOUT="4")
+    job = run_to_end(store, processes, submit(lab, "deploy", topology=text))
+    assert job.status == JobStatus.TIMEOUT, job.result
+    assert lab_row(store, lab).state == "failed"
+    processes.stop(hasty)
+
+    processes.start("worker")
+    assert run_to_end(store, processes, submit(lab, "remove")).status == JobStatus.SUCCESSFUL
+    assert_no_leftovers(lab)
+
+
+def reserve(store, text: str, start_in: float, end_in: float) -> int:
+    now = utcnow()
+    with store.begin() as session:
+        reservation = create_reservation(
+            session, text, now + timedelta(seconds=start_in), now + timedelta(seconds=end_in)
+        )
+    return reservation
+
+
+def test_reservation_deploys_its_lab_at_start_and_removes_it_at_end(
+    store, processes, topology, cleanup
+):
+    lab = "resv-timed"
+    cleanup[lab] = text = topology("pair.lab.yml", lab)
+    processes.start("worker")
+    processes.start("scheduler")
+    reservation = reserve(store, text, start_in=3, end_in=40)
+    schedule(scheduler(), reservation)
+
+    wait_for(
+        lambda: (lab_row(store, lab) or Lab()).state == "running", TASK_WAIT, "running", processes
+    )
+    assert not find_lab_resources(lab).empty()
+    wait_for(
+        lambda: reservation_row(store, reservation.id).state == "ended", 120, "the end", processes
+    )
+    ended = reservation_row(store, reservation.id)
+    assert not ended.late
+    removal = run_to_end(store, processes, ended.remove_job_id)
+    assert removal.status == JobStatus.SUCCESSFUL
+    assert lab_row(store, lab).state == "removed"
+    assert_no_leftovers(lab)
+
+
+def test_pending_reservation_runs_after_redis_is_flushed_and_the_scheduler_restarts(
+    store, processes, topology, cleanup, redis_db
+):
+    lab = "resv-flushed"
+    cleanup[lab] = text = topology("pair.lab.yml", lab)
+    first = processes.start("scheduler")
+    reservation = reserve(store, text, start_in=10, end_in=45)
+    sched = scheduler()
+    schedule(sched, reservation)
+    assert scheduled_edges(sched) == {(reservation.id, "begin"), (reservation.id, "end")}
+
+    processes.stop(first)
+    redis_db.flushdb()
+    assert scheduled_edges(sched) == set()
+    processes.start("scheduler")
+    processes.start("worker")
+
+    wait_for(
+        lambda: reservation_row(store, reservation.id).deploy_job_id, 60, "the start", processes
+    )
+    started = reservation_row(store, reservation.id)
+    assert not started.late
+    deploy = run_to_end(store, processes, started.deploy_job_id)
+    assert deploy.status == JobStatus.SUCCESSFUL, deploy.result
+    wait_for(
+        lambda: reservation_row(store, reservation.id).remove_job_id, 120, "the end", processes
+    )
+    removal = run_to_end(store, processes, reservation_row(store, reservation.id).remove_job_id)
+    assert removal.status == JobStatus.SUCCESSFUL
+    assert_no_leftovers(lab)
+
+
+def test_reconcile_starts_a_passed_start_late_and_ends_a_passed_end(store, topology, redis_db):
+    late = reserve(store, topology("pair.lab.yml", "resv-late"), start_in=-30, end_in=600)
+    over = reserve(store, topology("pair.lab.yml", "resv-over"), start_in=-600, end_in=-30)
+    with store.begin() as session:
+        session.get(type(over), over.id).state = "started"  # it ran; its end was lost
+    ahead = reserve(store, topology("pair.lab.yml", "resv-ahead"), start_in=600, end_in=900)
+    sched = scheduler()
+
+    done = reconcile(sched)
+
+    assert done == {
+        "rescheduled": [late.id, ahead.id, ahead.id],
+        "late": [late.id],
+        "ended": [over.id],
+    }
+    assert reservation_row(store, late.id).late
+    due = {tuple(job.meta["ltb_reservation"]) for job in sched.get_jobs(until=utcnow())}
+    assert due == {(late.id, "begin"), (over.id, "end")}
+    assert scheduled_edges(sched) == {
+        (late.id, "begin"),
+        (late.id, "end"),
+        (over.id, "end"),
+        (ahead.id, "begin"),
+        (ahead.id, "end"),
+    }
+    assert reconcile(sched) == {"rescheduled": [], "late": [], "ended": []}
