@@ -8,16 +8,19 @@ one /30 per link, the default node image) is deployed and removed
   `ovs-vsctl`), run one node after the other as a naive operator would ("bare");
 - by the same script with each node's work in the background (`&` + `wait`, "bare-parallel").
 
-Each run is timed (wall clock) and its memory sampled every 50 ms: the peak of the summed RSS
-(and PSS) of the process tree started for it. dockerd, containerd and the OVS daemons are
-shared by all variants and are not counted. Each deployment is checked (containers running,
-ping across the first and last link and to the first node's management address) before it is
-removed, and each removal is checked to leave nothing behind.
+Each deploy and remove is timed (wall clock), its CPU time taken from getrusage, and its
+memory sampled every 50 ms: the peak of the summed RSS (and PSS) of the process tree started
+for it. dockerd, containerd and the OVS daemons are shared by all variants and are not counted.
+Each deployment is checked (containers running, ping across the first and last link and to the
+first node's management address) before it is removed, and each removal is checked to leave
+nothing behind.
 
     .venv/bin/python bench/chain.py --nodes 10 30 [--repeat 2]
+    .venv/bin/python bench/chain.py --nodes 30 --variants ltb --profile \\
+        --ltb-env ANSIBLE_PIPELINING=true
 
 Results: a table on stdout and bench/results/chain-<timestamp>.json. Only labs named
-bench-* are created or removed.
+bench-* are created or removed. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -60,8 +63,12 @@ SYSCTLS = (
     ("net.ipv6.conf.default.disable_ipv6", "0"),
     ("net.ipv6.conf.all.forwarding", "1"),
 )
-HOST_END_SYSCTLS = (("ipv4", "arp_ignore", "8"), ("ipv4", "rp_filter", "1"))
-HOST_END_SYSCTLS_V6 = (("ipv6", "disable_ipv6", "1"),)
+# What ltb_veth sets on the hypervisor end of every veth.
+HOST_END_SYSCTLS = (
+    ("ipv4", "arp_ignore", "8"),
+    ("ipv4", "rp_filter", "1"),
+    ("ipv6", "disable_ipv6", "1"),
+)
 READY_FILE = "/run/ltb-node-ready"
 READY_TIMEOUT = 120
 
@@ -69,7 +76,7 @@ LINK_POOL = IPv4Address("10.100.0.0")  # link k uses the /30 at LINK_POOL + 4k
 VARIANTS = ("ltb", "bare", "bare-parallel")
 LAB_PREFIX = {"ltb": "bench-chain", "bare": "bench-bare", "bare-parallel": "bench-barep"}
 SAMPLE_INTERVAL = 0.05
-PSS_EVERY = 5
+PSS_EVERY = 10  # PSS every 0.5 s
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MIB = 1024 * 1024
 
@@ -120,7 +127,7 @@ def _wire(
         f"{ns} {_q('ip', 'link', 'set', name, 'up')}",
         _q("ip", "link", "set", host, "alias", f"ltb:{lab.name}:{node}:{name}"),
     ]
-    for family, key, value in HOST_END_SYSCTLS + HOST_END_SYSCTLS_V6:
+    for family, key, value in HOST_END_SYSCTLS:
         lines.append(f"echo {value} > /proc/sys/net/{family}/conf/{host}/{key}")
     lines += [
         _q("ip", "link", "set", host, "up"),
@@ -185,9 +192,14 @@ def bare_deploy_script(lab: Lab, topology: Path, parallel: bool) -> str:
         _q("docker", "image", "inspect", IMAGE) + " >/dev/null",
         _q("ovs-vsctl", "add-br", lab.bridge)
         + " -- "
-        + _q("set", "bridge", lab.bridge, f"datapath_type={DATAPATH}")
-        + " "
-        + _q(f"external_ids:ltb-lab={lab.name}"),
+        + _q(
+            "set",
+            "bridge",
+            lab.bridge,
+            f"datapath_type={DATAPATH}",
+            f"external_ids:ltb-lab={lab.name}",
+            "other_config:forward-bpdu=true",
+        ),
         _q("ovs-vsctl", "add-port", lab.bridge, lab.mgmt_port, "tag=1")
         + " -- "
         + _q("set", "interface", lab.mgmt_port, "type=internal")
@@ -220,16 +232,28 @@ def bare_deploy_script(lab: Lab, topology: Path, parallel: bool) -> str:
 
 
 def bare_remove_script(lab: Lab, parallel: bool) -> str:
-    background = " &" if parallel else ""
+    """docker rm -f, then the hypervisor ends of the node's veths, then the bridge.
+
+    The kernel deletes a container's veth pairs only when it gets round to destroying the
+    container's network namespace, which can be seconds after `docker rm` on a busy machine:
+    like LTB's remove (ltb_veth state=absent), the script deletes the ones still there.
+    """
     lines = [
         "#!/bin/bash",
-        f"# Remove lab {lab.name} with plain commands.",
+        f"# Remove lab {lab.name} with plain commands"
+        + (", each node in the background." if parallel else ", one node after the other."),
         "set -uo pipefail",
     ]
     for node in lab.nodes:
-        lines.append(
-            _q("docker", "rm", "-f", lab.container_name(node.name)) + " >/dev/null" + background
-        )
+        host_ends = [node.mgmt_host_name, *(i.host_name for i in node.interfaces)]
+        node_lines = [
+            _q("docker", "rm", "-f", lab.container_name(node.name)) + " >/dev/null",
+            *(_q("ip", "link", "del", name) + " 2>/dev/null" for name in host_ends),
+        ]
+        if parallel:
+            lines += ["(", *(f"    {line}" for line in node_lines), ") &"]
+        else:
+            lines += node_lines
     if parallel:
         lines.append("wait")
     lines += [
@@ -242,14 +266,49 @@ def bare_remove_script(lab: Lab, parallel: bool) -> str:
 # Measurement ----------------------------------------------------------------------------------
 
 
-def _read_stat(pid: str) -> tuple[int, int] | None:
-    """(ppid, rss bytes) of a process, or None when it is gone."""
+@dataclass(frozen=True)
+class ProcStat:
+    comm: bytes
+    ppid: int
+    cpu_ticks: int  # user + system
+    rss: int  # bytes
+
+
+def _read_stat(pid: str) -> ProcStat | None:
+    """What /proc/PID/stat says of a process, or None when it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read().rsplit(b")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
+            text = stat.read()
+        head, tail = text.rsplit(b")", 1)
+        fields = tail.split()
+        return ProcStat(
+            comm=head.split(b"(", 1)[1],
+            ppid=int(fields[1]),
+            cpu_ticks=int(fields[11]) + int(fields[12]),
+            rss=int(fields[21]) * PAGE,
+        )
+    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
         return None
-    return int(fields[1]), int(fields[21]) * PAGE
+
+
+ANSIBALLZ = re.compile(rb"AnsiballZ_(\w+)\.py")
+
+
+def process_kind(pid: int, root: int, comm: bytes) -> str:
+    """What a process of the tree is, for the CPU breakdown."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            argv = cmdline.read()
+    except (FileNotFoundError, ProcessLookupError):
+        argv = b""
+    if b"ansible-playbook" in argv:
+        return "ansible-playbook (main)" if pid == root else "ansible-playbook (workers)"
+    module = ANSIBALLZ.search(argv)
+    if module:
+        return f"module {module[1].decode()}"
+    if comm.startswith(b"python"):
+        return "python (other, e.g. pipelined modules)"
+    return comm.decode(errors="replace")
 
 
 def _read_pss(pid: int) -> int:
@@ -263,26 +322,63 @@ def _read_pss(pid: int) -> int:
     return 0
 
 
-def tree_memory(root: int, pss: bool) -> tuple[int, int, int]:
-    """(summed RSS, summed PSS or 0, process count) of `root` and all its descendants."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        stat = _read_stat(entry.name)
-        if stat is None:
-            continue
-        pid = int(entry.name)
-        children.setdefault(stat[0], []).append(pid)
-        rss[pid] = stat[1]
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        if pid in rss:
-            tree.append(pid)
-        todo.extend(children.get(pid, ()))
-    return sum(rss[p] for p in tree), sum(_read_pss(p) for p in tree) if pss else 0, len(tree)
+class TreeSampler:
+    """Memory and CPU of a process and all its descendants, sampled from /proc.
+
+    Only new processes and members of the tree are read at each sample: a process that was
+    not in the tree when first seen cannot join it later (its parent does not change to one of
+    ours), so the cost per sample follows the size of the tree, not of the machine.
+    The CPU time of each process is attributed to its kind (`process_kind`) as last sampled:
+    what a process does in its last 50 ms is missed, so the kinds add up to less than getrusage.
+    """
+
+    def __init__(self, root: int):
+        self.root = root
+        self.tree: dict[int, tuple[bytes, str]] = {root: (b"", "")}  # pid -> (comm, kind)
+        self.outside: set[int] = set()
+        self.cpu_ticks: dict[int, tuple[str, int]] = {}  # pid -> (kind, ticks), kept after exit
+
+    def sample(self, pss: bool) -> tuple[int, int, int]:
+        """(summed RSS, summed PSS or 0, process count) of the tree now."""
+        stats: dict[int, ProcStat] = {}
+        new: dict[int, int] = {}  # pid -> parent, of processes first seen now
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            if pid in self.outside:
+                continue
+            stat = _read_stat(entry.name)
+            if stat is None:
+                continue
+            stats[pid] = stat
+            if pid not in self.tree:
+                new[pid] = stat.ppid
+        grown = True
+        while grown:  # a parent may be among the new processes, listed after its child
+            joined = [pid for pid, parent in new.items() if parent in self.tree]
+            for pid in joined:
+                self.tree[pid] = (b"", "")
+                del new[pid]
+            grown = bool(joined)
+        self.outside.update(new)
+        self.tree = {pid: known for pid, known in self.tree.items() if pid in stats}
+        for pid, (comm, kind) in self.tree.items():
+            stat = stats[pid]
+            if stat.comm != comm:  # new, or it has run exec since the last sample
+                kind = process_kind(pid, self.root, stat.comm)
+                self.tree[pid] = (stat.comm, kind)
+            self.cpu_ticks[pid] = (kind, stat.cpu_ticks)
+        total_pss = sum(_read_pss(pid) for pid in self.tree) if pss else 0
+        return sum(stats[pid].rss for pid in self.tree), total_pss, len(self.tree)
+
+    def cpu_by_kind(self) -> dict[str, float]:
+        """Sampled CPU seconds per kind of process, largest first."""
+        totals: dict[str, int] = {}
+        for kind, ticks in self.cpu_ticks.values():
+            totals[kind] = totals.get(kind, 0) + ticks
+        hz = os.sysconf("SC_CLK_TCK")
+        return {k: round(t / hz, 2) for k, t in sorted(totals.items(), key=lambda kt: -kt[1])}
 
 
 @dataclass
@@ -294,24 +390,41 @@ class Measurement:
     # second term covers processes shorter than a sampling interval (e.g. one docker CLI).
     peak_mib: float
     peak_rss_mib: float  # peak of the sampled summed RSS of the process tree
-    peak_pss_mib: float  # peak of the summed PSS (shared pages counted once), every 5th sample
+    peak_pss_mib: float  # peak of the summed PSS (shared pages counted once), every 0.5 s
     peak_processes: int
     max_single_rss_mib: float  # getrusage: the largest single process that was reaped
+    # CPU time (user + system) of the process tree, from getrusage: less sensitive than wall
+    # time to other load on the machine. Work done by dockerd, containerd and OVS is not in it.
+    cpu_s: float
+    # Busy CPU time of the whole machine during the run (/proc/stat): cpu_s, the daemons'
+    # work for it, the sampler, and whatever else runs on the machine.
+    machine_cpu_s: float
+    cpu_by_kind: dict[str, float]  # sampled CPU seconds per kind of process (TreeSampler)
     samples: int
     sampler_cpu_s: float
     log: str
 
 
-def measure(argv: list[str], env: dict[str, str], log: Path) -> Measurement:
-    """Run argv from the repository root, sampling its process tree every 50 ms."""
+def machine_busy_s() -> float:
+    """CPU seconds the machine has spent busy (not idle or waiting for I/O) since boot."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(argv: list[str], env: dict[str, str], log: Path, cwd: Path) -> Measurement:
+    """Run argv in cwd, sampling its process tree every 50 ms."""
     peak_rss = peak_pss = peak_procs = samples = 0
     cpu_before = time.process_time()
+    busy_before = machine_busy_s()
     with log.open("wb") as output:
         start = time.monotonic()
-        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT)
+        sampler = TreeSampler(process.pid)
         while True:
-            # PSS (smaps_rollup walks page tables) costs far more than RSS: every 5th sample.
-            rss, pss, procs = tree_memory(process.pid, pss=samples % PSS_EVERY == 0)
+            # PSS (smaps_rollup walks page tables) costs far more than RSS: not every sample.
+            rss, pss, procs = sampler.sample(pss=samples % PSS_EVERY == 0)
             samples += 1
             peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
             peak_procs = max(peak_procs, procs)
@@ -320,6 +433,7 @@ def measure(argv: list[str], env: dict[str, str], log: Path) -> Measurement:
                 break
             time.sleep(max(0.0, start + samples * SAMPLE_INTERVAL - time.monotonic()))
         wall = time.monotonic() - start
+    busy = machine_busy_s() - busy_before
     process.returncode = os.waitstatus_to_exitcode(status)
     return Measurement(
         argv=argv,
@@ -330,6 +444,9 @@ def measure(argv: list[str], env: dict[str, str], log: Path) -> Measurement:
         peak_pss_mib=round(peak_pss / MIB, 1),
         peak_processes=peak_procs,
         max_single_rss_mib=round(usage.ru_maxrss / 1024, 1),
+        cpu_s=round(usage.ru_utime + usage.ru_stime, 2),
+        machine_cpu_s=round(busy, 2),
+        cpu_by_kind=sampler.cpu_by_kind(),
         samples=samples,
         sampler_cpu_s=round(time.process_time() - cpu_before, 3),
         log=str(log),
@@ -410,7 +527,7 @@ def other_containers() -> int:
 # Runs -----------------------------------------------------------------------------------------
 
 
-PROFILE_LINE = re.compile(r"^(?P<task>.+?) -{3,} (?P<seconds>\d+\.\d+)s\s*$")
+PROFILE_LINE = re.compile(r"^(?P<task>.+?) -{2,} (?P<seconds>\d+\.\d+)s\s*$")
 
 
 def parse_profile(log: Path) -> list[tuple[str, float]]:
@@ -438,16 +555,19 @@ class Run:
     started: str
     loadavg_before: list[float]
     other_containers: int
-    profile: list[tuple[str, float]] = field(default_factory=list)
+    # profile_tasks summaries: phase ("deploy", "remove") -> [(task, seconds)], slowest first
+    profile: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
 
 
-def ltb_env(extra: dict[str, str], profile: bool) -> dict[str, str]:
+def ltb_env(repo: Path, extra: dict[str, str], profile: bool) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_CONFIG=str(repo / "ansible.cfg"),
         PATH=f"{VENV_BIN}:{env.get('PATH', '')}",
         ANSIBLE_NOCOLOR="1",
     )
+    if repo != ROOT:  # the inventory plugin imports the ltb package of the checkout
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo), env.get("PYTHONPATH")]))
     if profile:
         env.update(
             ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks",
@@ -457,7 +577,13 @@ def ltb_env(extra: dict[str, str], profile: bool) -> dict[str, str]:
     return env
 
 
-def run_variant(variant: str, nodes: int, repeat: int, workdir: Path, args) -> Run:
+class RunFailed(Exception):
+    """A deploy or remove that failed or did not do its work: reported, not timed."""
+
+
+def run_variant(
+    variant: str, nodes: int, repeat: int, workdir: Path, args: argparse.Namespace
+) -> Run:
     name = f"{LAB_PREFIX[variant]}-{nodes}"
     topology = write_topology(workdir, name, nodes)
     lab = load_lab(topology)
@@ -469,8 +595,9 @@ def run_variant(variant: str, nodes: int, repeat: int, workdir: Path, args) -> R
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     loadavg = [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
     others = other_containers()
+    cwd = args.repo if variant == "ltb" else ROOT
     if variant == "ltb":
-        env = ltb_env(args.ltb_env, args.profile)
+        env = ltb_env(args.repo, args.ltb_env, args.profile)
         playbook = [str(VENV_BIN / "ansible-playbook"), "-i", "inventory/", "-i", str(topology)]
         deploy_argv = [*playbook, "playbooks/deploy.yml"]
         remove_argv = [*playbook, "playbooks/remove.yml"]
@@ -484,23 +611,26 @@ def run_variant(variant: str, nodes: int, repeat: int, workdir: Path, args) -> R
         deploy_argv = ["bash", str(deploy_script)]
         remove_argv = ["bash", str(remove_script)]
     try:
-        deploy = measure(deploy_argv, env, workdir / f"{tag}-deploy.log")
+        deploy = measure(deploy_argv, env, workdir / f"{tag}-deploy.log", cwd)
         if deploy.returncode != 0:
-            raise SystemExit(f"{tag}: deploy failed ({deploy.returncode}), see {deploy.log}")
+            raise RunFailed(f"{tag}: deploy failed ({deploy.returncode}), see {deploy.log}")
         problems = check_deployed(lab)
         if problems:
-            raise SystemExit(f"{tag}: deployed lab does not work: {'; '.join(problems)}")
-        remove = measure(remove_argv, env, workdir / f"{tag}-remove.log")
+            raise RunFailed(f"{tag}: deployed lab does not work: {'; '.join(problems)}")
+        remove = measure(remove_argv, env, workdir / f"{tag}-remove.log", cwd)
         if remove.returncode != 0:
-            raise SystemExit(f"{tag}: remove failed ({remove.returncode}), see {remove.log}")
+            raise RunFailed(f"{tag}: remove failed ({remove.returncode}), see {remove.log}")
         left = leftovers(lab)
         if left:
-            raise SystemExit(f"{tag}: remove left {', '.join(left)}")
+            raise RunFailed(f"{tag}: remove left {', '.join(left)}")
     finally:
         clean(lab)
     run = Run(variant, nodes, repeat, name, deploy, remove, started, loadavg, others)
     if variant == "ltb" and args.profile:
-        run.profile = parse_profile(Path(deploy.log))
+        run.profile = {
+            phase: parse_profile(Path(m.log))
+            for phase, m in (("deploy", deploy), ("remove", remove))
+        }
     return run
 
 
@@ -521,36 +651,49 @@ def _num(value: float | None, digits: int = 1) -> str:
 
 
 def summary(runs: list[Run], nodes: list[int], baseline: str) -> str:
+    """Medians per N: wall time of deploy and remove, peak memory, CPU time of the deploy."""
+
     def peak(run: Run) -> float:
         return max(run.deploy.peak_mib, run.remove.peak_mib)
 
-    b = "bare" if baseline == "bare" else "par"
-    header = (
-        f"{'N':>3}  {'ltb dep s':>9}  {b + ' dep s':>10}  {'ratio':>5}  {'ltb rm s':>8}  "
-        f"{b + ' rm s':>9}  {'ratio':>5}  {'ltb MiB':>7}  {b + ' MiB':>8}  {'ratio':>5}"
+    columns = (  # (heading, value of a run, digits)
+        ("dep s", lambda r: r.deploy.wall_s, 1),
+        ("rm s", lambda r: r.remove.wall_s, 1),
+        ("MiB", peak, 0),
+        ("dep cpu s", lambda r: r.deploy.cpu_s, 1),
     )
-    rows = [f"LTB vs {baseline} (medians; MiB: peak summed RSS of the process tree)", header]
+    b = "bare" if baseline == "bare" else "par"
+    header = f"{'N':>3}"
+    for heading, _, _ in columns:
+        header += f"  {'ltb ' + heading:>14}  {b + ' ' + heading:>14}  {'ratio':>5}"
+    rows = [
+        f"LTB vs {baseline}, medians (MiB: peak summed RSS of the process tree, "
+        "deploy or remove; cpu: user+system of the process tree)",
+        header,
+    ]
     for n in nodes:
-        ld = _median(runs, "ltb", n, lambda r: r.deploy.wall_s)
-        bd = _median(runs, baseline, n, lambda r: r.deploy.wall_s)
-        lr = _median(runs, "ltb", n, lambda r: r.remove.wall_s)
-        br = _median(runs, baseline, n, lambda r: r.remove.wall_s)
-        lm = _median(runs, "ltb", n, peak)
-        bm = _median(runs, baseline, n, peak)
-        rows.append(
-            f"{n:>3}  {_num(ld):>9}  {_num(bd):>10}  {_ratio(ld, bd):>5}  {_num(lr):>8}  "
-            f"{_num(br):>9}  {_ratio(lr, br):>5}  {_num(lm, 0):>7}  {_num(bm, 0):>8}  "
-            f"{_ratio(lm, bm):>5}"
-        )
+        row = f"{n:>3}"
+        for _, value, digits in columns:
+            mine = _median(runs, "ltb", n, value)
+            theirs = _median(runs, baseline, n, value)
+            row += f"  {_num(mine, digits):>14}  {_num(theirs, digits):>14}"
+            row += f"  {_ratio(mine, theirs):>5}"
+        rows.append(row)
     return "\n".join(rows)
 
 
-def machine() -> dict[str, Any]:
+def machine(repo: Path) -> dict[str, Any]:
     def first_line(*argv: str) -> str:
         lines = _run(*argv).stdout.splitlines()
         return lines[0] if lines else ""
 
     return {
+        "repo": str(repo),
+        # Empty for a checkout that is not a git work tree (an export): see the label.
+        "commit": first_line("git", "-C", str(repo), "rev-parse", "HEAD"),
+        "uncommitted_files": len(
+            _run("git", "-C", str(repo), "status", "--short").stdout.splitlines()
+        ),
         "cpus": os.cpu_count(),
         "kernel": platform.release(),
         "python": platform.python_version(),
@@ -582,7 +725,14 @@ def main(argv: list[str] | None = None) -> int:
         help="environment for the LTB runs, e.g. ANSIBLE_PIPELINING=true (repeatable)",
     )
     parser.add_argument(
-        "--profile", action="store_true", help="enable profile_tasks for LTB deploys"
+        "--profile", action="store_true", help="enable profile_tasks for the LTB runs"
+    )
+    parser.add_argument(
+        "--repo",
+        type=lambda text: Path(text).resolve(),
+        default=ROOT,
+        help="LTB checkout whose playbooks to run (default: this one), e.g. an export of a "
+        "commit: git archive HEAD | tar -x -C DIR; ln -s $PWD/.collections DIR/",
     )
     parser.add_argument("--label", default="", help="free text stored in the results")
     parser.add_argument("--keep", action="store_true", help="keep topologies, scripts and logs")
@@ -591,35 +741,43 @@ def main(argv: list[str] | None = None) -> int:
     if any(n < 2 for n in args.nodes):
         parser.error("a chain needs at least 2 nodes")
 
-    workdir = Path(tempfile.mkdtemp(prefix="ltb-bench-"))
+    workdir = Path(tempfile.mkdtemp(prefix="ltb-bench-chain-"))
     runs: list[Run] = []
+    failures: list[str] = []
+    interrupted = True
     try:
         for repeat in range(1, args.repeat + 1):
             for n in args.nodes:
                 for variant in args.variants:
-                    run = run_variant(variant, n, repeat, workdir, args)
+                    try:
+                        run = run_variant(variant, n, repeat, workdir, args)
+                    except RunFailed as failure:
+                        print(f"FAILED {failure}", flush=True)
+                        failures.append(str(failure))
+                        continue
                     runs.append(run)
                     print(
                         f"{variant:>13} N={n:<3} r{repeat}: deploy {run.deploy.wall_s:6.1f} s "
-                        f"(peak {run.deploy.peak_mib:6.0f} MiB RSS, "
+                        f"(cpu {run.deploy.cpu_s:5.1f} s, peak {run.deploy.peak_mib:6.0f} MiB RSS, "
                         f"{run.deploy.peak_pss_mib:5.0f} MiB PSS), "
                         f"remove {run.remove.wall_s:5.1f} s "
                         f"(peak {run.remove.peak_mib:5.0f} MiB RSS)",
                         flush=True,
                     )
+        interrupted = False
     finally:
-        if not args.keep:
-            subprocess.run(["rm", "-rf", str(workdir)], check=False)
+        if args.keep or interrupted or failures:
+            print(f"kept {workdir} (topologies, scripts and logs)", file=sys.stderr)
         else:
-            print(f"kept {workdir}")
+            subprocess.run(["rm", "-rf", str(workdir)], check=False)
     print()
     for baseline in ("bare", "bare-parallel"):
         if "ltb" in args.variants and baseline in args.variants:
             print(summary(runs, args.nodes, baseline), end="\n\n")
     for run in runs:
-        if run.profile:
-            print(f"Slowest deploy tasks, N={run.nodes} r{run.repeat} (profile_tasks):")
-            for task, seconds in run.profile[:10]:
+        for phase, tasks in run.profile.items():
+            print(f"Slowest {phase} tasks, N={run.nodes} r{run.repeat} (profile_tasks):")
+            for task, seconds in tasks[:10]:
                 print(f"  {seconds:7.2f} s  {task}")
             print()
 
@@ -629,12 +787,15 @@ def main(argv: list[str] | None = None) -> int:
         "label": args.label,
         "argv": sys.argv,
         "ltb_env": args.ltb_env,
-        "machine": machine(),
+        "machine": machine(args.repo),
         "runs": [asdict(run) for run in runs],
+        "failures": failures,
     }
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"results: {out.relative_to(ROOT)}")
-    return 0
+    for failure in failures:
+        print(f"FAILED {failure}")
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
