@@ -63,6 +63,7 @@ actions:
 
 import ipaddress
 import json
+import os
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -184,8 +185,16 @@ def ensure_absent(module, host):
         if record.get("ifalias", "").startswith(prefix):
             actions.append(f"delete {name}")
             if not module.check_mode:
-                host.run("link", "del", name)
+                delete_link(module, host, name)
     return actions
+
+
+def delete_link(module, host, name):
+    # The kernel removes a container's veths some time after the container is gone (seconds
+    # on a busy host): an interface listed a moment ago may have vanished on its own.
+    rc, _, err = module.run_command([*host.prefix, host.ip, "link", "del", name])
+    if rc != 0 and os.path.exists(f"/sys/class/net/{name}"):
+        module.fail_json(msg=f"ip link del {name} failed: {err.strip()}")
 
 
 def main():
