@@ -47,9 +47,11 @@ def reach(path: str, ssh_key: str) -> int:
     )
     width = max(len(node.name) for node in lab.nodes)
     for node in lab.nodes:
+        # A VM has no docker exec: SSH (and its serial console log) is the way in.
+        shell = f"    docker exec -it {lab.container_name(node.name)} bash"
         print(
             f"  {node.name:<{width}}  ssh -i {ssh_key} root@{node.mgmt_ipv4.ip}"
-            f"    docker exec -it {lab.container_name(node.name)} bash"
+            + (shell if node.kind == "container" else "")
         )
     print(
         f"Ansible: ansible -i inventory/ -i {path} {lab.nodes[0].name} "
