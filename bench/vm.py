@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ltb.ssh import ssh_argv
 from ltb.topology import load_lab
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,23 +63,7 @@ def playbook(name: str, lab_file: Path, *extra: str) -> float:
 def ssh_answers(address: str) -> bool:
     return (
         subprocess.run(
-            [
-                "ssh",
-                "-i",
-                str(SSH_KEY),
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "ConnectTimeout=2",
-                "-o",
-                "LogLevel=ERROR",
-                f"root@{address}",
-                "true",
-            ],
+            ssh_argv(address, "true", key=SSH_KEY, connect_timeout=2),
             capture_output=True,
             timeout=20,
             check=False,

@@ -36,6 +36,7 @@ import docker.errors
 
 from ltb.deployed import DEFAULT_STATE_DIR, TOPOLOGY_FILE, lab_dir
 from ltb.model import Lab, Node
+from ltb.ssh import ssh_argv
 from ltb.topology import TopologyError, load_lab
 
 SNAPSHOT_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -137,22 +138,7 @@ def _check_space(lab: Lab, where: Snapshots) -> None:
 def _snapshot_vm(lab: Lab, node: Node, target: Path, where: Snapshots) -> dict[str, Any]:
     domain = lab.container_name(node.name)
     # Flush the guest's page cache, so the paused disk holds what the guest has written.
-    _run(
-        "ssh",
-        "-i",
-        str(where.ssh_key),
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "ConnectTimeout=10",
-        f"root@{node.mgmt_ipv4.ip}",
-        "sync",
-        timeout=60,
-    )
+    _run(*ssh_argv(str(node.mgmt_ipv4.ip), "sync", key=where.ssh_key), timeout=60)
     _run("virsh", "-c", where.libvirt_uri, "suspend", domain)
     try:
         disk = target / f"{node.name}.qcow2"

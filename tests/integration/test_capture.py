@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from ltb.ssh import ssh_argv
 from tests.integration.conftest import (
     TOPOLOGIES,
     RunningLab,
@@ -121,22 +122,7 @@ def sshd(tmp_path_factory):
     server = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", config], stderr=subprocess.PIPE)
     time.sleep(0.5)
     assert server.poll() is None, server.stderr.read()
-    yield [
-        "ssh",
-        "-p",
-        "2222",
-        "-i",
-        SSH_KEY,
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "LogLevel=ERROR",
-        "root@127.0.0.1",
-    ]
+    yield ssh_argv("127.0.0.1", key=SSH_KEY, port=2222)
     server.terminate()
     server.wait()
 

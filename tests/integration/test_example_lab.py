@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 
+from ltb.ssh import ssh_argv
 from tests.integration.conftest import (
     ROOT,
     RunningLab,
@@ -73,21 +74,7 @@ def test_management_addresses_answer_from_the_hypervisor(lab):
 def test_ssh_with_the_platform_key_reaches_a_node(lab):
     r2 = lab.model.node("r2")
     result = subprocess.run(
-        [
-            "ssh",
-            "-i",
-            SSH_KEY,
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=5",
-            f"root@{r2.mgmt_ipv4.ip}",
-            "hostname",
-        ],
+        ssh_argv(str(r2.mgmt_ipv4.ip), "hostname", key=SSH_KEY, connect_timeout=5),
         capture_output=True,
         text=True,
         check=False,

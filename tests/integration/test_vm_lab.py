@@ -11,6 +11,7 @@ import pytest
 
 from ltb.deployed import DEFAULT_STATE_DIR
 from ltb.snapshot import image_name
+from ltb.ssh import ssh_argv
 from ltb.topology import load_lab
 from tests.integration.conftest import (
     RunningLab,
@@ -30,23 +31,7 @@ def vm_ssh(path: Path, node: str, command: str) -> tuple[int, str]:
     """Run a command in a VM node over SSH on the lab's management network."""
     address = str(load_lab(path).node(node).mgmt_ipv4.ip)
     done = subprocess.run(
-        [
-            "ssh",
-            "-i",
-            str(SSH_KEY),
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=10",
-            "-o",
-            "LogLevel=ERROR",
-            f"root@{address}",
-            command,
-        ],
+        ssh_argv(address, command, key=SSH_KEY),
         capture_output=True,
         text=True,
         timeout=60,
