@@ -1,10 +1,11 @@
 """What a lab has created on this hypervisor, found by the lab identity it carries.
 
-Containers carry the Docker label `ltb.lab`, OVS bridges, ports and mirrors
-`external_ids:ltb-lab`, hypervisor-side interfaces the alias `ltb:<lab>:...`, libvirt
-domains (VM nodes) the name `ltb-<lab>.<node>`, and the lab's files (VM disks too) live in
-`<state dir>/labs/<lab>/`. Used to list a lab's resources and to check that removing a lab
-left nothing behind.
+Containers carry the Docker label `ltb.lab` (and so do images committed from them: an
+untagged one, left when a snapshot was deleted while the lab ran from it, belongs to the
+lab), OVS bridges, ports and mirrors `external_ids:ltb-lab`, hypervisor-side interfaces the
+alias `ltb:<lab>:...`, libvirt domains (VM nodes) the name `ltb-<lab>.<node>`, and the lab's
+files (VM disks too) live in `<state dir>/labs/<lab>/`. Used to list a lab's resources and to
+check that removing a lab left nothing behind.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ltb.deployed import DEFAULT_STATE_DIR, lab_dir
 @dataclass
 class LabResources:
     containers: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
     bridges: list[str] = field(default_factory=list)
     ports: list[str] = field(default_factory=list)
     mirrors: list[str] = field(default_factory=list)
@@ -34,13 +36,14 @@ class LabResources:
         return not any(getattr(self, kind) for kind in KINDS)
 
 
-KINDS = ("containers", "bridges", "ports", "mirrors", "interfaces", "files", "domains")
+KINDS = ("containers", "images", "bridges", "ports", "mirrors", "interfaces", "files", "domains")
 
 
 def find_lab_resources(lab: str, state_dir: Path = DEFAULT_STATE_DIR) -> LabResources:
     directory = lab_dir(lab, state_dir)
     return LabResources(
         containers=_containers(lab),
+        images=_untagged_images(lab),
         bridges=_ovs_rows("Bridge", lab),
         ports=_ovs_rows("Port", lab),
         mirrors=_ovs_rows("Mirror", lab),
@@ -55,6 +58,15 @@ def _containers(lab: str) -> list[str]:
     try:
         found = client.containers.list(all=True, filters={"label": f"ltb.lab={lab}"})
         return sorted(c.name for c in found)
+    finally:
+        client.close()
+
+
+def _untagged_images(lab: str) -> list[str]:
+    client = docker.from_env()
+    try:
+        found = client.images.list(filters={"dangling": True, "label": f"ltb.lab={lab}"})
+        return sorted(image.short_id for image in found)
     finally:
         client.close()
 

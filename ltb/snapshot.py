@@ -6,12 +6,15 @@ directory, so removing the lab keeps its snapshots. It holds:
 - `topology.lab.yml`: the topology the lab was deployed from (restore deploys it again);
 - `<node>.qcow2` for every VM node: a copy of the node's disk overlay (its changes to the
   base image, which stays shared), taken with the VM paused after a `sync` in the guest;
-- `snapshot.json`: the manifest, written last. A directory without it is not a snapshot.
+- `snapshot.json`: the manifest, written last. A directory without it is not a snapshot. It
+  also holds each node's runtime state (`ltb.runtime`: routes set by hand, replayed after
+  restore; FRR's running config is written into the node's files first).
 
 Every container node becomes a Docker image `ltb-snapshot/L/<node>:N` (`docker commit`: its
 file system changes and its configuration; checkpointing a running process does not work on
 these hosts, so memory is not kept). VM memory is not kept either: a restored VM boots from
-its restored disk.
+its restored disk. What lived only in memory and matters to a lab (routes, FRR's config) is
+kept as runtime state instead.
 
 A snapshot is built in a hidden `.N.partial-*` directory and renamed into place only when
 complete; on any failure everything it made (directory and images) is removed again.
@@ -34,6 +37,7 @@ from typing import Any
 import docker
 import docker.errors
 
+from ltb import runtime
 from ltb.deployed import DEFAULT_STATE_DIR, TOPOLOGY_FILE, lab_dir
 from ltb.model import Lab, Node
 from ltb.ssh import ssh_argv
@@ -135,6 +139,14 @@ def _check_space(lab: Lab, where: Snapshots) -> None:
         )
 
 
+def _runtime_node(
+    lab: Lab, node: Node, client: docker.DockerClient, where: Snapshots
+) -> runtime.Node:
+    if node.kind == "vm":
+        return runtime.VmNode(node.name, str(node.mgmt_ipv4.ip), Path(where.ssh_key))
+    return runtime.ContainerNode(node.name, lab.container_name(node.name), client)
+
+
 def _snapshot_vm(lab: Lab, node: Node, target: Path, where: Snapshots) -> dict[str, Any]:
     domain = lab.container_name(node.name)
     # Flush the guest's page cache, so the paused disk holds what the guest has written.
@@ -186,6 +198,8 @@ def take_snapshot(
         nodes: dict[str, dict[str, Any]] = {}
         for node in lab.nodes:
             progress(f"snapshot of node {node.name}")
+            # First, so that FRR's running config is in the files saved next.
+            state = runtime.save(_runtime_node(lab, node, client, where))
             if node.kind == "vm":
                 nodes[node.name] = _snapshot_vm(lab, node, partial, where)
             else:
@@ -202,6 +216,7 @@ def take_snapshot(
                     "image_id": image.id,
                     "bytes": changes,
                 }
+            nodes[node.name]["runtime"] = state
         manifest = {
             "lab": lab_name,
             "name": name,
@@ -223,7 +238,7 @@ def take_snapshot(
                 f"out of disk space while taking snapshot {name!r} of lab {lab_name!r}; "
                 "nothing of it was kept"
             ) from None
-        if isinstance(error, docker.errors.APIError):
+        if isinstance(error, docker.errors.APIError | runtime.RuntimeStateError):
             raise SnapshotError(f"snapshot {name!r} of lab {lab_name!r}: {error}") from None
         raise
     finally:
@@ -329,3 +344,28 @@ def restore_plan(
         if own_client:
             client.close()
     return {"topology": str(path / TOPOLOGY_FILE), "nodes": nodes}
+
+
+def restore_runtime(
+    lab_name: str,
+    name: str,
+    where: Snapshots = Snapshots(),
+    client: docker.DockerClient | None = None,
+) -> dict[str, int]:
+    """Give the nodes of a lab restored from a snapshot (and running again) the runtime state
+    the snapshot kept; the number of routes replayed per node."""
+    manifest = load_snapshot(lab_name, name, where)
+    lab = load_lab(where.path(lab_name, name) / TOPOLOGY_FILE)
+    own_client = client is None
+    client = client or docker.from_env()
+    replayed = {}
+    try:
+        for node_name, saved in manifest["nodes"].items():
+            node = _runtime_node(lab, lab.node(node_name), client, where)
+            replayed[node_name] = runtime.replay(node, saved.get("runtime", {}))
+    except runtime.RuntimeStateError as error:
+        raise SnapshotError(f"restore of snapshot {name!r} of lab {lab_name!r}: {error}") from None
+    finally:
+        if own_client:
+            client.close()
+    return replayed

@@ -12,6 +12,8 @@ description:
     snapshot leaves nothing behind. O(action=delete) removes a snapshot and its images.
     O(action=list) returns the lab's snapshots. O(action=plan) checks that snapshot O(name)
     of lab O(lab) is complete and returns what a restore deploys for each node.
+    O(action=runtime) gives the nodes of a lab just deployed from snapshot O(name) the runtime
+    state it kept (routes set by hand; see C(ltb.runtime)).
 options:
   lab:
     description: Lab name.
@@ -23,7 +25,7 @@ options:
   action:
     description: What to do.
     type: str
-    choices: [create, delete, list, plan]
+    choices: [create, delete, list, plan, runtime]
     default: create
   state_dir:
     description: LTB's state directory on the hypervisor.
@@ -75,13 +77,19 @@ def main():
         argument_spec=dict(
             lab=dict(type="str", required=True),
             name=dict(type="str"),
-            action=dict(type="str", choices=["create", "delete", "list", "plan"], default="create"),
+            action=dict(
+                type="str",
+                choices=["create", "delete", "list", "plan", "runtime"],
+                default="create",
+            ),
             state_dir=dict(type="path", default="/var/lib/ltb"),
             ssh_key=dict(type="path", default="/var/lib/ltb/ssh/id_ed25519", no_log=False),
             libvirt_uri=dict(type="str", default="qemu:///system"),
             min_free_bytes=dict(type="int", default=512 * 1024**2),
         ),
-        required_if=[("action", action, ["name"]) for action in ("create", "delete", "plan")],
+        required_if=[
+            ("action", action, ["name"]) for action in ("create", "delete", "plan", "runtime")
+        ],
         supports_check_mode=False,
     )
     if LTB_IMPORT_ERROR is not None:
@@ -102,6 +110,9 @@ def main():
             module.exit_json(changed=deleted)
         if p["action"] == "list":
             module.exit_json(changed=False, snapshots=snapshots.list_snapshots(p["lab"], where))
+        if p["action"] == "runtime":
+            routes = snapshots.restore_runtime(p["lab"], p["name"], where)
+            module.exit_json(changed=any(routes.values()), routes=routes)
         module.exit_json(changed=False, plan=snapshots.restore_plan(p["lab"], p["name"], where))
     except snapshots.SnapshotError as error:
         module.fail_json(msg=str(error))

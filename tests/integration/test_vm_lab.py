@@ -108,7 +108,12 @@ def test_remove_cleans_a_half_started_vm(lab_file, tmp_path):
     assert_no_leftovers("vm-half")
 
 
-def test_snapshot_and_restore_give_back_files_of_containers_and_vms(lab_file, docker_client):
+FRR_STATIC = "ip route 10.77.0.0/16 10.203.1.2"
+
+
+def test_snapshot_and_restore_give_back_files_and_routes_of_containers_and_vms(
+    lab_file, docker_client
+):
     path = lab_file("mixed.lab.yml", "snap-mixed")
     other = lab_file("mixed.lab.yml", "snap-other")
     try:
@@ -117,6 +122,14 @@ def test_snapshot_and_restore_give_back_files_of_containers_and_vms(lab_file, do
         assert lab.exec("c1", "sh", "-c", "echo before > /root/state.txt")[0] == 0
         assert vm_ssh(path, "vm", "echo before > /root/state.txt")[0] == 0
         assert vm_ssh(path, "vm", "echo edited > /etc/ltb/hello.txt")[0] == 0
+        # Runtime state in no file: routes added by hand, and FRR config that is not written.
+        assert lab.exec("c1", "ip", "route", "add", "10.99.0.0/16", "via", "10.203.1.2")[0] == 0
+        assert vm_ssh(path, "vm", "ip route add 10.98.0.0/16 via 10.203.2.3")[0] == 0
+        frr = (
+            "sed -i 's/^ospfd=no/ospfd=yes/' /etc/frr/daemons && /usr/lib/frr/frrinit.sh start"
+            f" >/dev/null && vtysh -c 'configure terminal' -c '{FRR_STATIC}'"
+        )
+        assert lab.exec("c1", "sh", "-c", frr)[0] == 0
 
         # Refused: bad names, too little disk space; none of them leaves anything.
         bad = snapshot(path, "Bad/Name")
@@ -156,6 +169,9 @@ def test_snapshot_and_restore_give_back_files_of_containers_and_vms(lab_file, do
             "before\nedited\n",
         )
         assert lab.ping("c1", "10.203.1.2") and lab.ping("c2", "10.203.2.2")
+        assert "10.99.0.0/16 via 10.203.1.2 dev eth1" in lab.exec("c1", "ip", "route")[1]
+        assert "10.98.0.0/16 via 10.203.2.3 dev eth2" in vm_ssh(path, "vm", "ip route")[1]
+        assert FRR_STATIC in lab.exec("c1", "vtysh", "-c", "show running-config")[1]
 
         deleted = snapshot(path, "s1", "-e", "snapshot_action=delete")
         assert deleted.returncode == 0, failure_text(deleted)

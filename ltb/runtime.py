@@ -1,0 +1,173 @@
+"""A node's runtime state that lives in no file: routes added by hand and FRR's running config.
+
+A snapshot keeps a node's files (container layer, VM disk); this module keeps what is only in
+the kernel or in a daemon, so that a route configured in a node before a snapshot is there
+after restore:
+
+- FRR's running configuration is written to /etc/frr/frr.conf (`vtysh -c 'write memory'`)
+  before the node's files are saved, when FRR's zebra runs in the node; FRR starts with it
+  again after restore, and re-installs its own routes.
+- Routes set outside any routing daemon (protocol `boot`, what `ip route add` gives, or
+  `static`) in every table are read as `ip route` commands and replayed after restore, once
+  the node's interfaces have their addresses again. Connected, local and daemon routes are
+  not kept: the addresses and FRR make them again.
+
+Containers are reached in their network namespace with the hypervisor's own `ip` (nothing is
+needed in the image); VMs over SSH on the management network (they need `ip`, as LTB's VM
+image has).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+
+# Numeric route attributes (`ip -N`): names depend on the /etc/iproute2 of whoever runs `ip`.
+KEPT_PROTOCOLS = {"3", "4"}  # boot (`ip route add`), static (`proto static`)
+TYPES = {"1": "unicast", "6": "blackhole", "7": "unreachable", "8": "prohibit", "9": "throw"}
+LOCAL_TABLE = "255"
+FRR_DAEMON = "zebra"
+
+
+class RuntimeStateError(RuntimeError):
+    """Runtime state that cannot be read or replayed; the message names the node."""
+
+
+def route_commands(routes: Sequence[dict[str, Any]]) -> list[str]:
+    """`ip route replace` arguments (for `ip -batch`) for the routes worth keeping, from the
+    output of `ip -N -j route show table all`."""
+    commands = []
+    for route in routes:
+        protocol = route.get("protocol", "3")  # `ip` leaves out the default, boot
+        kind = TYPES.get(route.get("type", "1"))
+        if protocol not in KEPT_PROTOCOLS or kind is None:
+            continue
+        if route.get("table") == LOCAL_TABLE:
+            continue
+        words = ["route", "replace", kind, route["dst"]]
+        words += _next_hop(route)
+        for key, word in (("table", "table"), ("metric", "metric"), ("prefsrc", "src")):
+            if key in route:
+                words += [word, str(route[key])]
+        if "scope" in route:
+            words += ["scope", str(route["scope"])]
+        words += ["proto", protocol]
+        for hop in route.get("nexthops", []):
+            words += ["nexthop", *_next_hop(hop)]
+            if "weight" in hop:
+                words += ["weight", str(hop["weight"])]
+        commands.append(" ".join(words))
+    return commands
+
+
+def _next_hop(hop: dict[str, Any]) -> list[str]:
+    words = []
+    if "gateway" in hop:
+        words += ["via", hop["gateway"]]
+    if "dev" in hop:
+        words += ["dev", hop["dev"]]
+    if "onlink" in hop.get("flags", []):
+        words.append("onlink")
+    return words
+
+
+def _run(argv: Sequence[str], what: str, stdin: str | None = None, timeout: float = 60) -> str:
+    try:
+        done = subprocess.run(
+            argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise RuntimeStateError(f"{what}: no answer in {timeout:.0f} s") from None
+    if done.returncode != 0:
+        raise RuntimeStateError(f"{what}: {(done.stderr or done.stdout).strip()}")
+    return done.stdout
+
+
+@dataclass(frozen=True)
+class ContainerNode:
+    """A container node, reached from the hypervisor through Docker and its netns."""
+
+    name: str
+    container: str
+    client: docker.DockerClient
+
+    def _netns_ip(self) -> list[str]:
+        pid = self.client.containers.get(self.container).attrs["State"]["Pid"]
+        return ["nsenter", f"--net=/proc/{pid}/ns/net", "ip"]
+
+    def ip(self, *args: str, stdin: str | None = None) -> str:
+        return _run([*self._netns_ip(), *args], f"node {self.name}: ip {' '.join(args)}", stdin)
+
+    def save_frr(self) -> bool:
+        container = self.client.containers.get(self.container)
+        processes = container.top(ps_args="-eo pid,comm").get("Processes") or []
+        if not any(FRR_DAEMON in row[-1] for row in processes):
+            return False
+        code, output = container.exec_run(["vtysh", "-c", "write memory"])
+        if code != 0:
+            raise RuntimeStateError(
+                f"node {self.name}: FRR's running config cannot be written: "
+                f"{output.decode(errors='replace').strip()}"
+            )
+        return True
+
+
+@dataclass(frozen=True)
+class VmNode:
+    """A VM node, reached over SSH on the lab's management network."""
+
+    name: str
+    address: str
+    ssh_key: Path
+
+    def _ssh(self, command: str, stdin: str | None = None) -> str:
+        from ltb.ssh import ssh_argv
+
+        return _run(
+            ssh_argv(self.address, command, key=self.ssh_key),
+            f"node {self.name}: {command}",
+            stdin,
+        )
+
+    def ip(self, *args: str, stdin: str | None = None) -> str:
+        return self._ssh(shlex.join(["ip", *args]), stdin)
+
+    def save_frr(self) -> bool:
+        answer = self._ssh(
+            f"if pgrep -x {FRR_DAEMON} >/dev/null; then vtysh -c 'write memory' >&2 && echo saved;"
+            " fi"
+        )
+        return answer.strip() == "saved"
+
+
+Node = ContainerNode | VmNode
+
+
+def save(node: Node) -> dict[str, Any]:
+    """Write FRR's running config into the node's files and read its kept routes; the result
+    goes into the snapshot's manifest and is what `replay` takes."""
+    frr = node.save_frr()
+    routes = {
+        family: route_commands(
+            json.loads(node.ip(f"-{family}", "-N", "-j", "route", "show", "table", "all") or "[]")
+        )
+        for family in ("4", "6")
+    }
+    return {"frr_config_saved": frr, "routes": routes}
+
+
+def replay(node: Node, state: dict[str, Any]) -> int:
+    """Add the saved routes to a node that runs again; the number of routes replayed."""
+    count = 0
+    for family, commands in state.get("routes", {}).items():
+        if commands:
+            node.ip(f"-{family}", "-batch", "-", stdin="\n".join(commands) + "\n")
+            count += len(commands)
+    return count
