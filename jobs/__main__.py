@@ -3,7 +3,9 @@
 python -m jobs worker [--burst]         an rq worker of LTB's queues
 python -m jobs scheduler                rq-scheduler, reconciled with PostgreSQL first
 python -m jobs migrate                  create or migrate the database schema
-python -m jobs submit TASK LAB [TOPOLOGY_FILE] [-p KEY=VALUE...]   queue a lab task
+python -m jobs submit TASK LAB [TOPOLOGY_FILE] [-p KEY=VALUE...]   queue a lab task, e.g.
+    submit deploy LAB LAB.lab.yml | submit mirror LAB -p endpoint=r1:eth1
+    submit snapshot LAB -p name=S [-p action=delete] | submit restore LAB -p name=S
 python -m jobs cancel JOB_ID
 python -m jobs reserve TOPOLOGY_FILE START END   (ISO 8601 times with a zone)
 """
@@ -25,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("scheduler")
     commands.add_parser("migrate")
     submit = commands.add_parser("submit")
-    submit.add_argument("task", choices=["deploy", "remove", "mirror"])
+    submit.add_argument("task", choices=["deploy", "remove", "mirror", "snapshot", "restore"])
     submit.add_argument("lab")
     submit.add_argument("topology", nargs="?", type=Path)
     submit.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
@@ -52,24 +54,33 @@ def main(argv: list[str] | None = None) -> int:
         upgrade_database()
     elif args.command == "submit":
         from jobs.queue import submit as submit_task
+        from portal.labs import LabError
 
         topology = args.topology.read_text() if args.topology else None
         params = dict(p.split("=", 1) for p in args.param)
-        print(submit_task(args.lab, args.task, topology=topology, params=params))
+        try:
+            print(submit_task(args.lab, args.task, topology=topology, params=params))
+        except LabError as error:
+            print(f"python -m jobs submit: {error}", file=sys.stderr)
+            return 2
     elif args.command == "cancel":
         from jobs.queue import cancel as cancel_job
 
         print(cancel_job(args.job_id))
     elif args.command == "reserve":
         from jobs.connections import sessions
-        from jobs.reservations import create_reservation, schedule, scheduler
+        from jobs.reservations import ReservationError, create_reservation, schedule, scheduler
         from jobs.settings import load
 
         settings = load()
-        with sessions(settings).begin() as session:
-            reservation = create_reservation(
-                session, args.topology.read_text(), args.start, args.end
-            )
+        try:
+            with sessions(settings).begin() as session:
+                reservation = create_reservation(
+                    session, args.topology.read_text(), args.start, args.end
+                )
+        except ReservationError as error:
+            print(f"python -m jobs reserve: {error}", file=sys.stderr)
+            return 2
         schedule(scheduler(settings), reservation)
         print(reservation.id)
     return 0

@@ -21,7 +21,13 @@ from portal.models import Job, JobStatus
 
 log = logging.getLogger(__name__)
 
-TASKS = {"deploy": tasks.deploy, "remove": tasks.remove, "mirror": tasks.mirror}
+TASKS = {
+    "deploy": tasks.deploy,
+    "remove": tasks.remove,
+    "mirror": tasks.mirror,
+    "snapshot": tasks.snapshot,
+    "restore": tasks.restore,
+}
 # rq keeps a job's own record this long after it ended; PostgreSQL keeps the history.
 RESULT_TTL = 24 * 3600
 

@@ -12,7 +12,7 @@ import logging
 from datetime import datetime, timedelta
 
 from rq_scheduler import Scheduler
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from jobs.connections import redis, sessions
@@ -29,8 +29,16 @@ BUSY_RETRY = timedelta(seconds=5)
 META_KEY = "ltb_reservation"
 
 
+# First key of the advisory lock that serialises reservations of one lab name.
+RESERVATION_LOCK_SPACE = 0x17C
+
+
 class ReservationError(ValueError):
     pass
+
+
+class ReservationConflict(ReservationError):
+    """The lab is already reserved for part of the time asked for."""
 
 
 def scheduler(settings: Settings | None = None) -> Scheduler:
@@ -45,12 +53,33 @@ def scheduler(settings: Settings | None = None) -> Scheduler:
 def create_reservation(
     session: Session, topology: str, start_at: datetime, end_at: datetime, owner: str | None = None
 ) -> Reservation:
-    """Record a reservation (the caller commits, then calls `schedule`)."""
+    """Record a reservation (the caller commits, then calls `schedule`); refuse one whose time
+    overlaps another reservation of the same lab that has not ended."""
     if start_at.tzinfo is None or end_at.tzinfo is None:
         raise ReservationError("reservation times must carry a time zone (UTC)")
     if end_at <= start_at:
         raise ReservationError("a reservation must end after it starts")
     lab = parse_lab(topology, "reservation")
+    # Held until the caller commits: two overlapping requests cannot both see no conflict.
+    session.execute(
+        select(func.pg_advisory_xact_lock(RESERVATION_LOCK_SPACE, func.hashtext(lab.name)))
+    )
+    clash = session.scalars(
+        select(Reservation)
+        .where(
+            Reservation.lab_name == lab.name,
+            Reservation.state.in_([ReservationState.SCHEDULED, ReservationState.STARTED]),
+            Reservation.start_at < end_at,
+            Reservation.end_at > start_at,
+        )
+        .order_by(Reservation.start_at)
+        .limit(1)
+    ).first()
+    if clash is not None:
+        raise ReservationConflict(
+            f"lab {lab.name!r} is already reserved from {clash.start_at.isoformat()} to "
+            f"{clash.end_at.isoformat()} (reservation {clash.id}); pick a time outside it"
+        )
     reservation = Reservation(
         lab_name=lab.name,
         owner=owner,

@@ -28,7 +28,13 @@ log = logging.getLogger(__name__)
 
 # First key of the two-key advisory locks LTB takes; the second is the lab's id.
 LAB_LOCK_SPACE = 0x17B
-PLAYBOOKS = {"deploy": "deploy.yml", "remove": "remove.yml", "mirror": "mirror.yml"}
+PLAYBOOKS = {
+    "deploy": "deploy.yml",
+    "remove": "remove.yml",
+    "mirror": "mirror.yml",
+    "snapshot": "snapshot.yml",
+    "restore": "restore.yml",
+}
 RUNNER_STATUSES = {
     "successful": JobStatus.SUCCESSFUL,
     "failed": JobStatus.FAILED,
@@ -60,6 +66,17 @@ def mirror(
         "mirror_name": name,
     }
     return run_task("mirror", lab, extravars)
+
+
+def snapshot(lab: str, name: str, action: str = "create") -> dict[str, Any]:
+    """Take (or delete) the named snapshot of the running lab."""
+    return run_task("snapshot", lab, {"snapshot": name, "snapshot_action": action})
+
+
+def restore(lab: str, name: str) -> dict[str, Any]:
+    """Remove the lab and deploy it again from its named snapshot. The lab's topology in the
+    store must be the one the snapshot was taken from (the playbook checks it)."""
+    return run_task("restore", lab, {"snapshot": name})
 
 
 def process_start_time(pid: int) -> str | None:

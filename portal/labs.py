@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from ltb import model
+from ltb.snapshot import SnapshotError, check_name
 from ltb.topology import parse_lab
 from portal.models import (
     ACTIVE_JOB_STATUSES,
@@ -34,13 +35,25 @@ TASK_STATES: dict[str, LabState | None] = {
     "deploy": LabState.DEPLOYING,
     "remove": LabState.REMOVING,
     "mirror": None,
+    "snapshot": None,
+    "restore": LabState.DEPLOYING,
 }
 # States a lab must be in for a task; None: any.
 TASK_NEEDS: dict[str, tuple[LabState, ...] | None] = {
     "deploy": None,
     "remove": None,
     "mirror": (LabState.RUNNING,),
+    "snapshot": (LabState.RUNNING,),
+    # Restore removes whatever runs of the lab first, so it repairs a failed lab too.
+    "restore": None,
 }
+# Parameters a task needs, checked before anything is queued.
+TASK_PARAMS: dict[str, tuple[str, ...]] = {
+    "mirror": ("endpoint",),
+    "snapshot": ("name",),
+    "restore": ("name",),
+}
+SNAPSHOT_ACTIONS = ("create", "delete")
 
 
 class LabError(Exception):
@@ -77,6 +90,7 @@ def request_task(
     lab to the task's state. The caller commits, then enqueues the job under `job.id`."""
     if task not in TASK_STATES:
         raise LabError(f"unknown task {task!r} (known: {', '.join(TASK_STATES)})")
+    check_params(task, params or {})
     lab_model = parse_lab(topology, f"lab {lab_name}") if topology is not None else None
     if lab_model is not None and lab_model.name != lab_name:
         raise LabError(f"the topology is of lab {lab_model.name!r}, not {lab_name!r}")
@@ -138,6 +152,21 @@ def request_task(
     return job
 
 
+def check_params(task: str, params: dict[str, Any]) -> None:
+    missing = [name for name in TASK_PARAMS.get(task, ()) if not params.get(name)]
+    if missing:
+        raise LabError(f"{task} needs {', '.join(missing)}")
+    if task in ("snapshot", "restore"):
+        try:
+            check_name(params["name"])
+        except SnapshotError as error:
+            raise LabError(str(error)) from None
+    if task == "snapshot" and params.get("action", "create") not in SNAPSHOT_ACTIONS:
+        raise LabError(
+            f"snapshot action {params['action']!r} is not one of {', '.join(SNAPSHOT_ACTIONS)}"
+        )
+
+
 def record_topology(lab: Lab, lab_model: model.Lab) -> None:
     """Replace the lab's nodes, interfaces and connections with those of the model."""
     lab.nodes.clear()
@@ -168,10 +197,12 @@ def finish_job(session: Session, job: Job, status: JobStatus, result: dict[str, 
     job.result = result
     job.ended_at = utcnow()
     lab = job.lab
-    if job.started_at is None:
-        # Never ran: the lab is as it was before the request.
+    changed_nothing = "changed" in result.get("stats", {}) and not result["stats"]["changed"]
+    if job.started_at is None or (status != JobStatus.SUCCESSFUL and changed_nothing):
+        # Never ran, or stopped before it changed anything (a check refused it): the lab is as
+        # it was before the request.
         lab.state = job.lab_state_before
-    elif job.task == "deploy":
+    elif job.task in ("deploy", "restore"):
         lab.state = (LabState.RUNNING if status == JobStatus.SUCCESSFUL else LabState.FAILED).value
     elif job.task == "remove":
         lab.state = (LabState.REMOVED if status == JobStatus.SUCCESSFUL else LabState.FAILED).value

@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 from jobs.settings import Settings, load
 from portal.db import DEFAULT_DATABASE_URL, session_factory, upgrade_database
 from portal.models import Job, Lab, Reservation
-from tests.integration.conftest import TOPOLOGIES, wait_until
+from tests.integration.conftest import TOPOLOGIES, docker_client, wait_until  # noqa: F401
 
 ROOT = Path(__file__).parents[2]
 TEST_REDIS_URL = os.environ.get("LTB_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

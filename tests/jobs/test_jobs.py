@@ -14,9 +14,18 @@ from sqlalchemy import select
 
 from jobs import tasks
 from jobs.queue import cancel, submit
-from jobs.reservations import create_reservation, reconcile, schedule, scheduled_edges, scheduler
+from jobs.reservations import (
+    ReservationConflict,
+    create_reservation,
+    reconcile,
+    schedule,
+    scheduled_edges,
+    scheduler,
+)
+from ltb.deployed import DEFAULT_STATE_DIR
 from ltb.resources import find_lab_resources
-from portal.labs import LabBusy
+from ltb.snapshot import delete_snapshot
+from portal.labs import LabBusy, LabError
 from portal.models import Job, JobEvent, JobStatus, Lab, utcnow
 from tests.integration.conftest import assert_no_leftovers, remove
 from tests.jobs.conftest import TASK_WAIT, job_ended, job_row, lab_row, reservation_row, wait_for
@@ -96,6 +105,50 @@ def test_deploy_job_runs_the_lab_with_progress_and_events_then_remove_leaves_not
     assert removal.status == JobStatus.SUCCESSFUL, removal.result
     assert lab_row(store, lab).state == "removed"
     assert removal.progress["tasks_expected"] is None  # the lab's first remove
+    assert_no_leftovers(lab)
+
+
+def test_snapshot_and_restore_jobs_give_back_the_lab_as_it_was(
+    store, processes, topology, cleanup, docker_client, request
+):
+    lab = "job-snap"
+    cleanup[lab] = text = topology("pair.lab.yml", lab)
+    request.addfinalizer(lambda: delete_snapshot(lab, "s1"))
+    processes.start("worker")
+    assert run_to_end(store, processes, submit(lab, "deploy", topology=text)).status == "successful"
+    node_a = docker_client.containers.get(f"ltb-{lab}.a")
+    assert node_a.exec_run(["sh", "-c", "echo before > /root/state.txt"]).exit_code == 0
+    route = ["ip", "route", "add", "10.99.0.0/16", "via", "10.201.12.2"]
+    assert node_a.exec_run(route).exit_code == 0
+
+    with pytest.raises(LabError, match="snapshot name 'Bad/Name' is not allowed"):
+        submit(lab, "snapshot", params={"name": "Bad/Name"})
+    with pytest.raises(LabError, match="restore needs name"):
+        submit(lab, "restore")
+    taken = run_to_end(store, processes, submit(lab, "snapshot", params={"name": "s1"}))
+    assert taken.status == JobStatus.SUCCESSFUL, taken.result
+    assert lab_row(store, lab).state == "running"
+    assert (DEFAULT_STATE_DIR / "snapshots" / lab / "s1" / "snapshot.json").is_file()
+
+    # A snapshot that is not there: refused before the lab is touched, which stays running.
+    missing = run_to_end(store, processes, submit(lab, "restore", params={"name": "nope"}))
+    assert missing.status == JobStatus.FAILED
+    assert "has no snapshot 'nope'" in str(missing.result["failures"])
+    assert lab_row(store, lab).state == "running"
+
+    assert node_a.exec_run(["sh", "-c", "echo after > /root/state.txt"]).exit_code == 0
+    restored = run_to_end(store, processes, submit(lab, "restore", params={"name": "s1"}))
+    assert restored.status == JobStatus.SUCCESSFUL, restored.result
+    assert lab_row(store, lab).state == "running"
+    node_a = docker_client.containers.get(f"ltb-{lab}.a")
+    assert node_a.exec_run(["cat", "/root/state.txt"]).output == b"before\n"
+    assert b"10.99.0.0/16 via 10.201.12.2" in node_a.exec_run(["ip", "route"]).output
+
+    params = {"name": "s1", "action": "delete"}
+    deleted = run_to_end(store, processes, submit(lab, "snapshot", params=params))
+    assert deleted.status == JobStatus.SUCCESSFUL, deleted.result
+    assert not (DEFAULT_STATE_DIR / "snapshots" / lab).exists()
+    assert run_to_end(store, processes, submit(lab, "remove")).status == JobStatus.SUCCESSFUL
     assert_no_leftovers(lab)
 
 
@@ -311,3 +364,39 @@ def test_reconcile_starts_a_passed_start_late_and_ends_a_passed_end(store, topol
         (ahead.id, "end"),
     }
     assert reconcile(sched) == {"rescheduled": [], "late": [], "ended": []}
+
+
+def test_overlapping_reservations_of_a_lab_are_refused(store, topology):
+    text = topology("pair.lab.yml", "resv-booked")
+    first = reserve(store, text, start_in=600, end_in=900)
+
+    clash = rf"already reserved .* \(reservation {first.id}\)"
+    with pytest.raises(ReservationConflict, match=clash):
+        reserve(store, text, start_in=800, end_in=1000)
+    with pytest.raises(ReservationConflict):
+        reserve(store, text, start_in=300, end_in=1200)  # around it
+    after = reserve(store, text, start_in=900, end_in=1000)  # starts as the first ends
+    other_lab = reserve(store, topology("pair.lab.yml", "resv-other"), start_in=600, end_in=900)
+    assert {after.id, other_lab.id}.isdisjoint({first.id})
+
+    # Two requests for the same time at once: one is refused, whatever the timing.
+    outcomes: list[str] = []
+
+    def request() -> None:
+        try:
+            reserve(store, text, start_in=2000, end_in=2100)
+            outcomes.append("reserved")
+        except ReservationConflict:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=request) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["refused"] * 3 + ["reserved"]
+
+    # A reservation that ended frees its time.
+    with store.begin() as session:
+        session.get(type(first), first.id).state = "ended"
+    assert reserve(store, text, start_in=700, end_in=800).id
