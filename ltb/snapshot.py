@@ -5,16 +5,18 @@ directory, so removing the lab keeps its snapshots. It holds:
 
 - `topology.lab.yml`: the topology the lab was deployed from (restore deploys it again);
 - `<node>.qcow2` for every VM node: a copy of the node's disk overlay (its changes to the
-  base image, which stays shared), taken with the VM paused after a `sync` in the guest;
+  base image, which stays shared), and `<node>.memory`, its memory and device state
+  (`virsh save`; the disk is copied while the VM is saved, so both are of the same instant).
+  Without memory (`vm_memory=False`) the disk is copied with the VM paused after a `sync`
+  in the guest, and a restored VM boots from it;
 - `snapshot.json`: the manifest, written last. A directory without it is not a snapshot. It
   also holds each node's runtime state (`ltb.runtime`: routes set by hand, replayed after
   restore; FRR's running config is written into the node's files first).
 
 Every container node becomes a Docker image `ltb-snapshot/L/<node>:N` (`docker commit`: its
 file system changes and its configuration; checkpointing a running process does not work on
-these hosts, so memory is not kept). VM memory is not kept either: a restored VM boots from
-its restored disk. What lived only in memory and matters to a lab (routes, FRR's config) is
-kept as runtime state instead.
+these hosts, so memory is not kept). What lived only in a container's memory and matters to
+a lab (routes, FRR's config) is kept as runtime state instead.
 
 A snapshot is built in a hidden `.N.partial-*` directory and renamed into place only when
 complete; on any failure everything it made (directory and images) is removed again.
@@ -47,6 +49,8 @@ SNAPSHOT_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 MANIFEST = "snapshot.json"
 IMAGE_REPOSITORY = "ltb-snapshot"
 LIBVIRT_URI = "qemu:///system"
+# What a VM without `memory` in its topology gets (roles/vm_node: vm_node_default_memory_bytes).
+DEFAULT_VM_MEMORY_BYTES = 256 * 1024**2
 # Free space a snapshot must leave on the state directory's file system.
 DEFAULT_MIN_FREE_BYTES = 512 * 1024**2
 
@@ -63,6 +67,8 @@ class Snapshots:
     ssh_key: Path = DEFAULT_STATE_DIR / "ssh" / "id_ed25519"
     libvirt_uri: str = LIBVIRT_URI
     min_free_bytes: int = DEFAULT_MIN_FREE_BYTES
+    # Save VM memory with the disk (a restored VM resumes instead of booting).
+    vm_memory: bool = True
 
     def lab_snapshots(self, lab: str) -> Path:
         return Path(self.state_dir) / "snapshots" / lab
@@ -126,6 +132,7 @@ def _check_running(lab: Lab, client: docker.DockerClient, where: Snapshots) -> N
 def _check_space(lab: Lab, where: Snapshots) -> None:
     needed = sum(
         vm_disk(lab.name, node.name, where.state_dir).stat().st_blocks * 512
+        + ((node.memory_bytes or DEFAULT_VM_MEMORY_BYTES) if where.vm_memory else 0)
         for node in lab.nodes
         if node.kind == "vm" and vm_disk(lab.name, node.name, where.state_dir).exists()
     )
@@ -134,7 +141,7 @@ def _check_space(lab: Lab, where: Snapshots) -> None:
     if free - needed < where.min_free_bytes:
         raise SnapshotError(
             f"not enough disk space for a snapshot of lab {lab.name!r} in {target}: "
-            f"{free // 1024**2} MiB free, the VM disks need {needed // 1024**2} MiB and "
+            f"{free // 1024**2} MiB free, the VMs need up to {needed // 1024**2} MiB and "
             f"{where.min_free_bytes // 1024**2} MiB must stay free"
         )
 
@@ -149,15 +156,33 @@ def _runtime_node(
 
 def _snapshot_vm(lab: Lab, node: Node, target: Path, where: Snapshots) -> dict[str, Any]:
     domain = lab.container_name(node.name)
-    # Flush the guest's page cache, so the paused disk holds what the guest has written.
-    _run(*ssh_argv(str(node.mgmt_ipv4.ip), "sync", key=where.ssh_key), timeout=60)
-    _run("virsh", "-c", where.libvirt_uri, "suspend", domain)
-    try:
-        disk = target / f"{node.name}.qcow2"
-        _run("cp", "--sparse=always", str(vm_disk(lab.name, node.name, where.state_dir)), str(disk))
-    finally:
-        _run("virsh", "-c", where.libvirt_uri, "resume", domain)
-    return {"kind": "vm", "disk": disk.name, "bytes": disk.stat().st_blocks * 512}
+    virsh = ("virsh", "-c", where.libvirt_uri)
+    source = vm_disk(lab.name, node.name, where.state_dir)
+    disk = target / f"{node.name}.qcow2"
+    saved: dict[str, Any] = {"kind": "vm", "disk": disk.name}
+    if where.vm_memory:
+        # The VM stops while it is saved, so its disk holds exactly what its memory knows.
+        memory = target / f"{node.name}.memory"
+        _run(*virsh, "save", domain, str(memory), "--running", timeout=600)
+        try:
+            _run("cp", "--sparse=always", str(source), str(disk))
+        finally:
+            _run(*virsh, "restore", str(memory), "--running", timeout=600)
+        saved["memory"] = memory.name
+    else:
+        # Flush the guest's page cache, so the paused disk holds what the guest has written.
+        _run(*ssh_argv(str(node.mgmt_ipv4.ip), "sync", key=where.ssh_key), timeout=60)
+        _run(*virsh, "suspend", domain)
+        try:
+            _run("cp", "--sparse=always", str(source), str(disk))
+        finally:
+            _run(*virsh, "resume", domain)
+    saved["bytes"] = sum(
+        (target / saved[part]).stat().st_blocks * 512
+        for part in ("disk", "memory")
+        if part in saved
+    )
+    return saved
 
 
 def take_snapshot(
@@ -312,7 +337,7 @@ def restore_plan(
     lab: str, name: str, where: Snapshots = Snapshots(), client: docker.DockerClient | None = None
 ) -> dict[str, Any]:
     """What restoring a snapshot deploys, per node, after checking that all of it is there:
-    {'topology': path, 'nodes': {node: {'image': ...} | {'disk': path}}}."""
+    {'topology': path, 'nodes': {node: {'image': ...} | {'disk': path[, 'memory': path]}}}."""
     manifest = load_snapshot(lab, name, where)
     path = where.path(lab, name)
     own_client = client is None
@@ -332,6 +357,13 @@ def restore_plan(
                         f"{node} is gone"
                     )
                 nodes[node] = {"disk": str(disk)}
+                if "memory" in state:
+                    memory = path / state["memory"]
+                    if not memory.is_file():
+                        raise SnapshotError(
+                            f"snapshot {name!r} of lab {lab!r} lacks the memory {memory}"
+                        )
+                    nodes[node]["memory"] = str(memory)
             else:
                 try:
                     client.images.get(state["image"])

@@ -43,6 +43,10 @@ options:
     description: Free space a new snapshot must leave on the state directory's file system.
     type: int
     default: 536870912
+  vm_memory:
+    description: Save each VM's memory with its disk (C(virsh save)); a restored VM resumes.
+    type: bool
+    default: true
 """
 
 RETURN = r"""
@@ -86,6 +90,7 @@ def main():
             ssh_key=dict(type="path", default="/var/lib/ltb/ssh/id_ed25519", no_log=False),
             libvirt_uri=dict(type="str", default="qemu:///system"),
             min_free_bytes=dict(type="int", default=512 * 1024**2),
+            vm_memory=dict(type="bool", default=True),
         ),
         required_if=[
             ("action", action, ["name"]) for action in ("create", "delete", "plan", "runtime")
@@ -100,6 +105,7 @@ def main():
         ssh_key=Path(p["ssh_key"]),
         libvirt_uri=p["libvirt_uri"],
         min_free_bytes=p["min_free_bytes"],
+        vm_memory=p["vm_memory"],
     )
     try:
         if p["action"] == "create":

@@ -130,6 +130,8 @@ def test_snapshot_and_restore_give_back_files_and_routes_of_containers_and_vms(
             f" >/dev/null && vtysh -c 'configure terminal' -c '{FRR_STATIC}'"
         )
         assert lab.exec("c1", "sh", "-c", frr)[0] == 0
+        # Only in the VM's memory (/run is a tmpfs): kept by s1 (memory), not by s2 (disk).
+        assert vm_ssh(path, "vm", "echo memory > /run/in-memory.txt")[0] == 0
 
         # Refused: bad names, too little disk space; none of them leaves anything.
         bad = snapshot(path, "Bad/Name")
@@ -143,15 +145,21 @@ def test_snapshot_and_restore_give_back_files_and_routes_of_containers_and_vms(
         assert taken.returncode == 0, failure_text(taken)
         again = snapshot(path, "s1")
         assert again.returncode != 0 and "already has a snapshot 's1'" in failure_text(again)
+        taken = snapshot(path, "s2", "-e", "snapshot_vm_memory=false")
+        assert taken.returncode == 0, failure_text(taken)
+        assert (DEFAULT_STATE_DIR / "snapshots" / "snap-mixed" / "s1" / "vm.memory").is_file()
+        assert not (DEFAULT_STATE_DIR / "snapshots" / "snap-mixed" / "s2" / "vm.memory").exists()
         listed = snapshot(path, "", "-e", "snapshot_action=list")
-        assert listed.returncode == 0 and "snap-mixed: s1" in json.dumps(listed.output)
+        assert listed.returncode == 0 and "snap-mixed: s1, s2" in json.dumps(listed.output)
+        # The VMs run on after their memory was saved.
+        assert vm_ssh(path, "vm", "cat /run/in-memory.txt") == (0, "memory\n")
 
         # Changed after the snapshot, then the lab is removed: the snapshot stays.
         assert lab.exec("c1", "sh", "-c", "echo after > /root/state.txt")[0] == 0
         assert vm_ssh(path, "vm", "echo after > /root/state.txt")[0] == 0
         remove(path)
         assert_no_leftovers("snap-mixed")
-        assert snapshot_names("snap-mixed") == ["s1"]
+        assert snapshot_names("snap-mixed") == ["s1", "s2"]
 
         saved = DEFAULT_STATE_DIR / "snapshots" / "snap-mixed" / "s1" / "topology.lab.yml"
         wrong_lab = run_playbook("restore.yml", other, "-e", "snapshot=s1")
@@ -161,25 +169,40 @@ def test_snapshot_and_restore_give_back_files_and_routes_of_containers_and_vms(
         assert missing.returncode != 0 and "has no snapshot 'nope'" in failure_text(missing)
         assert_no_leftovers("snap-other")
 
-        restored = run_playbook("restore.yml", saved, "-e", "snapshot=s1")
+        # s2 has no memory: the VM boots from its disk, and its routes are set again.
+        restored = run_playbook("restore.yml", saved, "-e", "snapshot=s2")
         assert restored.returncode == 0, failure_text(restored)
         assert lab.exec("c1", "cat", "/root/state.txt") == (0, "before\n")
         assert vm_ssh(path, "vm", "cat /root/state.txt /etc/ltb/hello.txt") == (
             0,
             "before\nedited\n",
         )
+        assert vm_ssh(path, "vm", "cat /run/in-memory.txt")[0] != 0
         assert lab.ping("c1", "10.203.1.2") and lab.ping("c2", "10.203.2.2")
         assert "10.99.0.0/16 via 10.203.1.2 dev eth1" in lab.exec("c1", "ip", "route")[1]
         assert "10.98.0.0/16 via 10.203.2.3 dev eth2" in vm_ssh(path, "vm", "ip route")[1]
         assert FRR_STATIC in lab.exec("c1", "vtysh", "-c", "show running-config")[1]
 
-        deleted = snapshot(path, "s1", "-e", "snapshot_action=delete")
-        assert deleted.returncode == 0, failure_text(deleted)
+        # s1 has the VM's memory: it resumes where it was.
+        restored = run_playbook("restore.yml", saved, "-e", "snapshot=s1")
+        assert restored.returncode == 0, failure_text(restored)
+        assert "boots from its restored disk instead" not in json.dumps(restored.output)
+        assert vm_ssh(path, "vm", "cat /root/state.txt /run/in-memory.txt") == (
+            0,
+            "before\nmemory\n",
+        )
+        assert lab.ping("c1", "10.203.1.2") and lab.ping("c2", "10.203.2.2")
+        assert "10.98.0.0/16 via 10.203.2.3 dev eth2" in vm_ssh(path, "vm", "ip route")[1]
+
+        for name in ("s1", "s2"):
+            deleted = snapshot(path, name, "-e", "snapshot_action=delete")
+            assert deleted.returncode == 0, failure_text(deleted)
         assert snapshot_names("snap-mixed") == []
         assert not docker_client.images.list(name=image_name("snap-mixed", "c1", "s1"))
     finally:
         remove(path)
-        snapshot(path, "s1", "-e", "snapshot_action=delete")
+        for name in ("s1", "s2"):
+            snapshot(path, name, "-e", "snapshot_action=delete")
     assert_no_leftovers("snap-mixed")
 
 
