@@ -25,6 +25,7 @@ complete; on any failure everything it made (directory and images) is removed ag
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -258,10 +259,13 @@ def take_snapshot(
         for image_id in images:
             with contextlib.suppress(docker.errors.APIError):
                 client.images.remove(image_id, force=True)
-        if isinstance(error, OSError) and error.errno == 28:  # ENOSPC
+        # ENOSPC, from Python or from a command (cp, virsh save) that reports it.
+        if (isinstance(error, OSError) and error.errno == errno.ENOSPC) or (
+            isinstance(error, SnapshotError) and os.strerror(errno.ENOSPC) in str(error)
+        ):
             raise SnapshotError(
-                f"out of disk space while taking snapshot {name!r} of lab {lab_name!r}; "
-                "nothing of it was kept"
+                f"out of disk space in {where.lab_snapshots(lab_name)} while taking snapshot "
+                f"{name!r} of lab {lab_name!r}; nothing of it was kept ({error})"
             ) from None
         if isinstance(error, docker.errors.APIError | runtime.RuntimeStateError):
             raise SnapshotError(f"snapshot {name!r} of lab {lab_name!r}: {error}") from None

@@ -3,8 +3,10 @@ snapshots of running labs: taken, listed, restored after remove, deleted, and re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,19 @@ def vm_ssh(path: Path, node: str, command: str) -> tuple[int, str]:
         check=False,
     )
     return done.returncode, done.stdout + done.stderr
+
+
+@contextlib.contextmanager
+def file_system_with_one_free_page(directory: Path) -> Iterator[None]:
+    """A tmpfs on `directory`, full but for one page, while the block runs."""
+    directory.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(directory)], check=True)
+    try:
+        (directory / ".filler").write_bytes(b"x" * 4096)
+        yield
+    finally:
+        subprocess.run(["umount", str(directory)], check=True)
+        directory.rmdir()
 
 
 def failure_text(result) -> str:
@@ -204,6 +219,25 @@ def test_snapshot_and_restore_give_back_files_and_routes_of_containers_and_vms(
         for name in ("s1", "s2"):
             snapshot(path, name, "-e", "snapshot_action=delete")
     assert_no_leftovers("snap-mixed")
+
+
+def test_snapshot_that_fills_the_disk_leaves_nothing(lab_file, docker_client):
+    """The free-space check passes (nothing big to save), then the disk really fills up: the
+    topology fits in the last page, the container images are committed, and the manifest
+    does not fit."""
+    path = lab_file("pair.lab.yml", "snap-full")
+    try:
+        deploy(path)
+        with file_system_with_one_free_page(DEFAULT_STATE_DIR / "snapshots" / "snap-full"):
+            full = snapshot(path, "s1", "-e", "snapshot_min_free_bytes=0")
+            assert full.returncode != 0
+            assert "out of disk space in /var/lib/ltb/snapshots/snap-full" in failure_text(full)
+            assert snapshot_names("snap-full") == [".filler"]
+        assert not docker_client.images.list(name="ltb-snapshot/snap-full/*")
+        assert RunningLab(path, docker_client).ping("a", "10.201.12.2")
+    finally:
+        remove(path)
+    assert_no_leftovers("snap-full")
 
 
 def test_snapshot_of_a_lab_that_is_not_running_is_refused(lab_file):
