@@ -7,9 +7,13 @@ Measured, wall clock:
   management network (`vm_ssh_s`) and until the playbook ends (`deploy_s`);
 - bare boot: the same domain stopped (`virsh destroy`) and started with a bare `virsh start`,
   until it answers over SSH: the part of a deploy that is the VM's own boot;
-- snapshot: `snapshot.yml` time, and what the snapshot stores (VM overlay copy, container
-  layers) in bytes;
-- restore: `restore.yml` time (remove + deploy from the snapshot) and until the VM answers.
+- snapshot: `snapshot.yml` time, and what the snapshot stores (VM overlay copy and memory,
+  container layers) in bytes; with VM memory (the default) and without
+  (`snapshot_vm_memory=false`);
+- bare snapshot: `virsh save` + `cp` of the overlay + `virsh restore` of the same domain, the
+  part of a snapshot that is libvirt's and the disk's own work;
+- restore: `restore.yml` time (remove + deploy from the snapshot) and until the VM answers,
+  for both snapshots (with memory the VM resumes; without it boots).
 
     .venv/bin/python bench/vm.py [--repeat 1]
 
@@ -123,31 +127,44 @@ def one_run(lab_file: Path) -> dict[str, Any]:
     # The restarted VM's tap ports lost lab_links' external_ids: deploy again (converges).
     playbook("playbooks/deploy.yml", lab_file)
 
-    result["snapshot_s"] = round(
-        playbook("playbooks/snapshot.yml", lab_file, "-e", f"snapshot={SNAPSHOT}"), 2
-    )
-    manifest = json.loads((STATE_DIR / "snapshots" / LAB / SNAPSHOT / "snapshot.json").read_text())
-    result["snapshot_bytes"] = {node: state["bytes"] for node, state in manifest["nodes"].items()}
-    result["snapshot_module_s"] = manifest["seconds"]
+    for name, extra in ((SNAPSHOT, ()), (f"{SNAPSHOT}-disk", ("-e", "snapshot_vm_memory=false"))):
+        key = "snapshot" if name == SNAPSHOT else "snapshot_disk_only"
+        result[f"{key}_s"] = round(
+            playbook("playbooks/snapshot.yml", lab_file, "-e", f"snapshot={name}", *extra), 2
+        )
+        manifest = json.loads((STATE_DIR / "snapshots" / LAB / name / "snapshot.json").read_text())
+        result[f"{key}_bytes"] = {node: state["bytes"] for node, state in manifest["nodes"].items()}
+        result[f"{key}_module_s"] = manifest["seconds"]
+
+    overlay = STATE_DIR / "labs" / LAB / "vms" / "vm" / "disk.qcow2"
+    with tempfile.TemporaryDirectory(dir=STATE_DIR) as bare:
+        started = time.monotonic()
+        virsh("save", domain, f"{bare}/vm.memory", "--running")
+        subprocess.run(["cp", "--sparse=always", overlay, f"{bare}/vm.qcow2"], check=True)
+        virsh("restore", f"{bare}/vm.memory", "--running")
+        result["bare_virsh_save_cp_restore_s"] = round(time.monotonic() - started, 2)
 
     saved = STATE_DIR / "snapshots" / LAB / SNAPSHOT / "topology.lab.yml"
-    watch = SshWatch(address)
-    restore_started = time.monotonic()
-    restore_s = playbook("playbooks/restore.yml", saved, "-e", f"snapshot={SNAPSHOT}")
-    result["restore_s"] = round(restore_s, 2)
-    # After a restore the VM answers by the end of the playbook (ready.yml waits for it).
-    result["restore_vm_ssh_s"] = (
-        round(time.monotonic() - restore_started, 2) if ssh_answers(address) else -1
-    )
+    for name in (f"{SNAPSHOT}-disk", SNAPSHOT):
+        key = "restore" if name == SNAPSHOT else "restore_disk_only"
+        restore_started = time.monotonic()
+        result[f"{key}_s"] = round(
+            playbook("playbooks/restore.yml", saved, "-e", f"snapshot={name}"), 2
+        )
+        # After a restore the VM answers by the end of the playbook (ready.yml waits for it).
+        result[f"{key}_vm_ssh_s"] = (
+            round(time.monotonic() - restore_started, 2) if ssh_answers(address) else -1
+        )
 
-    playbook(
-        "playbooks/snapshot.yml",
-        lab_file,
-        "-e",
-        f"snapshot={SNAPSHOT}",
-        "-e",
-        "snapshot_action=delete",
-    )
+    for name in (SNAPSHOT, f"{SNAPSHOT}-disk"):
+        playbook(
+            "playbooks/snapshot.yml",
+            lab_file,
+            "-e",
+            f"snapshot={name}",
+            "-e",
+            "snapshot_action=delete",
+        )
     result["remove_s"] = round(playbook("playbooks/remove.yml", lab_file), 2)
     return result
 
@@ -166,15 +183,16 @@ def main() -> None:
                 runs.append(one_run(lab_file))
         finally:
             playbook("playbooks/remove.yml", lab_file)
-            with contextlib.suppress(SystemExit):
-                playbook(
-                    "playbooks/snapshot.yml",
-                    lab_file,
-                    "-e",
-                    f"snapshot={SNAPSHOT}",
-                    "-e",
-                    "snapshot_action=delete",
-                )
+            for name in (SNAPSHOT, f"{SNAPSHOT}-disk"):
+                with contextlib.suppress(SystemExit):
+                    playbook(
+                        "playbooks/snapshot.yml",
+                        lab_file,
+                        "-e",
+                        f"snapshot={name}",
+                        "-e",
+                        "snapshot_action=delete",
+                    )
     report = {"accel": accel, "cpus": os.cpu_count(), "runs": runs}
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"vm-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json"
