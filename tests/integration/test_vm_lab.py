@@ -209,14 +209,22 @@ def test_snapshot_and_restore_give_back_files_and_routes_of_containers_and_vms(
         assert lab.ping("c1", "10.203.1.2") and lab.ping("c2", "10.203.2.2")
         assert "10.98.0.0/16 via 10.203.2.3 dev eth2" in vm_ssh(path, "vm", "ip route")[1]
 
-        for name in ("s1", "s2"):
+        # A VM that cannot be reached over SSH (like a vendor's OS) still gets a snapshot: its
+        # memory holds its runtime state.
+        vm_ssh(path, "vm", "pkill -x sshd")
+        taken = snapshot(path, "s3")
+        assert taken.returncode == 0, failure_text(taken)
+        manifest = DEFAULT_STATE_DIR / "snapshots" / "snap-mixed" / "s3" / "snapshot.json"
+        assert "not_read" in json.loads(manifest.read_text())["nodes"]["vm"]["runtime"]
+
+        for name in ("s1", "s2", "s3"):
             deleted = snapshot(path, name, "-e", "snapshot_action=delete")
             assert deleted.returncode == 0, failure_text(deleted)
         assert snapshot_names("snap-mixed") == []
         assert not docker_client.images.list(name=image_name("snap-mixed", "c1", "s1"))
     finally:
         remove(path)
-        for name in ("s1", "s2"):
+        for name in ("s1", "s2", "s3"):
             snapshot(path, name, "-e", "snapshot_action=delete")
     assert_no_leftovers("snap-mixed")
 
