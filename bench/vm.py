@@ -107,6 +107,18 @@ def virsh(*argv: str) -> None:
     subprocess.run(["virsh", "-c", "qemu:///system", *argv], check=True, capture_output=True)
 
 
+def delete_snapshots(lab_file: Path) -> None:
+    for name in (SNAPSHOT, f"{SNAPSHOT}-disk"):
+        playbook(
+            "playbooks/snapshot.yml",
+            lab_file,
+            "-e",
+            f"snapshot={name}",
+            "-e",
+            "snapshot_action=delete",
+        )
+
+
 def one_run(lab_file: Path) -> dict[str, Any]:
     lab = load_lab(lab_file)
     address = str(lab.node("vm").mgmt_ipv4.ip)
@@ -156,15 +168,7 @@ def one_run(lab_file: Path) -> dict[str, Any]:
             round(time.monotonic() - restore_started, 2) if ssh_answers(address) else -1
         )
 
-    for name in (SNAPSHOT, f"{SNAPSHOT}-disk"):
-        playbook(
-            "playbooks/snapshot.yml",
-            lab_file,
-            "-e",
-            f"snapshot={name}",
-            "-e",
-            "snapshot_action=delete",
-        )
+    delete_snapshots(lab_file)
     result["remove_s"] = round(playbook("playbooks/remove.yml", lab_file), 2)
     return result
 
@@ -183,16 +187,8 @@ def main() -> None:
                 runs.append(one_run(lab_file))
         finally:
             playbook("playbooks/remove.yml", lab_file)
-            for name in (SNAPSHOT, f"{SNAPSHOT}-disk"):
-                with contextlib.suppress(SystemExit):
-                    playbook(
-                        "playbooks/snapshot.yml",
-                        lab_file,
-                        "-e",
-                        f"snapshot={name}",
-                        "-e",
-                        "snapshot_action=delete",
-                    )
+            with contextlib.suppress(SystemExit):
+                delete_snapshots(lab_file)
     report = {"accel": accel, "cpus": os.cpu_count(), "runs": runs}
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"vm-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json"
