@@ -13,8 +13,10 @@ from pathlib import Path
 from ltb.model import Lab
 from ltb.topology import load_lab
 
-# The platform setting ltb_state_dir; ltb-capture gets it from its wrapper.
+# The platform settings ltb_state_dir and ltb_libvirt_uri, for the Python commands run on a
+# hypervisor (ltb-capture gets the state directory from its wrapper).
 DEFAULT_STATE_DIR = Path(os.environ.get("LTB_STATE_DIR", "/var/lib/ltb"))
+DEFAULT_LIBVIRT_URI = os.environ.get("LTB_LIBVIRT_URI", "qemu:///system")
 TOPOLOGY_FILE = "topology.lab.yml"
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import docker
 
-from ltb.deployed import DEFAULT_STATE_DIR, lab_dir
+from ltb.deployed import DEFAULT_LIBVIRT_URI, DEFAULT_STATE_DIR, lab_dir
 
 
 @dataclass
@@ -98,7 +98,6 @@ def _interfaces(lab: str) -> list[str]:
     )
 
 
-LIBVIRT_URI = "qemu:///system"
 
 
 def _domains(lab: str) -> list[str]:
@@ -106,7 +105,7 @@ def _domains(lab: str) -> list[str]:
     if shutil.which("virsh") is None:
         return []
     out = subprocess.run(
-        ["virsh", "-c", LIBVIRT_URI, "list", "--all", "--name"],
+        ["virsh", "-c", DEFAULT_LIBVIRT_URI, "list", "--all", "--name"],
         check=True,
         capture_output=True,
         text=True,

@@ -41,7 +41,7 @@ import docker
 import docker.errors
 
 from ltb import runtime
-from ltb.deployed import DEFAULT_STATE_DIR, TOPOLOGY_FILE, lab_dir
+from ltb.deployed import DEFAULT_LIBVIRT_URI, DEFAULT_STATE_DIR, TOPOLOGY_FILE, lab_dir
 from ltb.model import Lab, Node
 from ltb.ssh import ssh_argv
 from ltb.topology import TopologyError, load_lab
@@ -49,7 +49,6 @@ from ltb.topology import TopologyError, load_lab
 SNAPSHOT_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 MANIFEST = "snapshot.json"
 IMAGE_REPOSITORY = "ltb-snapshot"
-LIBVIRT_URI = "qemu:///system"
 # What a VM without `memory` in its topology gets (roles/vm_node: vm_node_default_memory_bytes).
 DEFAULT_VM_MEMORY_BYTES = 256 * 1024**2
 # Free space a snapshot must leave on the state directory's file system.
@@ -66,7 +65,7 @@ class Snapshots:
 
     state_dir: Path = DEFAULT_STATE_DIR
     ssh_key: Path = DEFAULT_STATE_DIR / "ssh" / "id_ed25519"
-    libvirt_uri: str = LIBVIRT_URI
+    libvirt_uri: str = DEFAULT_LIBVIRT_URI
     min_free_bytes: int = DEFAULT_MIN_FREE_BYTES
     # Save VM memory with the disk (a restored VM resumes instead of booting).
     vm_memory: bool = True
