@@ -98,8 +98,6 @@ def _interfaces(lab: str) -> list[str]:
     )
 
 
-
-
 def _domains(lab: str) -> list[str]:
     """libvirt domains of the lab's VM nodes, running or not; none where libvirt is absent."""
     if shutil.which("virsh") is None:
