@@ -219,6 +219,14 @@ def main():
         supports_check_mode=True,
     )
     host = Netlink(module)
+    pid = module.params["pid"]
+    if module.params["state"] == "present" and not (pid and os.path.exists(f"/proc/{pid}/ns/net")):
+        # The node's process is gone: its container stopped (e.g. its entry point crashed)
+        # after the role saw it start.
+        module.fail_json(
+            msg=f"node {module.params['node']} of lab {module.params['lab']}: its container "
+            f"stopped right after it started (process {pid} is gone); see its `docker logs`"
+        )
     if module.params["state"] == "present":
         actions = ensure_present(module, host, Netlink(module, module.params["pid"]))
     else:

@@ -50,6 +50,33 @@ def test_startup_files_arrive_verbatim_never_templated(lab_file, docker_client):
         remove(path)
 
 
+def test_changed_startup_files_reach_a_running_node_and_then_nothing_changes(
+    lab_file, docker_client
+):
+    path = lab_file("pair.lab.yml", "refiles")
+    try:
+        deploy(path)
+        path.write_text(
+            path.read_text().replace(
+                "    files:\n",
+                '    files:\n      /opt/new/deep/note.txt: "hello\\n"\n',
+            )
+        )
+        changed = deploy(path).changed()
+        # The node whose files changed, and the hypervisor's copy of the topology; not b.
+        assert "a" in changed and "b" not in changed, changed
+        node = RunningLab(path, docker_client)
+        assert node.exec("a", "cat", "/opt/new/deep/note.txt") == (0, "hello\n")
+        modes = node.exec("a", "stat", "-c", "%a %U", "/opt/new/deep", "/opt/new/deep/note.txt")
+        assert modes == (0, "755 root\n644 root\n")
+        # The platform key's file keeps its own mode.
+        assert node.exec("a", "stat", "-c", "%a", "/root/.ssh/authorized_keys") == (0, "600\n")
+        assert deploy(path).changed() == {}
+    finally:
+        remove(path)
+    assert_no_leftovers("refiles")
+
+
 def test_bad_topology_is_rejected_with_every_place_before_anything_is_created(tmp_path):
     path = tmp_path / "bad.lab.yml"
     path.write_text(
@@ -88,7 +115,8 @@ def test_deploy_failing_midway_is_removed_completely(lab_file, docker_client, cr
     path.write_text(path.read_text().replace("  b:\n", f"  b:\n    image: {crashing_image}\n"))
     result = run_playbook("deploy.yml", path)
     assert result.returncode != 0
-    assert any("stopped right after it started" in m for m in result.failure_messages())
+    messages = result.failure_messages()
+    assert any("stopped right after it started" in m for m in messages), messages
     lab = load_lab(path)
     # Node a was built before b failed: the lab is half-built, as after a real failure.
     assert docker_client.containers.get(lab.container_name("a")).status == "running"
