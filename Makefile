@@ -12,7 +12,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 LAB ?= examples/ospf-triangle.lab.yml
 # Python code checked by ruff: those of these directories that exist.
 PY_DIRS := $(wildcard ltb plugins tests bench jobs portal)
-ANSIBLE_LINT_PATHS := $(wildcard playbooks roles)
+ANSIBLE_LINT_PATHS := $(wildcard playbooks roles molecule)
 
 .PHONY: help up bootstrap setup test lint demo clean-labs restart-jobs
 
