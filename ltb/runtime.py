@@ -29,6 +29,8 @@ from typing import Any
 
 import docker
 
+from ltb.ssh import ssh_argv
+
 # Numeric route attributes (`ip -N`): names depend on the /etc/iproute2 of whoever runs `ip`.
 KEPT_PROTOCOLS = {"3", "4"}  # boot (`ip route add`), static (`proto static`)
 TYPES = {"1": "unicast", "6": "blackhole", "7": "unreachable", "8": "prohibit", "9": "throw"}
@@ -128,8 +130,6 @@ class VmNode:
     ssh_key: Path
 
     def _ssh(self, command: str, stdin: str | None = None) -> str:
-        from ltb.ssh import ssh_argv
-
         return _run(
             ssh_argv(self.address, command, key=self.ssh_key),
             f"node {self.name}: {command}",
