@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,17 +100,18 @@ def current_ports(bridge: str) -> Current:
     table = json.loads(
         _vsctl("--format=json", "--columns=name,tag,external_ids", "list", "Port", *names)
     )
-    return {row[0]: (_value(row[1]), _value(row[2]) or {}) for row in (table["data"])}
+    return {row[0]: (_value(row[1]), _value(row[2]) or {}) for row in table["data"]}
 
 
-def wire_lab(
-    lab: Lab,
-    interface_exists: Callable[[str], bool] = lambda name: Path("/sys/class/net", name).exists(),
-) -> dict[str, list[str]]:
+def _interface_exists(name: str) -> bool:
+    return Path("/sys/class/net", name).exists()
+
+
+def wire_lab(lab: Lab) -> dict[str, list[str]]:
     """Make every existing node interface a port of the lab bridge in its VLAN; return the
     ports changed and the interfaces missing on this hypervisor."""
     specs = port_specs(lab)
-    present = [spec for spec in specs if interface_exists(spec.name)]
+    present = [spec for spec in specs if _interface_exists(spec.name)]
     todo = ports_to_change(lab.name, present, current_ports(lab.bridge))
     if todo:
         _vsctl(*transaction(lab.bridge, lab.name, todo))
