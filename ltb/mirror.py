@@ -92,7 +92,7 @@ def mirror_spec(lab: Lab, scope: str, endpoint: str, name: str | None = None) ->
         ports = tuple(lab.node(e.node).interface(e.interface).host_name for e in link.endpoints)
         description = f"link {link.name}"
     name = name or f"{scope}-{node_name}-{if_name}".replace("_", "-").replace(".", "-")
-    if not MIRROR_NAME.match(name):
+    if not MIRROR_NAME.fullmatch(name):
         raise MirrorError(
             f"mirror name {name!r} is not allowed: use 1-32 lower-case letters, digits and '-'"
         )

@@ -78,7 +78,7 @@ class Snapshots:
 
 
 def check_name(name: str) -> None:
-    if not SNAPSHOT_NAME.match(name or ""):
+    if not SNAPSHOT_NAME.fullmatch(name or ""):
         raise SnapshotError(
             f"snapshot name {name!r} is not allowed: use 1-63 lower-case letters, digits and "
             "'_.-', starting with a letter or digit"
