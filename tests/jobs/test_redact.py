@@ -1,6 +1,10 @@
-"""What job events keep out of the store."""
+"""What job events, results and worker logs keep out of the store and the logs."""
 
-from jobs.redact import REDACTED, redact
+import logging
+
+import pytest
+
+from jobs.redact import REDACTED, redact, redact_logs, redact_text
 
 
 def test_values_under_secret_keys_are_redacted():
@@ -32,3 +36,81 @@ def test_ordinary_values_stay_readable():
         "monkey": "",
     }
     assert redact(data) == data
+
+
+def test_passwords_in_urls_are_redacted_and_the_rest_of_the_url_stays():
+    text = (
+        "could not connect to postgresql://ltb:s3cret@db.example:5432/ltb "
+        "nor redis://:pw@127.0.0.1:6379/0 (see https://docs.example/x and ssh://root@hv1)"
+    )
+    assert redact_text(text) == (
+        f"could not connect to postgresql://ltb:{REDACTED}@db.example:5432/ltb "
+        f"nor redis://:{REDACTED}@127.0.0.1:6379/0 (see https://docs.example/x and ssh://root@hv1)"
+    )
+    assert (
+        redact_text("postgresql+psycopg://u:p%40ss@h/db")
+        == f"postgresql+psycopg://u:{REDACTED}@h/db"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("password=hunter2", f"password={REDACTED}"),
+        ("login failed: token: abc", f"login failed: token: {REDACTED}"),
+        ("run --password hunter2 --user ltb", f"run --password {REDACTED} --user ltb"),
+        ("PGPASSWORD='x y' psql", f"PGPASSWORD='{REDACTED}' psql"),
+        (
+            '{"db_password": "hunter2", "user": "ltb"}',
+            f'{{"db_password": "{REDACTED}", "user": "ltb"}}',
+        ),
+        ("{'api_key': 'k1', 'n': 2}", f"{{'api_key': '{REDACTED}', 'n': 2}}"),
+        ("client_secret = abc;next", f"client_secret = {REDACTED};next"),
+        ("Authorization: Bearer abc.def", f"Authorization: Bearer {REDACTED}"),
+    ],
+)
+def test_low_entropy_secrets_after_secret_sounding_words_are_redacted(text, expected):
+    assert redact_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'FATAL:  password authentication failed for user "ltb"',
+        "Permission denied (publickey,password).",
+        "password: ",
+        "the node's token bucket filter is set",
+        "mirror endpoint 'r1:eth1' is not allowed",
+    ],
+)
+def test_texts_that_only_mention_secrets_stay_readable(text):
+    assert redact_text(text) == text
+
+
+def test_error_texts_in_nested_results_are_redacted():
+    result = {
+        "error": "OperationalError: connection to postgresql://ltb:s3cret@db/ltb failed",
+        "failures": [{"host": "r1", "msg": "curl -u x --password hunter2 failed"}],
+    }
+    out = redact(result)
+    assert "s3cret" not in str(out) and "hunter2" not in str(out)
+    assert out["failures"][0]["host"] == "r1"
+
+
+def test_log_records_and_their_tracebacks_are_redacted(caplog):
+    log = logging.getLogger("tests.redact")
+    previous = logging.getLogRecordFactory()
+    redact_logs()
+    redact_logs()  # twice: still one layer
+    try:
+        try:
+            raise RuntimeError("cannot reach redis://:pw-in-traceback@host:6379/0")
+        except RuntimeError:
+            with caplog.at_level(logging.INFO, logger="tests.redact"):
+                log.exception("job %s failed with password=%s", "j1", "hunter2")
+    finally:
+        logging.setLogRecordFactory(previous)
+    text = caplog.text
+    assert "job j1 failed with password=" + REDACTED in text
+    assert "RuntimeError: cannot reach redis://:" + REDACTED + "@host:6379/0" in text
+    assert "hunter2" not in text and "pw-in-traceback" not in text
