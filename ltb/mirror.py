@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ltb.model import Lab, lab_tag
+from ltb.model import Lab
 
 MIRROR_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 SCOPES = ("link", "interface")
@@ -35,6 +35,7 @@ class MirrorError(ValueError):
 @dataclass(frozen=True)
 class MirrorSpec:
     lab: str
+    tag: str  # the lab's tag (`Lab.tag`), as in every hypervisor-side name of the lab
     bridge: str
     name: str
     ports: tuple[str, ...]  # OVS ports whose traffic is copied (both directions)
@@ -43,21 +44,28 @@ class MirrorSpec:
 
     @property
     def ovs_name(self) -> str:
-        """Mirror names are global in OVS: prefix them with the lab."""
-        return f"ltb-{self.lab}-{self.name}"
+        """Mirror names are global in OVS. Neither lab nor mirror names can hold '/', so
+        `ltb/a/b-c` and `ltb/a-b/c` stay apart (with '-' between them they were one name).
+        (Not ':': ovs-vsctl takes it for a delimiter in unquoted values.)"""
+        return f"ltb/{self.lab}/{self.name}"
 
     @property
     def output_port(self) -> str:
-        return f"x{lab_tag(self.lab)}{_digest(self.name)}"
+        return f"x{self.tag}{_digest(self.name)}"
 
     @property
     def capture_interface(self) -> str:
-        return f"c{lab_tag(self.lab)}{_digest(self.name)}"
+        return f"c{self.tag}{_digest(self.name)}"
 
     @property
     def alias(self) -> str:
         # The lab's alias prefix: removing the lab sweeps the mirror's veth with the others.
         return f"ltb:{self.lab}:mirror:{self.name}"
+
+    @property
+    def external_ids(self) -> dict[str, str]:
+        """The identity the mirror and its output port carry in OVS (`ltb resources`)."""
+        return {"ltb-lab": self.lab, "ltb-mirror": self.name}
 
 
 def _digest(name: str) -> str:
@@ -96,7 +104,7 @@ def mirror_spec(lab: Lab, scope: str, endpoint: str, name: str | None = None) ->
         raise MirrorError(
             f"mirror name {name!r} is not allowed: use 1-32 lower-case letters, digits and '-'"
         )
-    return MirrorSpec(lab.name, lab.bridge, name, ports, interface.vlan, description)
+    return MirrorSpec(lab.name, lab.tag, lab.bridge, name, ports, interface.vlan, description)
 
 
 # Open vSwitch ---------------------------------------------------------------------------------
@@ -162,6 +170,9 @@ def ensure_mirror(spec: MirrorSpec, owner_pid: int | None = None) -> list[str]:
             "name",
             spec.capture_interface,
         )
+        # Creating and labelling are two steps (the kernel ignores an alias given at creation);
+        # a run killed between them leaves an unlabelled pair, which remove still finds by
+        # its name (ltb_veth sweeps the lab's tag pattern).
         _run("ip", "link", "set", spec.output_port, "alias", spec.alias)
         actions.append(f"create mirror port {spec.output_port} <-> {spec.capture_interface}")
     for end in (spec.output_port, spec.capture_interface):
@@ -170,7 +181,7 @@ def ensure_mirror(spec: MirrorSpec, owner_pid: int | None = None) -> list[str]:
     row = _mirror_row(spec)
     if row is not None and row.get("ltb-ports") == _fingerprint(spec):
         return actions
-    ids = {"ltb-lab": spec.lab, "ltb-mirror": spec.name, "ltb-ports": _fingerprint(spec)}
+    ids = {**spec.external_ids, "ltb-ports": _fingerprint(spec)}
     if owner_pid is not None:
         ids["ltb-owner-pid"] = str(owner_pid)
     # One ovs-vsctl transaction: the port, the mirror and its attachment to the bridge.
@@ -182,8 +193,7 @@ def ensure_mirror(spec: MirrorSpec, owner_pid: int | None = None) -> list[str]:
         "Port",
         spec.output_port,
         f"tag={spec.vlan}",
-        "external_ids:ltb-lab=" + spec.lab,
-        "external_ids:ltb-mirror=" + spec.name,
+        *(f"external_ids:{key}={value}" for key, value in spec.external_ids.items()),
     ]
     if row is not None:
         args += [
@@ -261,6 +271,8 @@ def remove_abandoned_mirrors(lab: Lab) -> list[str]:
         ids = dict(ids[1])
         pid = ids.get("ltb-owner-pid")
         if pid and not Path(f"/proc/{pid}").exists():
-            spec = MirrorSpec(lab.name, lab.bridge, ids["ltb-mirror"], (), 0, "abandoned mirror")
+            spec = MirrorSpec(
+                lab.name, lab.tag, lab.bridge, ids["ltb-mirror"], (), 0, "abandoned mirror"
+            )
             actions += remove_mirror(spec)
     return actions

@@ -1,5 +1,7 @@
 """Which ports a mirror selects, and the names it gets, from the lab model alone."""
 
+from dataclasses import replace
+
 import pytest
 
 from ltb.mirror import MirrorError, mirror_spec
@@ -30,7 +32,7 @@ def test_link_mirror_selects_every_port_of_the_link():
 def test_interface_mirror_selects_one_port():
     spec = mirror_spec(LAB, "interface", "a:eth1", name="mine")
     assert spec.ports == (LAB.node("a").interface("eth1").host_name,)
-    assert spec.ovs_name == "ltb-m-mine"
+    assert spec.ovs_name == "ltb/m/mine"
 
 
 def test_mirror_ports_fit_linux_names_and_carry_the_lab_alias():
@@ -38,6 +40,27 @@ def test_mirror_ports_fit_linux_names_and_carry_the_lab_alias():
     assert len(spec.output_port) <= 15 and len(spec.capture_interface) <= 15
     assert spec.output_port != spec.capture_interface
     assert spec.alias.startswith("ltb:m:")
+
+
+def _two_node_lab(name: str):
+    return parse_lab(
+        f"name: {name}\nnodes:\n  a: {{interfaces: {{eth1: {{}}}}}}\n  b: {{}}\n"
+        "links:\n  - endpoints: [a:eth1, b:eth1]\n"
+    )
+
+
+def test_mirror_names_of_different_labs_never_meet_in_ovs():
+    # Lab `a` with mirror `b-c` and lab `a-b` with mirror `c` shared `ltb-a-b-c`.
+    one = mirror_spec(_two_node_lab("a"), "interface", "a:eth1", name="b-c")
+    two = mirror_spec(_two_node_lab("a-b"), "interface", "a:eth1", name="c")
+    assert one.ovs_name != two.ovs_name
+
+
+def test_mirror_ports_take_the_labs_own_tag():
+    lab = replace(LAB, tag="abc123")
+    spec = mirror_spec(lab, "link", "a:eth1")
+    assert spec.output_port.startswith("xabc123") and spec.capture_interface.startswith("cabc123")
+    assert spec.external_ids == {"ltb-lab": "m", "ltb-mirror": "link-a-eth1"}
 
 
 @pytest.mark.parametrize(
