@@ -1,6 +1,6 @@
 """`ltb` command line: validate topologies, publish the schema, show how to reach a lab.
 
-python -m ltb validate FILE...     every error of each file, exit 1 if any
+python -m ltb validate FILE...     every error and warning of each file, exit 1 on errors
 python -m ltb schema               JSON Schema of the topology format
 python -m ltb reach FILE           how to reach every node of a deployed lab
 python -m ltb resources LAB        what a lab has created on this hypervisor
@@ -29,6 +29,9 @@ def validate(paths: Sequence[str]) -> int:
                 f"{path}: lab {lab.name!r} is valid ({len(lab.nodes)} nodes, "
                 f"{len(lab.links)} links)"
             )
+            # Warnings do not fail the file: they name what is allowed but often a mistake.
+            for warning in lab.warnings:
+                print(f"{path}: warning: {warning}", file=sys.stderr)
     return status
 
 

@@ -8,7 +8,7 @@ on a hypervisor are derived here and nowhere else, so every part of LTB finds th
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Interface
 
 # The management network is VLAN 1 of the lab bridge; link segments follow from VLAN 2.
@@ -19,6 +19,17 @@ MGMT_INTERFACE = "eth0"
 
 def _digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What is wrong (an error) or doubtful (a warning) in a topology, and where."""
+
+    place: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.place}: {self.message}" if self.place else self.message
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,8 @@ class Lab:
     nodes: tuple[Node, ...]
     links: tuple[Link, ...]
     mgmt_subnet: IPv4Network
+    # Allowed but often a mistake (e.g. a subnet on two links); not part of the lab's identity.
+    warnings: tuple[Problem, ...] = field(default=(), compare=False)
 
     @property
     def tag(self) -> str:

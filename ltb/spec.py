@@ -26,10 +26,25 @@ MEMORY_UNITS = {
 }
 MIN_MEMORY = 6 * 1024**2  # Docker refuses less
 
+# Bounds of one lab, so that no topology can make the platform build more than a lab needs.
+# docs/topology.md#bounds lists them; ltb.topology reports each with its place.
+MAX_TOPOLOGY_BYTES = 1024**2  # the topology file as written
+# YAML values once aliases and merges are expanded: a small file must not become a huge lab.
+MAX_YAML_VALUES = 100_000
+MAX_NODES = 250  # a default management /24 has room for 253
+MAX_LINKS = 1000
+MAX_INTERFACES_PER_NODE = 64  # lab interfaces, with those named only in links
+MAX_GROUPS_PER_NODE = 32
+MAX_FILES_PER_NODE = 64
+MAX_FILE_BYTES = 256 * 1024  # one startup file, UTF-8
+MAX_LAB_FILE_BYTES = 4 * 1024**2  # every startup file of every node together
+MAX_CPUS = 64
+MAX_MEMORY = 64 * 1024**3
+
 
 def memory_bytes(text: str) -> int:
     """'256MiB' -> 268435456; the text must match MEMORY_PATTERN."""
-    match = re.match(MEMORY_PATTERN, text)
+    match = re.fullmatch(MEMORY_PATTERN, text)
     if match is None:
         raise ValueError(f"{text!r} is not a memory size (e.g. 256MiB, 1GiB)")
     return int(match.group(1)) * MEMORY_UNITS[match.group(2)]
@@ -46,29 +61,40 @@ class InterfaceSpec(_Strict):
 
 
 class ResourcesSpec(_Strict):
-    cpus: float | None = Field(None, gt=0, le=64, description="CPU share, e.g. 0.5 or 2")
+    cpus: float | None = Field(None, gt=0, le=MAX_CPUS, description="CPU share, e.g. 0.5 or 2")
     memory: str | None = Field(
         None, pattern=MEMORY_PATTERN, description="Memory limit with a unit, e.g. 256MiB, 1GiB"
     )
 
     @field_validator("memory")
     @classmethod
-    def _at_least_minimum(cls, memory: str | None) -> str | None:
+    def _within_bounds(cls, memory: str | None) -> str | None:
         if memory is not None and memory_bytes(memory) < MIN_MEMORY:
             raise ValueError(f"{memory!r} is less than the 6MiB a container needs")
+        if memory is not None and memory_bytes(memory) > MAX_MEMORY:
+            raise ValueError(
+                f"{memory!r} is more than the {MAX_MEMORY // 1024**3}GiB a node may have"
+            )
         return memory
 
 
 class NodeSpec(_Strict):
     kind: str = Field("container", description="Node kind: container or vm")
     image: str | None = Field(None, description="Image; the platform's default node image if unset")
-    groups: list[str] = Field(default_factory=list, description="Ansible groups of the node")
+    groups: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_GROUPS_PER_NODE,
+        description="Ansible groups of the node",
+    )
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     interfaces: dict[str, InterfaceSpec | None] = Field(
-        default_factory=dict, description="Lab interfaces by name (eth0 is management)"
+        default_factory=dict,
+        max_length=MAX_INTERFACES_PER_NODE,
+        description="Lab interfaces by name (eth0 is management)",
     )
     files: dict[str, str] = Field(
         default_factory=dict,
+        max_length=MAX_FILES_PER_NODE,
         description="Startup files: absolute path in the node -> content, in place before start",
     )
 
@@ -94,8 +120,8 @@ class TopologySpec(_Strict):
     name: str = Field(description="Lab name: lower-case letters, digits and '-', at most 32")
     description: str | None = None
     mgmt: ManagementSpec = Field(default_factory=ManagementSpec)
-    nodes: dict[str, NodeSpec]
-    links: list[LinkSpec] = Field(default_factory=list)
+    nodes: dict[str, NodeSpec] = Field(min_length=1, max_length=MAX_NODES)
+    links: list[LinkSpec] = Field(default_factory=list, max_length=MAX_LINKS)
 
 
 TOP_LEVEL_KEYS = tuple(TopologySpec.model_fields)

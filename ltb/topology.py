@@ -13,9 +13,8 @@ with its place in the file (`links[2].endpoints[1]: node 'r9' is not defined`).
 
 from __future__ import annotations
 
-import posixpath
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import (
     IPv4Interface,
     IPv4Network,
@@ -38,18 +37,46 @@ from ltb.model import (
     Lab,
     Link,
     Node,
+    Problem,
     default_mgmt_subnet,
     host_interface_name,
     mgmt_addresses,
     mgmt_host_interface_name,
 )
-from ltb.spec import TOP_LEVEL_KEYS, LinkSpec, ManagementSpec, NodeSpec, memory_bytes
+from ltb.spec import (
+    MAX_FILE_BYTES,
+    MAX_INTERFACES_PER_NODE,
+    MAX_LAB_FILE_BYTES,
+    MAX_LINKS,
+    MAX_NODES,
+    MAX_TOPOLOGY_BYTES,
+    MAX_YAML_VALUES,
+    TOP_LEVEL_KEYS,
+    LinkSpec,
+    ManagementSpec,
+    NodeSpec,
+    memory_bytes,
+)
 
-LAB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
-NODE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
-INTERFACE_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,14}$")
-GROUP_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-IMAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$")
+# Names are matched whole (fullmatch): with re.match, '$' also accepts a trailing newline.
+LAB_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
+NODE_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
+INTERFACE_NAME = re.compile(r"[a-z][a-z0-9_.-]{0,14}")
+GROUP_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+IMAGE_NAME = re.compile(r"[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?")
+# A VM image is a directory <ltb_state_dir>/images/vm/<name>/: a plain name, never a path.
+VM_IMAGE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+# Docker reads a bare hexadecimal name as (a prefix of) an image ID, whatever its repository.
+IMAGE_ID = re.compile(r"[0-9a-f]+")
+# Docker Hub's names of a repository; Docker resolves `docker.io/x` to the local image `x`.
+DOCKER_HUB_PREFIXES = ("docker.io/", "index.docker.io/")
+# The platform's images. Of its container images only the default node image may be named in
+# a topology: snapshot images (ltb-snapshot/<lab>/<node>:<snapshot>, ltb.snapshot) serve only
+# the restore of their own lab, which gives them to its nodes itself (playbooks/restore.yml).
+DEFAULT_NODE_IMAGE = "ltb/node:latest"
+RESERVED_IMAGE_PREFIXES = ("ltb/", "ltb-snapshot")
+DEFAULT_VM_IMAGE = "ltb-vm"
+RESERVED_VM_IMAGE_PREFIX = "ltb-"
 RESERVED_INTERFACES = {MGMT_INTERFACE: "management interface", "lo": "loopback"}
 # Groups that LTB itself puts nodes or hypervisors in.
 RESERVED_GROUPS = {"all", "ungrouped", "hypervisors", "ltb_nodes", "containers", "vms"}
@@ -57,18 +84,13 @@ RESERVED_GROUPS = {"all", "ungrouped", "hypervisors", "ltb_nodes", "containers",
 RESERVED_NODE_NAMES = RESERVED_GROUPS | {"localhost"}
 # Files the container runtime mounts over: a startup file there would be lost or refused.
 RUNTIME_FILES = {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"}
-MAX_VLAN = 4094
+# Kernel file systems: a startup file there would write to the kernel or a device.
+KERNEL_DIRECTORIES = {"proc", "sys", "dev"}
+# A management subnet is reached from the hypervisor's own IP stack: never a public,
+# loopback, link-local, multicast or carrier-grade NAT one, only RFC 1918.
+PRIVATE_SUBNETS = tuple(map(IPv4Network, ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")))
 # Top-level keys with this prefix are the author's own (e.g. YAML anchors) and are ignored.
 EXTENSION_PREFIX = "x-"
-
-
-@dataclass(frozen=True)
-class Problem:
-    place: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.place}: {self.message}" if self.place else self.message
 
 
 class TopologyError(ValueError):
@@ -84,9 +106,14 @@ class TopologyError(ValueError):
 @dataclass
 class _Problems:
     found: list[Problem] = field(default_factory=list)
+    # What is allowed but often a mistake (e.g. a subnet on two links); kept on the Lab.
+    warnings: list[Problem] = field(default_factory=list)
 
     def add(self, place: str, message: str) -> None:
         self.found.append(Problem(place, message))
+
+    def warn(self, place: str, message: str) -> None:
+        self.warnings.append(Problem(place, message))
 
 
 def place(*parts: str | int) -> str:
@@ -95,6 +122,8 @@ def place(*parts: str | int) -> str:
     for part in parts:
         if isinstance(part, int):
             text += f"[{part}]"
+        elif not part.isprintable():  # a key with a newline must not forge a line of output
+            text += f".{part!r}" if text else repr(part)
         elif text:
             text += f".{part}"
         else:
@@ -126,20 +155,77 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+TOO_LARGE = Problem(
+    "", f"the file is larger than {MAX_TOPOLOGY_BYTES} bytes (1 MiB), the most a topology may have"
+)
+
+
 def read_yaml(text: str, problems: _Problems) -> Any:
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_TOPOLOGY_BYTES:
+        problems.found.append(TOO_LARGE)
+        return None
     loader = _StrictLoader(text)
     loader.duplicates = []
     try:
-        data = loader.get_single_data()
+        # Composed first, constructed only if small enough: aliases share one node here, but
+        # each use of an alias becomes a value of its own in the lab.
+        root = loader.get_single_node()
+        if root is not None and not _within_expanded_bound(root, problems):
+            return None
+        data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else ""
         problems.add(where, f"not valid YAML: {getattr(error, 'problem', None) or error}")
         return None
+    except RecursionError:
+        problems.add("", "not valid YAML here: it is nested too deeply")
+        return None
     finally:
         loader.dispose()
     problems.found.extend(sorted(loader.duplicates, key=lambda d: int(d.place.split()[1])))
     return data
+
+
+def _within_expanded_bound(root: yaml.Node, problems: _Problems) -> bool:
+    """Whether the document has at most MAX_YAML_VALUES values once every alias (and merge)
+    is expanded; counted on the composed nodes, each shared node once, so a small file that
+    expands to a huge one is refused before it is built."""
+    expanded: dict[int, int] = {}  # id(node) -> values in it, aliases expanded
+    open_nodes: set[int] = set()  # nodes whose children are being counted
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, counted = stack.pop()
+        children = _children(node)
+        if counted:
+            open_nodes.discard(id(node))
+            expanded[id(node)] = 1 + sum(expanded[id(child)] for child in children)
+            if expanded[id(node)] > MAX_YAML_VALUES:
+                problems.add(
+                    f"line {node.start_mark.line + 1}",
+                    f"the topology has more than {MAX_YAML_VALUES} values once its aliases "
+                    f"are expanded: at most {MAX_YAML_VALUES} are allowed (each use of an "
+                    "alias counts)",
+                )
+                return False
+        elif id(node) in open_nodes:
+            problems.add(
+                f"line {node.start_mark.line + 1}", "a YAML alias refers to a value that holds it"
+            )
+            return False
+        elif id(node) not in expanded:
+            open_nodes.add(id(node))
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in expanded)
+    return True
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 # Stage 2: shapes -----------------------------------------------------------------------------
@@ -161,6 +247,10 @@ def _explain(detail: Any) -> str:
         return "unknown key (a typo?)"
     if kind == "missing":
         return "required key is missing"
+    if kind == "too_long":  # the per-node bounds of ltb.spec
+        what = {"files": "startup files"}.get(str(detail["loc"][-1]), str(detail["loc"][-1]))
+        bound = detail["ctx"]["max_length"]
+        return f"the node has {len(detail['input'])} {what}: a node has at most {bound}"
     if kind == "string_pattern_mismatch" and detail["loc"][-1] == "memory":
         return f"{detail['input']!r} is not a memory size (e.g. 256MiB, 1GiB)"
     message = str(detail["msg"]).removeprefix("Value error, ")
@@ -202,6 +292,13 @@ def check_shapes(data: Any, problems: _Problems) -> _Shapes | None:
     mgmt = _validate(ManagementSpec, data.get("mgmt") or {}, ("mgmt",), problems)
 
     raw_nodes = data.get("nodes")
+    raw_links = data.get("links", [])
+    beyond = [
+        _beyond_bound(raw_nodes, MAX_NODES, "nodes", problems),
+        _beyond_bound(raw_links, MAX_LINKS, "links", problems),
+    ]
+    if any(beyond):
+        return None  # the lab's parts are not even looked at
     nodes: dict[str, NodeSpec | None] = {}
     if not isinstance(raw_nodes, dict) or not raw_nodes:
         problems.add("nodes", "must be a mapping of at least one node name to its definition")
@@ -212,7 +309,6 @@ def check_shapes(data: Any, problems: _Problems) -> _Shapes | None:
                 NodeSpec, raw if raw is not None else {}, ("nodes", key), problems
             )
 
-    raw_links = data.get("links", [])
     links: list[LinkSpec | None] = []
     if raw_links is None:
         raw_links = []
@@ -226,11 +322,18 @@ def check_shapes(data: Any, problems: _Problems) -> _Shapes | None:
     return _Shapes(name, description, mgmt, nodes, links)
 
 
+def _beyond_bound(parts: Any, bound: int, key: str, problems: _Problems) -> bool:
+    if isinstance(parts, dict | list) and len(parts) > bound:
+        problems.add(key, f"the lab has {len(parts)} {key}: a lab has at most {bound}")
+        return True
+    return False
+
+
 # Stage 3: resolve ----------------------------------------------------------------------------
 
 
 def _check_name(pattern: re.Pattern[str], value: str, where: str, what: str, p: _Problems) -> bool:
-    if pattern.match(value) and not value.endswith("-"):
+    if pattern.fullmatch(value) and not value.endswith("-"):
         return True
     p.add(where, f"{what} {value!r} is not allowed: {_NAME_RULES[what]}")
     return False
@@ -273,17 +376,97 @@ def _check_file_path(path: str, where: str, p: _Problems) -> bool:
     if not path.startswith("/"):
         p.add(where, "startup file path must be absolute (inside the node), e.g. /etc/frr/frr.conf")
         return False
-    if posixpath.normpath(path) != path or path == "/" or any(c in path for c in "\0\n\r"):
+    # Only the one spelling of a path passes, so no other spelling reaches RUNTIME_FILES.
+    parts = path[1:].split("/")
+    if any(part in ("", ".", "..") for part in parts) or any(
+        ord(c) < 0x20 or c == "\x7f" for c in path
+    ):
         p.add(
             where,
             "startup file path must be a plain path to a file inside the node "
-            "(no '..', '//', trailing '/' or control characters)",
+            "(no '.' or '..' part, no '//', no trailing '/', no control characters)",
         )
         return False
     if path in RUNTIME_FILES:
         p.add(where, f"{path} is managed by the container runtime and cannot be a startup file")
         return False
+    if parts[0] in KERNEL_DIRECTORIES:
+        p.add(where, f"/{parts[0]} is a kernel file system: a startup file cannot be there")
+        return False
     return True
+
+
+def _check_file_content(content: str, where: str, p: _Problems) -> int:
+    """The size of a startup file in bytes (UTF-8), checked against its bound."""
+    try:
+        size = len(content.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate, e.g. "\ud800" in double quotes
+        p.add(where, "startup file content is not valid Unicode text")
+        return 0
+    if size > MAX_FILE_BYTES:
+        p.add(
+            where,
+            f"startup file has {size} bytes: a startup file has at most {MAX_FILE_BYTES} "
+            f"({MAX_FILE_BYTES // 1024} KiB)",
+        )
+    return size
+
+
+def _check_lab_files(shapes: _Shapes, p: _Problems) -> None:
+    total = sum(
+        len(content.encode("utf-8", "surrogatepass"))
+        for spec in shapes.nodes.values()
+        if spec is not None
+        for content in spec.files.values()
+    )
+    if total > MAX_LAB_FILE_BYTES:
+        p.add(
+            "nodes",
+            f"the startup files of all nodes have {total} bytes together: a lab has at most "
+            f"{MAX_LAB_FILE_BYTES} ({MAX_LAB_FILE_BYTES // 1024**2} MiB)",
+        )
+
+
+def _check_image(kind: str, image: str, where: str, p: _Problems) -> None:
+    if kind == "vm":
+        if not VM_IMAGE_NAME.fullmatch(image) or ".." in image:
+            p.add(
+                where,
+                f"{image!r} is not a VM image name: name a VM image of the hypervisor "
+                "(1-64 lower-case letters, digits and '._-'; no '/', '..' or ':')",
+            )
+        elif image.startswith(RESERVED_VM_IMAGE_PREFIX) and image != DEFAULT_VM_IMAGE:
+            p.add(
+                where,
+                f"VM image {image!r} is reserved: names starting with "
+                f"{RESERVED_VM_IMAGE_PREFIX!r} are LTB's own (its VM image is {DEFAULT_VM_IMAGE})",
+            )
+        return
+    if not IMAGE_NAME.fullmatch(image):
+        p.add(where, f"{image!r} is not an image name like ltb/node:latest")
+        return
+    repository, _, tag = image.partition(":")
+    for hub in DOCKER_HUB_PREFIXES:
+        repository = repository.removeprefix(hub)
+    if repository.count("/") == 1:
+        repository = repository.removeprefix("library/")
+    if IMAGE_ID.fullmatch(image) or repository == "sha256":
+        p.add(where, f"{image!r} is read by Docker as an image ID: name the image instead")
+    elif repository.startswith(RESERVED_IMAGE_PREFIXES[1]):
+        p.add(
+            where,
+            f"{image!r} is a snapshot image: it serves only the restore of its own lab "
+            "(playbooks/restore.yml), never a topology",
+        )
+    elif (
+        repository.startswith(RESERVED_IMAGE_PREFIXES[0])
+        and f"{repository}:{tag or 'latest'}" != DEFAULT_NODE_IMAGE
+    ):
+        p.add(
+            where,
+            f"image {image!r} is reserved: images under ltb/ are LTB's own "
+            f"(its node image is {DEFAULT_NODE_IMAGE})",
+        )
 
 
 @dataclass
@@ -310,13 +493,16 @@ def resolve(shapes: _Shapes, p: _Problems) -> Lab | None:
         if spec is not None:
             node_interfaces[node_name] = _resolve_interfaces(node_name, spec, p)
         _check_node(node_name, spec, shapes.nodes, p)
+    _check_lab_files(shapes, p)
 
     vlans = _resolve_links(shapes, node_interfaces, p)
+    _check_interface_count(node_interfaces, p)
     _check_addresses(shapes, node_interfaces, vlans, mgmt_subnet, p)
 
     if p.found or name is None or mgmt_subnet is None:
         return None
-    return _build_lab(name, shapes, node_interfaces, vlans, mgmt_subnet)
+    lab = _build_lab(name, shapes, node_interfaces, vlans, mgmt_subnet)
+    return replace(lab, warnings=tuple(p.warnings))
 
 
 def _resolve_mgmt_subnet(shapes: _Shapes, p: _Problems) -> IPv4Network | None:
@@ -335,6 +521,13 @@ def _resolve_mgmt_subnet(shapes: _Shapes, p: _Problems) -> IPv4Network | None:
             return None
         if subnet.version != 4:
             p.add(where, f"{text!r} is not an IPv4 subnet")
+            return None
+        if not any(subnet.subnet_of(private) for private in PRIVATE_SUBNETS):
+            p.add(
+                where,
+                f"{text} is not a private subnet: use one inside "
+                f"{', '.join(map(str, PRIVATE_SUBNETS))} (RFC 1918)",
+            )
             return None
     if subnet.num_addresses - 3 < len(shapes.nodes):  # network, gateway, broadcast
         p.add(
@@ -372,8 +565,8 @@ def _check_node(name: str, spec: NodeSpec | None, nodes: dict[str, Any], p: _Pro
         kinds.get(spec.kind)
     except KeyError as error:
         p.add(place(where, "kind"), str(error.args[0]))
-    if spec.image is not None and not IMAGE_NAME.match(spec.image):
-        p.add(place(where, "image"), f"{spec.image!r} is not an image name like ltb/node:latest")
+    if spec.image is not None:
+        _check_image(spec.kind, spec.image, place(where, "image"), p)
     for i, group in enumerate(spec.groups):
         gwhere = place(where, "groups", i)
         if not _check_name(GROUP_NAME, group, gwhere, "group name", p):
@@ -382,8 +575,19 @@ def _check_node(name: str, spec: NodeSpec | None, nodes: dict[str, Any], p: _Pro
             p.add(gwhere, f"group {group!r} is reserved by LTB (lab_* names the lab's group)")
         elif group in nodes or group.replace("-", "_") in nodes:
             p.add(gwhere, f"group {group!r} has the name of a node")
-    for path in spec.files:
-        _check_file_path(path, place(where, "files", path), p)
+    for path, content in spec.files.items():
+        if _check_file_path(path, place(where, "files", path), p):
+            _check_file_content(content, place(where, "files", path), p)
+
+
+def _check_interface_count(interfaces: dict[str, _NodeInterfaces], p: _Problems) -> None:
+    for node, node_ifs in interfaces.items():
+        if len(node_ifs.declared) > MAX_INTERFACES_PER_NODE:
+            p.add(
+                place("nodes", node, "interfaces"),
+                f"the node has {len(node_ifs.declared)} interfaces with those named in links: "
+                f"a node has at most {MAX_INTERFACES_PER_NODE}",
+            )
 
 
 def _resolve_links(
@@ -395,12 +599,7 @@ def _resolve_links(
     for index, link in enumerate(shapes.links):
         if link is None:
             continue
-        vlan = FIRST_LINK_VLAN + index
-        if vlan > MAX_VLAN:
-            p.add(
-                place("links", index), f"a lab has at most {MAX_VLAN - FIRST_LINK_VLAN + 1} links"
-            )
-            continue
+        vlan = FIRST_LINK_VLAN + index  # MAX_LINKS keeps it a VLAN (at most 4094)
         for i, text in enumerate(link.endpoints):
             where = place("links", index, "endpoints", i)
             node, sep, if_name = text.partition(":")
@@ -436,8 +635,11 @@ def _check_addresses(
     mgmt_subnet: IPv4Network | None,
     p: _Problems,
 ) -> None:
-    """No address twice; one subnet per segment; no two segments in overlapping subnets."""
-    seen_ips: dict[Any, str] = {}
+    """Within a segment (link): no address twice, one subnet per IP version. Across segments
+    an address used again or an overlapping subnet is a warning: VRFs, NAT and tenants with
+    the same address plan need them. Nothing overlaps the management subnet."""
+    on_segment: dict[tuple[Any, Any], str] = {}  # (segment, ip) -> place
+    first_use: dict[Any, str] = {}  # ip -> place
     segments: dict[Any, dict[int, tuple[Any, str]]] = {}  # segment -> version -> (net, place)
     for node, node_ifs in interfaces.items():
         for if_name, addresses in node_ifs.declared.items():
@@ -446,10 +648,11 @@ def _check_addresses(
                 if address is None:
                     continue
                 where = place(node_ifs.places[if_name], f"ipv{address.version}")
-                if address.ip in seen_ips:
-                    p.add(where, f"address {address.ip} is also used at {seen_ips[address.ip]}")
+                if (segment, address.ip) in on_segment:
+                    other = on_segment[(segment, address.ip)]
+                    p.add(where, f"address {address.ip} is also used at {other}")
                     continue
-                seen_ips[address.ip] = where
+                on_segment[(segment, address.ip)] = where
                 if mgmt_subnet is not None and address.network.overlaps(mgmt_subnet):
                     p.add(where, f"{address} overlaps the management subnet {mgmt_subnet}")
                     continue
@@ -459,17 +662,39 @@ def _check_addresses(
                     p.add(where, f"{address} is not in the subnet {network} of its link ({other})")
                     continue
                 known.setdefault(address.version, (address.network, where))
+                first = first_use.setdefault(address.ip, where)
+                if first != where:
+                    p.warn(where, f"address {address.ip} is also used at {first}, on another link")
     _check_segment_overlaps(segments, p)
 
 
 def _check_segment_overlaps(segments: dict[Any, dict[int, tuple[Any, str]]], p: _Problems):
-    networks = [entry for by_version in segments.values() for entry in by_version.values()]
-    for i, (net_a, where_a) in enumerate(networks):
-        for net_b, where_b in networks[i + 1 :]:
-            if net_a.version == net_b.version and net_a.overlaps(net_b):
-                p.add(
-                    where_b, f"subnet {net_b} overlaps subnet {net_a} of another link ({where_a})"
-                )
+    """Warn at each segment subnet that overlaps one of an earlier segment, naming the first.
+
+    Subnets overlap only when one holds the other, so a sweep over the sorted distinct subnets
+    with a stack of those holding the current one finds every pair without comparing all."""
+    entries = [entry for by_version in segments.values() for entry in by_version.values()]
+    first_of: dict[Any, int] = {}  # subnet -> index of its first entry
+    partner: dict[int, int] = {}  # entry index -> the earliest entry it overlaps
+    for i, (network, _) in enumerate(entries):
+        if first_of.setdefault(network, i) != i:
+            partner[i] = first_of[network]
+    holding: list[tuple[Any, int]] = []
+    for network, i in sorted(
+        first_of.items(),
+        key=lambda item: (item[0].version, int(item[0].network_address), item[0].prefixlen),
+    ):
+        while holding and not (
+            holding[-1][0].version == network.version and network.subnet_of(holding[-1][0])
+        ):
+            holding.pop()
+        for _, j in holding:
+            later, earlier = max(i, j), min(i, j)
+            partner[later] = min(partner.get(later, earlier), earlier)
+        holding.append((network, i))
+    for i in sorted(partner):
+        (network, where), (other_network, other) = entries[i], entries[partner[i]]
+        p.warn(where, f"subnet {network} overlaps subnet {other_network} of another link ({other})")
 
 
 def _build_lab(
@@ -538,7 +763,11 @@ def load_lab(path: str | Path) -> Lab:
     """Read and validate a topology file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_TOPOLOGY_BYTES + 1)  # never a huge file into memory
+        if len(raw) > MAX_TOPOLOGY_BYTES:
+            raise TopologyError(str(path), [TOO_LARGE])
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise TopologyError(str(path), [Problem("", f"cannot read the file: {error}")]) from None
     return parse_lab(text, str(path))

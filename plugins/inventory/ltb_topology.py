@@ -58,6 +58,9 @@ class InventoryModule(BaseInventoryPlugin):
             lab = load_lab(path)
         except TopologyError as error:
             raise AnsibleParserError(str(error)) from None
+        # Allowed but often a mistake (a subnet on two links): said, and the run goes on.
+        for warning in lab.warnings:
+            self.display.warning(f"{path}: {warning}")
 
         hypervisor = self.get_option("hypervisor") or self._first_hypervisor()
         known = self.inventory.groups.get("hypervisors")

@@ -84,7 +84,8 @@ def test_yaml_merge_keys_extend_anchors():
     assert lab.node("a").cpus == 1.0
 
 
-def test_default_management_subnet_must_have_room_for_every_node():
-    nodes = ", ".join(f"n{i}: {{}}" for i in range(260))
-    with pytest.raises(TopologyError, match="has room for 253 nodes, the lab has 260"):
-        parse_lab(f"name: t\nnodes: {{{nodes}}}\n")
+def test_default_management_subnet_has_room_for_the_most_nodes_a_lab_may_have():
+    nodes = ", ".join(f"n{i}: {{}}" for i in range(250))
+    assert len(parse_lab(f"name: t\nnodes: {{{nodes}}}\n").nodes) == 250
+    with pytest.raises(TopologyError, match="the lab has 251 nodes: a lab has at most 250"):
+        parse_lab(f"name: t\nnodes: {{{nodes}, n250: {{}}}}\n")
