@@ -30,13 +30,18 @@ class InventoryData:
     groups: dict[str, list[str]] = field(default_factory=dict)  # group -> host names
 
 
-def lab_network_vars(lab: Lab, hypervisor: str, topology_file: str) -> dict[str, Any]:
-    """What a hypervisor needs to build the lab's network (bridge and management port) and
-    to keep the topology the lab was deployed from."""
+def lab_network_vars(
+    lab: Lab, hypervisor: str, topology_file: str, allocations: str = ""
+) -> dict[str, Any]:
+    """What a hypervisor needs to build the lab's network (bridge and management port), to
+    keep the topology and the allocation the lab was deployed from, and where remove
+    releases that allocation (`allocations`: the controller's registry file)."""
     return {
         "lab": lab.name,
         "topology_file": topology_file,
         "hypervisor": hypervisor,
+        "allocations": allocations,
+        "tag": lab.tag,
         "bridge": lab.bridge,
         "mgmt_port": lab.mgmt_port,
         "mgmt_vlan": MGMT_VLAN,
@@ -81,10 +86,10 @@ def node_vars(lab: Lab, node: Node) -> dict[str, Any]:
 
 
 def render_inventory(
-    lab: Lab, hypervisor: str = "localhost", topology_file: str = ""
+    lab: Lab, hypervisor: str = "localhost", topology_file: str = "", allocations: str = ""
 ) -> InventoryData:
     data = InventoryData()
-    network = lab_network_vars(lab, hypervisor, topology_file)
+    network = lab_network_vars(lab, hypervisor, topology_file, allocations)
     for node in lab.nodes:
         kind = kinds.get(node.kind)
         host_vars: dict[str, Any] = {

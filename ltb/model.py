@@ -8,7 +8,7 @@ on a hypervisor are derived here and nowhere else, so every part of LTB finds th
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Interface
 
 # The management network is VLAN 1 of the lab bridge; link segments follow from VLAN 2.
@@ -86,19 +86,29 @@ class Link:
 
 
 @dataclass(frozen=True)
+class Allocation:
+    """What a lab holds apart from every other lab of its controller: the tag in its
+    hypervisor-side names (15 characters at most) and its management subnet."""
+
+    tag: str
+    mgmt_subnet: IPv4Network
+
+
+@dataclass(frozen=True)
 class Lab:
     name: str
     description: str | None
     nodes: tuple[Node, ...]
     links: tuple[Link, ...]
     mgmt_subnet: IPv4Network
+    # Allocated (ltb.allocation); a lab parsed without an allocation has its preferred tag.
+    tag: str
     # Allowed but often a mistake (e.g. a subnet on two links); not part of the lab's identity.
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
 
     @property
-    def tag(self) -> str:
-        """Short, stable identity of the lab in names limited to 15 characters."""
-        return lab_tag(self.name)
+    def allocation(self) -> Allocation:
+        return Allocation(self.tag, self.mgmt_subnet)
 
     @property
     def bridge(self) -> str:
@@ -119,36 +129,82 @@ class Lab:
                 return node
         raise KeyError(f"lab {self.name!r} has no node {name!r}")
 
+    def with_allocation(self, allocation: Allocation) -> Lab:
+        """This lab under `allocation`: its hypervisor-side names and management addresses."""
+        addresses = mgmt_addresses(allocation.mgmt_subnet, len(self.nodes))
+        nodes = tuple(
+            replace(
+                node,
+                mgmt_ipv4=address,
+                mgmt_host_name=mgmt_host_interface_name(allocation.tag, node.name),
+                interfaces=tuple(
+                    replace(i, host_name=host_interface_name(allocation.tag, node.name, i.name))
+                    for i in node.interfaces
+                ),
+            )
+            for node, address in zip(self.nodes, addresses, strict=True)
+        )
+        return replace(self, nodes=nodes, mgmt_subnet=allocation.mgmt_subnet, tag=allocation.tag)
+
     def container_name(self, node: str) -> str:
         return container_name(self.name, node)
 
 
+# A tag is 6 hex digits (24 bits): 'v' + tag + 8 hex digits fills a Linux interface name.
+TAG_DIGITS = 6
+TAG_SPACE = 16**TAG_DIGITS
+
+
 def lab_tag(lab: str) -> str:
-    return _digest(lab)[:6]
+    """The lab's preferred tag, from its name; the allocated one (`Lab.tag`) may differ."""
+    return _digest(lab)[:TAG_DIGITS]
+
+
+def tag_text(number: int) -> str:
+    return f"{number % TAG_SPACE:0{TAG_DIGITS}x}"
 
 
 def container_name(lab: str, node: str) -> str:
     return f"ltb-{lab}.{node}"
 
 
-def host_interface_name(lab: str, node: str, interface: str) -> str:
+def host_interface_name(tag: str, node: str, interface: str) -> str:
     """Hypervisor-side name of a node interface: 'v' + lab tag + 8 hex digits = 15 chars."""
-    return f"v{lab_tag(lab)}{_digest(node, interface)[:8]}"
+    return f"v{tag}{_digest(node, interface)[:8]}"
 
 
-def mgmt_host_interface_name(lab: str, node: str) -> str:
-    return f"m{lab_tag(lab)}{_digest(node)[:8]}"
+def mgmt_host_interface_name(tag: str, node: str) -> str:
+    return f"m{tag}{_digest(node)[:8]}"
 
 
-# Default management subnets: one /24 of this pool per lab, chosen by the lab's name, so the
-# same lab always gets the same subnet. A topology may set its own.
+# Default management subnets: one /24 of this pool per lab. A lab prefers the slot its name
+# hashes to (so its subnet stays the same); ltb.allocation gives it another when that one is
+# taken. A topology may set its own subnet.
 MGMT_POOL = IPv4Network("172.20.0.0/14")
+MGMT_SLOT_PREFIX = 24
+MGMT_SLOTS = MGMT_POOL.num_addresses // 2 ** (32 - MGMT_SLOT_PREFIX)
+
+
+def mgmt_slot_subnet(slot: int) -> IPv4Network:
+    size = 2 ** (32 - MGMT_SLOT_PREFIX)
+    return IPv4Network(
+        (int(MGMT_POOL.network_address) + (slot % MGMT_SLOTS) * size, MGMT_SLOT_PREFIX)
+    )
+
+
+def preferred_mgmt_slot(lab: str) -> int:
+    return int(_digest(lab), 16) % MGMT_SLOTS
 
 
 def default_mgmt_subnet(lab: str) -> IPv4Network:
-    slots = MGMT_POOL.num_addresses // 256
-    slot = int(_digest(lab), 16) % slots
-    return IPv4Network((int(MGMT_POOL.network_address) + slot * 256, 24))
+    """The lab's preferred default management subnet; the allocated one may differ."""
+    return mgmt_slot_subnet(preferred_mgmt_slot(lab))
+
+
+def preferred_allocation(lab: str, mgmt_subnet: IPv4Network | None = None) -> Allocation:
+    """What a lab gets when nothing else holds it: its name's tag and default slot (or the
+    subnet its topology gives)."""
+    return Allocation(lab_tag(lab), mgmt_subnet or default_mgmt_subnet(lab))
 
 
 def mgmt_addresses(subnet: IPv4Network, count: int) -> list[IPv4Interface]:

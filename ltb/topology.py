@@ -14,6 +14,7 @@ with its place in the file (`links[2].endpoints[1]: node 'r9' is not defined`).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from ipaddress import (
     IPv4Interface,
@@ -29,9 +30,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ltb import kinds
+from ltb.allocation import AllocationError
 from ltb.model import (
     FIRST_LINK_VLAN,
     MGMT_INTERFACE,
+    Allocation,
     Endpoint,
     Interface,
     Lab,
@@ -40,6 +43,7 @@ from ltb.model import (
     Problem,
     default_mgmt_subnet,
     host_interface_name,
+    lab_tag,
     mgmt_addresses,
     mgmt_host_interface_name,
 )
@@ -704,6 +708,8 @@ def _build_lab(
     vlans: dict[tuple[str, str], int],
     mgmt_subnet: IPv4Network,
 ) -> Lab:
+    # The preferred tag; parse_lab applies the lab's allocation when it is given one.
+    tag = lab_tag(name)
     nodes = []
     mgmt = mgmt_addresses(mgmt_subnet, len(shapes.nodes))
     for (node_name, spec), mgmt_ipv4 in zip(shapes.nodes.items(), mgmt, strict=True):
@@ -711,7 +717,7 @@ def _build_lab(
         node_ifs = tuple(
             Interface(
                 name=if_name,
-                host_name=host_interface_name(name, node_name, if_name),
+                host_name=host_interface_name(tag, node_name, if_name),
                 ipv4=ipv4,
                 ipv6=ipv6,
                 vlan=vlans.get((node_name, if_name)),
@@ -730,7 +736,7 @@ def _build_lab(
                 interfaces=node_ifs,
                 files=tuple(spec.files.items()),
                 mgmt_ipv4=mgmt_ipv4,
-                mgmt_host_name=mgmt_host_interface_name(name, node_name),
+                mgmt_host_name=mgmt_host_interface_name(tag, node_name),
             )
         )
     links = tuple(
@@ -742,25 +748,41 @@ def _build_lab(
         for i, link in enumerate(shapes.links)
         if link is not None
     )
-    return Lab(name, shapes.description, tuple(nodes), links, mgmt_subnet)
+    return Lab(name, shapes.description, tuple(nodes), links, mgmt_subnet, tag)
 
 
 # The whole pipeline ---------------------------------------------------------------------------
 
 
-def parse_lab(text: str, source: str = "<topology>") -> Lab:
-    """Validate a topology given as YAML text; raise TopologyError with every problem."""
+# Gives a valid lab (named as it prefers) its allocation; the subnet is the topology's own
+# mgmt.ipv4_subnet, or None for a default one. Raises AllocationError (ltb.allocation).
+Allocate = Callable[[Lab, IPv4Network | None], Allocation]
+
+
+def parse_lab(text: str, source: str = "<topology>", allocate: Allocate | None = None) -> Lab:
+    """Validate a topology given as YAML text; raise TopologyError with every problem.
+
+    Without `allocate` the lab has its preferred tag and default subnet (for validation);
+    with it, the names and management addresses of the allocation it is given."""
     problems = _Problems()
     data = read_yaml(text, problems)
     shapes = check_shapes(data, problems) if data is not None or not problems.found else None
     lab = resolve(shapes, problems) if shapes is not None else None
     if problems.found or lab is None:
         raise TopologyError(source, problems.found or [Problem("", "empty topology")])
-    return lab
+    if allocate is None:
+        return lab
+    given = shapes is not None and shapes.mgmt is not None and shapes.mgmt.ipv4_subnet is not None
+    try:
+        allocation = allocate(lab, lab.mgmt_subnet if given else None)
+    except AllocationError as error:
+        where = "mgmt.ipv4_subnet" if given else "name"
+        raise TopologyError(source, [Problem(where, str(error))]) from None
+    return lab.with_allocation(allocation)
 
 
-def load_lab(path: str | Path) -> Lab:
-    """Read and validate a topology file."""
+def load_lab(path: str | Path, allocate: Allocate | None = None) -> Lab:
+    """Read and validate a topology file (see parse_lab for `allocate`)."""
     path = Path(path)
     try:
         with path.open("rb") as file:
@@ -770,7 +792,7 @@ def load_lab(path: str | Path) -> Lab:
         text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise TopologyError(str(path), [Problem("", f"cannot read the file: {error}")]) from None
-    return parse_lab(text, str(path))
+    return parse_lab(text, str(path), allocate)
 
 
 def problems_of(text: str) -> list[str]:

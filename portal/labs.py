@@ -16,6 +16,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from ltb import model
+from ltb.allocation import Registry
+from ltb.deployed import DEFAULT_STATE_DIR
 from ltb.snapshot import SnapshotError, check_name
 from ltb.topology import parse_lab
 from portal.models import (
@@ -91,7 +93,9 @@ def request_task(
     if task not in TASK_STATES:
         raise LabError(f"unknown task {task!r} (known: {', '.join(TASK_STATES)})")
     check_params(task, params or {})
-    lab_model = parse_lab(topology, f"lab {lab_name}") if topology is not None else None
+    # The lab's allocation (ltb.allocation), the same that the job's inventory plugin finds.
+    allocate = Registry(DEFAULT_STATE_DIR).allocate
+    lab_model = parse_lab(topology, f"lab {lab_name}", allocate) if topology is not None else None
     if lab_model is not None and lab_model.name != lab_name:
         raise LabError(f"the topology is of lab {lab_model.name!r}, not {lab_name!r}")
     now = utcnow()

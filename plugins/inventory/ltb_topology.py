@@ -12,12 +12,21 @@ description:
     topology's own groups ('-' becomes '_').
   - The lab runs on the first host of group C(hypervisors) loaded before this file
     (e.g. with C(-i inventory/)), or on C(localhost) when there is none.
+  - The lab gets its tag and management subnet from the controller's allocation registry
+    (C(<state_dir>/allocations.json), see C(ltb.allocation)), the ones it holds already or
+    ones no other lab holds, recorded there. Remove releases them.
 options:
   hypervisor:
     description: Hypervisor that runs the lab; overrides the first host of C(hypervisors).
     type: str
     env:
       - name: LTB_HYPERVISOR
+  state_dir:
+    description: LTB's state directory on the controller, which holds the allocation registry.
+    type: path
+    default: /var/lib/ltb
+    env:
+      - name: LTB_STATE_DIR
 """
 
 EXAMPLES = r"""
@@ -30,6 +39,7 @@ from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin
 
 try:
+    from ltb.allocation import Registry
     from ltb.inventory import render_inventory
     from ltb.topology import TopologyError, load_lab
 except ImportError as import_error:  # pragma: no cover - shown to the operator
@@ -54,21 +64,27 @@ class InventoryModule(BaseInventoryPlugin):
             )
         # Options come from the environment only: the topology file is not plugin config.
         self._consume_options({})
-        try:
-            lab = load_lab(path)
-        except TopologyError as error:
-            raise AnsibleParserError(str(error)) from None
-        # Allowed but often a mistake (a subnet on two links): said, and the run goes on.
-        for warning in lab.warnings:
-            self.display.warning(f"{path}: {warning}")
-
         hypervisor = self.get_option("hypervisor") or self._first_hypervisor()
         known = self.inventory.groups.get("hypervisors")
         if known is not None and hypervisor not in [h.name for h in known.get_hosts()]:
             raise AnsibleParserError(
                 f"{path}: hypervisor {hypervisor!r} (LTB_HYPERVISOR) is not in group hypervisors"
             )
-        data = render_inventory(lab, hypervisor, os.path.abspath(path))
+        # Allocated only for a valid topology on a known hypervisor.
+        registry = Registry(self.get_option("state_dir"))
+        try:
+            lab = load_lab(path, registry.allocate)
+        except TopologyError as error:
+            raise AnsibleParserError(str(error)) from None
+        except OSError as error:
+            raise AnsibleParserError(
+                f"{path}: cannot allocate the lab's tag and subnet in {registry.path}: {error}"
+            ) from None
+        # Allowed but often a mistake (a subnet on two links): said, and the run goes on.
+        for warning in lab.warnings:
+            self.display.warning(f"{path}: {warning}")
+
+        data = render_inventory(lab, hypervisor, os.path.abspath(path), str(registry.path))
         for host, host_vars in data.hosts.items():
             existing = inventory.get_host(host)
             if existing is not None and existing.vars.get("ltb_lab") != lab.name:

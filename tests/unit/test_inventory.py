@@ -46,3 +46,11 @@ def test_file_contents_pass_through_unchanged():
     lab = parse_lab("name: t\nnodes: {a: {files: {/etc/x: \"{{ lookup('pipe', 'id') }}\"}}}\n")
     files = render_inventory(lab).hosts["a"]["ltb_node"]["files"]
     assert files == [{"path": "/etc/x", "content": "{{ lookup('pipe', 'id') }}"}]
+
+
+def test_lab_network_carries_the_allocated_tag_and_where_remove_releases_it():
+    lab = load_lab(EXAMPLE)
+    network = render_inventory(lab, "hv1", "/x.lab.yml", "/s/allocations.json").hosts["r1"]
+    assert network["ltb_lab_network"]["tag"] == lab.tag
+    assert network["ltb_lab_network"]["allocations"] == "/s/allocations.json"
+    assert network["ltb_lab_network"]["mgmt_subnet"] == str(lab.mgmt_subnet)

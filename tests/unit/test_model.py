@@ -89,3 +89,20 @@ def test_default_management_subnet_has_room_for_the_most_nodes_a_lab_may_have():
     assert len(parse_lab(f"name: t\nnodes: {{{nodes}}}\n").nodes) == 250
     with pytest.raises(TopologyError, match="the lab has 251 nodes: a lab has at most 250"):
         parse_lab(f"name: t\nnodes: {{{nodes}, n250: {{}}}}\n")
+
+
+def test_a_lab_parsed_without_allocation_has_its_preferred_tag_and_subnet():
+    lab = parse_lab("name: ospf-triangle\nnodes: {a: {}}\n")
+    assert lab.allocation == model.preferred_allocation("ospf-triangle")
+    assert lab.bridge == f"ltb-{model.lab_tag('ospf-triangle')}"
+
+
+def test_every_hypervisor_side_name_follows_the_allocated_tag():
+    lab = parse_lab("name: t\nnodes: {a: {interfaces: {eth1: {}}}}\n")
+    moved = lab.with_allocation(model.Allocation("0a0b0c", IPv4Network("10.1.2.0/24")))
+    a = moved.node("a")
+    assert (moved.bridge, moved.mgmt_port) == ("ltb-0a0b0c", "ltm-0a0b0c")
+    assert a.mgmt_host_name == model.mgmt_host_interface_name("0a0b0c", "a")
+    assert a.interface("eth1").host_name == model.host_interface_name("0a0b0c", "a", "eth1")
+    assert a.mgmt_ipv4 == IPv4Interface("10.1.2.2/24")
+    assert moved.with_allocation(lab.allocation) == lab
