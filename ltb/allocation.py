@@ -286,10 +286,11 @@ def subnet_conflicts(
             continue
         via = f" via {route['gateway']}" if route.get("gateway") else ""
         on = f" dev {dev}" if dev else ""
+        table = f" (table {route['table']})" if route.get("table") else ""
         if route.get("dst") == "default":
             gateway = route.get("gateway")
             if gateway and IPv4Address(gateway) in subnet:
-                found.append(f"the default route's gateway {gateway}{on}")
+                found.append(f"the default route's gateway {gateway}{on}{table}")
             continue
         try:
             destination = ip_network(route.get("dst", ""), strict=False)
@@ -297,7 +298,6 @@ def subnet_conflicts(
             continue
         if destination.version == 4 and destination.overlaps(subnet):
             kind = f"{route['type']} " if route.get("type") not in (None, "unicast") else ""
-            table = f" (table {route['table']})" if route.get("table") else ""
             found.append(f"{kind}route {route['dst']}{via}{on}{table}")
     for link in links:
         if link.get("ifname") == own_port:
