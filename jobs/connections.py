@@ -25,8 +25,3 @@ def queues(settings: Settings, connection: Redis | None = None) -> tuple[Queue, 
 
 def sessions(settings: Settings) -> sessionmaker:
     return session_factory(settings.database_url)
-
-
-def cancel_key(job_id: str) -> str:
-    """Redis key that asks the running job `job_id` to stop."""
-    return f"ltb:cancel:{job_id}"

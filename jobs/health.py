@@ -2,8 +2,10 @@
 
 A started job records the host, pid and start time of the process that runs it. When that
 process is gone (the worker died, was killed or its machine rebooted), nothing will finish
-the job: it is marked failed, and the lab with it. A queued job that Redis lost is failed
-too. Run when a worker starts and periodically by the scheduler (`sweep`).
+the job: it is marked failed, and the lab with it, and whatever its playbook left running on
+this host is killed in the same step (jobs.processes), so the lab's next task finds nothing
+of it. A queued job that Redis lost is failed too. Run when a worker starts and periodically
+by the scheduler (`sweep`).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from rq.job import JobStatus as RqStatus
 from rq.worker import Worker
 from sqlalchemy import select
 
+from jobs import processes
 from jobs.connections import redis, sessions
+from jobs.processes import process_start_time
 from jobs.settings import Settings, load
-from jobs.tasks import process_start_time
 from portal.labs import finish_job
 from portal.models import ACTIVE_JOB_STATUSES, Job, JobStatus, utcnow
 
@@ -67,6 +70,9 @@ def fail_orphaned_jobs(settings: Settings | None = None) -> list[str]:
             if reason is None:
                 continue
             log.warning("job %s (%s of lab %s) failed: %s", job.id, job.task, job.lab.name, reason)
+            if job.host == socket.gethostname():
+                for group in processes.kill_job(job.id):
+                    log.warning("job %s: killed the processes it left (%s)", job.id, group)
             finish_job(session, job, JobStatus.FAILED, {"error": f"orphaned: {reason}"})
             failed.append(job.id)
     return failed

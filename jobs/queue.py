@@ -10,14 +10,15 @@ import contextlib
 import logging
 from typing import Any
 
-from rq.exceptions import NoSuchJobError
+from redis.exceptions import RedisError
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job as RqJob
 
 from jobs import tasks
-from jobs.connections import cancel_key, queues, redis, sessions
+from jobs.connections import queues, redis, sessions
 from jobs.settings import Settings, load
 from portal.labs import finish_job, request_task
-from portal.models import Job, JobStatus
+from portal.models import Job, JobStatus, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -83,18 +84,20 @@ def submit(
 
 def cancel(job_id: str, settings: Settings | None = None) -> str:
     """Cancel a job: a queued one never starts; a running one has its playbook stopped (the
-    lab is then failed, and remove cleans it up). Returns the job's status afterwards."""
+    lab is then failed, and remove cleans it up). Returns the job's status afterwards.
+
+    The request is recorded in PostgreSQL, where the running job looks for it each time it
+    writes its progress, so it holds when Redis loses its data."""
     settings = settings or load()
-    connection = redis(settings)
-    # Seen by the running job's cancel_callback; kept a while for a job about to start.
-    connection.set(cancel_key(job_id), "1", ex=settings.task_timeout + 600)
-    Session = sessions(settings)
-    with Session.begin() as session:
+    with sessions(settings).begin() as session:
         job = session.get(Job, job_id, with_for_update=True)
         if job is None:
             raise LookupError(f"no job {job_id}")
         if job.status == JobStatus.QUEUED:
-            with contextlib.suppress(NoSuchJobError):
-                RqJob.fetch(job_id, connection=connection).cancel()
             finish_job(session, job, JobStatus.CANCELED, {"error": "canceled before it started"})
+            # A worker that takes the queue's copy anyway finds the job ended and skips it.
+            with contextlib.suppress(NoSuchJobError, InvalidJobOperation, RedisError):
+                RqJob.fetch(job_id, connection=redis(settings)).cancel()
+        elif job.status == JobStatus.STARTED and job.cancel_requested_at is None:
+            job.cancel_requested_at = utcnow()
         return job.status

@@ -2,8 +2,9 @@
 
 rq-scheduler holds one scheduled job per edge (`begin` at start, `end` at end) on the control
 queue; PostgreSQL holds the reservation and what happened to it. `reconcile` makes the two
-agree when the scheduler starts: edges still ahead are scheduled again if Redis lost them, a
-start that passed while nothing ran is deployed late, an end that passed is removed.
+agree, when the scheduler starts and periodically while it runs (jobs.scheduler): edges still
+ahead are scheduled again if Redis lost them, a start that passed while nothing ran is
+deployed late, an end that passed is removed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from rq import Queue
+from rq.registry import StartedJobRegistry
 from rq_scheduler import Scheduler
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -26,6 +29,8 @@ log = logging.getLogger(__name__)
 # A begin or end that finds the lab busy (e.g. the end while the deploy still runs) tries
 # again after this long.
 BUSY_RETRY = timedelta(seconds=5)
+# An edge due this recently may be on its way from the scheduler to a worker: not yet lost.
+IN_FLIGHT = timedelta(seconds=15)
 META_KEY = "ltb_reservation"
 
 
@@ -99,6 +104,19 @@ def scheduled_edges(sched: Scheduler) -> set[tuple[int, str]]:
     edges = set()
     for job in sched.get_jobs():
         mark = job.meta.get(META_KEY)
+        if mark:
+            edges.add((mark[0], mark[1]))
+    return edges
+
+
+def held_edges(sched: Scheduler) -> set[tuple[int, str]]:
+    """Edges rq holds anywhere: scheduled, on the control queue, or being run by a worker."""
+    queue = Queue(sched.queue_name, connection=sched.connection)
+    edges = scheduled_edges(sched)
+    running = StartedJobRegistry(queue=queue).get_job_ids(cleanup=False)
+    for job_id in [*queue.get_job_ids(), *running]:
+        job = queue.fetch_job(job_id)
+        mark = job.meta.get(META_KEY) if job is not None else None
         if mark:
             edges.add((mark[0], mark[1]))
     return edges
@@ -181,7 +199,7 @@ def reconcile(sched: Scheduler, settings: Settings | None = None) -> dict[str, l
     """Make rq-scheduler hold what PostgreSQL says is still to happen; act on what is due."""
     settings = settings or load()
     now = utcnow()
-    held = scheduled_edges(sched)
+    held = held_edges(sched)
     done: dict[str, list[int]] = {"rescheduled": [], "late": [], "ended": []}
     with sessions(settings).begin() as session:
         reservations = session.scalars(
@@ -202,6 +220,8 @@ def reconcile(sched: Scheduler, settings: Settings | None = None) -> dict[str, l
                 if at > now:
                     schedule_edge(sched, r.id, edge, at)
                     done["rescheduled"].append(r.id)
+                    continue
+                if now - at < IN_FLIGHT:
                     continue
                 if edge == "begin" and r.end_at > now:
                     log.warning(

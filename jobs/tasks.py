@@ -8,16 +8,21 @@ database session: a worker that dies releases it with its connection.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import time
 from typing import Any
 
+from redis.exceptions import RedisError
 from rq import get_current_job
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 
-from jobs.connections import cancel_key, sessions
+from jobs import processes
+from jobs.connections import sessions
+from jobs.processes import process_start_time
 from jobs.runner import RunObserver, run_playbook
 from jobs.settings import load
 from portal.db import engine
@@ -43,6 +48,9 @@ RUNNER_STATUSES = {
 }
 # Seconds between writes of progress and events while a playbook runs.
 FLUSH_INTERVAL = 1.0
+# How long a job tries to record its end while the database is away (e.g. restarting); the
+# sweep (jobs.health) fails the job if this never gets through.
+FINAL_RECORD_TIMEOUT = 120.0
 
 
 def deploy(lab: str) -> dict[str, Any]:
@@ -77,18 +85,6 @@ def restore(lab: str, name: str) -> dict[str, Any]:
     """Remove the lab and deploy it again from its named snapshot. The lab's topology in the
     store must be the one the snapshot was taken from (the playbook checks it)."""
     return run_task("restore", lab, {"snapshot": name})
-
-
-def process_start_time(pid: int) -> str | None:
-    """Start time of a process (clock ticks since boot), to tell it from a later one that
-    reuses its pid; None when there is no such process."""
-    try:
-        stat = open(f"/proc/{pid}/stat").read()  # noqa: SIM115 - one short read
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    # A zombie (state Z) has ended; its parent just has not collected it.
-    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def run_task(task: str, lab: str, extravars: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -130,8 +126,11 @@ def run_task(task: str, lab: str, extravars: dict[str, Any] | None = None) -> di
                 settings, rq_job, task, lab, topology, hypervisor, extravars, tasks_expected
             )
         finally:
-            lock.scalar(select(func.pg_advisory_unlock(LAB_LOCK_SPACE, lab_id)))
-            lock.commit()
+            try:
+                lock.scalar(select(func.pg_advisory_unlock(LAB_LOCK_SPACE, lab_id)))
+                lock.commit()
+            except DBAPIError as error:
+                log.warning("job %s: the lab lock went with its connection (%s)", job_id, error)
 
 
 def _run_locked(
@@ -139,60 +138,85 @@ def _run_locked(
 ) -> dict[str, Any]:
     job_id = rq_job.id
     Session = sessions(settings)
-    connection = rq_job.connection
-    with Session.begin() as session:
-        job = session.get(Job, job_id, with_for_update=True)
-        if job.status != JobStatus.QUEUED:  # canceled (or swept) meanwhile
-            return {"skipped": f"job is {job.status}"}
-        if connection.exists(cancel_key(job_id)):
-            finish_job(session, job, JobStatus.CANCELED, {"error": "canceled before it started"})
-            return {"status": JobStatus.CANCELED.value}
-        job.status = JobStatus.STARTED.value
-        job.started_at = utcnow()
-        job.worker = rq_job.worker_name
-        job.host = socket.gethostname()
-        job.pid = os.getpid()
-        job.pid_started = process_start_time(job.pid)
+    cgroup = None
+    try:
+        with Session.begin() as session:
+            job = session.get(Job, job_id, with_for_update=True)
+            if job.status != JobStatus.QUEUED:  # canceled (or swept) meanwhile
+                return {"skipped": f"job is {job.status}"}
+            try:
+                # The advisory lock keeps other work horses out; processes that outlived theirs
+                # (or a horse that lost its lock with its database connection) are seen here.
+                processes.claim_lab(job.lab_id)
+                cgroup = processes.enter(job.lab_id, job_id)
+            except processes.CgroupError as error:
+                finish_job(session, job, JobStatus.FAILED, {"error": f"not run: {error}"})
+                log.warning("job %s (%s of lab %s) not run: %s", job_id, task, lab, error)
+                return {"status": "refused", "error": str(error)}
+            job.status = JobStatus.STARTED.value
+            job.started_at = utcnow()
+            job.worker = rq_job.worker_name
+            job.host = socket.gethostname()
+            job.pid = os.getpid()
+            job.pid_started = process_start_time(job.pid)
+        status, result = _run_recorded(
+            settings, rq_job, task, lab, topology, hypervisor, extravars, tasks_expected
+        )
+    finally:
+        if cgroup is not None:
+            processes.leave(cgroup)
+    return result | {"job_status": status.value}
 
+
+def _run_recorded(
+    settings, rq_job, task, lab, topology, hypervisor, extravars, tasks_expected
+) -> tuple[JobStatus, dict[str, Any]]:
+    """Run the playbook, writing progress and events as it goes; record its end."""
+    job_id = rq_job.id
+    Session = sessions(settings)
     observer = RunObserver(task=task, tasks_expected=tasks_expected)
     last_flush = 0.0
+    cancel_seen = False
 
     def flush(force: bool = False) -> None:
-        nonlocal last_flush
+        # Also looks for a cancel request, recorded in PostgreSQL so that it survives Redis.
+        # A write that fails (the database restarts) is skipped; its events go with the next.
+        nonlocal last_flush, cancel_seen
         now = time.monotonic()
         if not force and now - last_flush < FLUSH_INTERVAL:
             return
         last_flush = now
         progress = observer.progress()
-        with Session.begin() as session:
-            session.add_all(
-                JobEvent(
-                    job_id=job_id,
-                    seq=e.seq,
-                    event=e.event,
-                    host=e.host,
-                    task=e.task,
-                    created_at=e.created_at,
-                    data=e.data,
+        events = observer.take_events()
+        try:
+            with Session.begin() as session:
+                session.add_all(
+                    JobEvent(
+                        job_id=job_id,
+                        seq=e.seq,
+                        event=e.event,
+                        host=e.host,
+                        task=e.task,
+                        created_at=e.created_at,
+                        data=e.data,
+                    )
+                    for e in events
                 )
-                for e in observer.take_events()
-            )
-            session.get(Job, job_id).progress = progress
+                job = session.get(Job, job_id)
+                job.progress = progress
+                cancel_seen = cancel_seen or job.cancel_requested_at is not None
+        except DBAPIError as error:
+            observer.pending[:0] = events
+            log.warning("job %s: progress not recorded, will try again: %s", job_id, error)
+            return
         rq_job.meta["progress"] = progress
-        rq_job.save_meta()
-
-    last_cancel_check = 0.0
-    cancel_seen = False
+        with contextlib.suppress(RedisError):
+            rq_job.save_meta()
 
     def cancelled() -> bool:
         # ansible-runner asks on every turn of its loop and takes each answer as the current
         # one: once asked to cancel, keep saying so.
-        nonlocal last_cancel_check, cancel_seen
         flush()
-        now = time.monotonic()
-        if not cancel_seen and now - last_cancel_check >= 0.5:
-            last_cancel_check = now
-            cancel_seen = bool(connection.exists(cancel_key(job_id)))
         return cancel_seen
 
     try:
@@ -221,6 +245,22 @@ def _run_locked(
         status, result = JobStatus.FAILED, {"error": f"{type(error).__name__}: {error}"}
         log.exception("job %s (%s of lab %s) failed", job_id, task, lab)
     flush(force=True)
-    with Session.begin() as session:
-        finish_job(session, session.get(Job, job_id, with_for_update=True), status, result)
-    return result | {"job_status": status.value}
+    record_end(Session, job_id, status, result)
+    return status, result
+
+
+def record_end(Session, job_id: str, status: JobStatus, result: dict[str, Any]) -> None:
+    """Record the end of the job, trying again with backoff while the database is away."""
+    give_up = time.monotonic() + FINAL_RECORD_TIMEOUT
+    delay = 0.5
+    while True:
+        try:
+            with Session.begin() as session:
+                finish_job(session, session.get(Job, job_id, with_for_update=True), status, result)
+            return
+        except DBAPIError as error:
+            if time.monotonic() + delay > give_up:
+                raise
+            log.warning("job %s: end not recorded, trying again in %.1fs: %s", job_id, delay, error)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)

@@ -143,6 +143,8 @@ class Job(db.Model):
     host: Mapped[str | None] = mapped_column(String(255))
     pid: Mapped[int | None] = mapped_column(Integer)
     pid_started: Mapped[str | None] = mapped_column(String(32))
+    # When a cancel was asked for: the running job stops its playbook when it sees this.
+    cancel_requested_at: Mapped[datetime | None] = _timestamp()
     progress: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     result: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
 

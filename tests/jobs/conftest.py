@@ -42,7 +42,8 @@ def _admin_url() -> str:
 @pytest.fixture(scope="session")
 def job_settings(tmp_path_factory) -> Iterator[Settings]:
     """Settings of this test run, also put in os.environ for the code the tests call."""
-    admin = create_engine(_admin_url(), isolation_level="AUTOCOMMIT")
+    # pool_pre_ping: a test may restart PostgreSQL (tests/hostile/test_job_faults.py).
+    admin = create_engine(_admin_url(), isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     name = f"ltb_test_{uuid.uuid4().hex[:10]}"
     try:
         with admin.connect() as connection:
