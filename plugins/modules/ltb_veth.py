@@ -11,7 +11,10 @@ description:
     on the hypervisor named O(interfaces[].host_name), up and labelled with the interface
     alias C(ltb:<lab>:<node>:<interface>). One call handles all interfaces of a node.
   - With O(state=absent), deletes every hypervisor interface labelled with lab O(lab)
-    (and so its peer), whatever node it belonged to. Used by remove to leave nothing behind.
+    (and so its peer), whatever node it belonged to, and every unlabelled one whose name is
+    a host-end name of the lab's tag O(tag) (a run killed between creating a veth and
+    labelling it leaves one: the kernel ignores an alias given at creation). Used by remove
+    to leave nothing behind.
   - The hypervisor end is cut off from the hypervisor's own IP stack (no ARP replies, no IPv4
     or IPv6 accepted), so lab nodes cannot reach the hypervisor through a lab link.
   - Converges; check mode is supported. Calls C(ip) and C(nsenter) with argument lists,
@@ -46,6 +49,12 @@ options:
         type: list
         elements: str
         default: []
+  tag:
+    description:
+      - The lab's tag (C(Lab.tag), unique among the labs of the hypervisor). With
+        O(state=absent), unlabelled interfaces named C(<v|m|t|x|c><tag><8 hex digits>) (the
+        names C(ltb.model) and C(ltb.mirror) give host ends) are deleted too.
+    type: str
   state:
     description: Whether the interfaces exist.
     type: str
@@ -64,10 +73,14 @@ actions:
 import ipaddress
 import json
 import os
+import re
 
 from ansible.module_utils.basic import AnsibleModule
 
 ALIAS_PREFIX = "ltb:"
+# Host ends of a lab's veths: node interfaces (v), management (m), the temporary peer before
+# it moves into the node (t), mirror output and capture ends (x, c); see ltb.model, ltb.mirror.
+HOST_END_KINDS = "vmtxc"
 
 
 class Netlink:
@@ -178,11 +191,22 @@ def canonical(address):
     return str(ipaddress.ip_interface(address))
 
 
+def host_end_name(tag):
+    """The names the lab's host ends get, or None without a tag."""
+    if not tag:
+        return None
+    return re.compile(rf"[{HOST_END_KINDS}]{re.escape(tag)}[0-9a-f]{{8}}")
+
+
 def ensure_absent(module, host):
     prefix = f"{ALIAS_PREFIX}{module.params['lab']}:"
+    unlabelled = host_end_name(module.params["tag"])
     actions = []
     for name, record in host.links().items():
-        if record.get("ifalias", "").startswith(prefix):
+        alias = record.get("ifalias", "")
+        if alias.startswith(prefix) or (
+            not alias and unlabelled is not None and unlabelled.fullmatch(name)
+        ):
             actions.append(f"delete {name}")
             if not module.check_mode:
                 delete_link(module, host, name)
@@ -213,6 +237,7 @@ def main():
                     "addresses": {"type": "list", "elements": "str", "default": []},
                 },
             },
+            "tag": {"type": "str"},
             "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
         },
         required_if=[("state", "present", ("node", "pid"))],
