@@ -6,6 +6,7 @@ python -m jobs migrate                  create or migrate the database schema
 python -m jobs submit TASK LAB [TOPOLOGY_FILE] [-p KEY=VALUE...]   queue a lab task, e.g.
     submit deploy LAB LAB.lab.yml | submit mirror LAB -p endpoint=r1:eth1
     submit snapshot LAB -p name=S [-p action=delete] | submit restore LAB -p name=S
+    (`python -m jobs submit --help` lists every task and its parameters)
 python -m jobs cancel JOB_ID
 python -m jobs reserve TOPOLOGY_FILE START END   (ISO 8601 times with a zone)
 """
@@ -18,6 +19,30 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from jobs.redact import redact_logs
+from portal.tasks import TASKS
+
+
+def tasks_help() -> str:
+    """Every task and its parameters, from the registry."""
+    lines = ["tasks and their parameters (-p NAME=VALUE):"]
+    for task in TASKS.values():
+        lines.append(f"  {task.name}: {task.summary}")
+        for p in task.parameters:
+            given = "required" if p.required else f"default {p.default!r}" if p.default else ""
+            lines.append(f"    {p.name}  {p.rule_text}" + (f" ({given})" if given else ""))
+    return "\n".join(lines)
+
+
+def parse_params(pairs: list[str]) -> dict[str, str]:
+    params = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"-p {pair!r}: give NAME=VALUE")
+        params[name] = value
+    return params
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs", description=__doc__.splitlines()[0])
@@ -26,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--burst", action="store_true", help="stop when the queues are empty")
     commands.add_parser("scheduler")
     commands.add_parser("migrate")
-    submit = commands.add_parser("submit")
-    submit.add_argument("task", choices=["deploy", "remove", "mirror", "snapshot", "restore"])
+    submit = commands.add_parser(
+        "submit", epilog=tasks_help(), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    submit.add_argument("task", choices=list(TASKS))
     submit.add_argument("lab")
     submit.add_argument("topology", nargs="?", type=Path)
     submit.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
@@ -39,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     reserve.add_argument("end", type=datetime.fromisoformat)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    redact_logs()  # before a worker or the scheduler logs an error text or a traceback
 
     if args.command == "worker":
         from jobs.worker import main as run_worker
@@ -56,8 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         from jobs.queue import submit as submit_task
         from portal.labs import LabError
 
+        try:
+            params = parse_params(args.param)
+        except ValueError as error:
+            submit.error(str(error))
         topology = args.topology.read_text() if args.topology else None
-        params = dict(p.split("=", 1) for p in args.param)
         try:
             print(submit_task(args.lab, args.task, topology=topology, params=params))
         except LabError as error:

@@ -22,13 +22,6 @@ from portal.models import Job, JobStatus, utcnow
 
 log = logging.getLogger(__name__)
 
-TASKS = {
-    "deploy": tasks.deploy,
-    "remove": tasks.remove,
-    "mirror": tasks.mirror,
-    "snapshot": tasks.snapshot,
-    "restore": tasks.restore,
-}
 # rq keeps a job's own record this long after it ended; PostgreSQL keeps the history.
 RESULT_TTL = 24 * 3600
 
@@ -42,8 +35,9 @@ def submit(
     params: dict[str, Any] | None = None,
     settings: Settings | None = None,
 ) -> str:
-    """Queue `task` on `lab` and return the job id; raise portal.labs.LabBusy if the lab has
-    a task queued or running."""
+    """Queue `task` (a task of portal.tasks) on `lab` and return the job id. Raises
+    portal.labs.LabError before anything is queued: LabBusy if the lab has a task queued or
+    running, an error naming the parameter if `params` break the task's rules."""
     settings = settings or load()
     Session = sessions(settings)
     with Session.begin() as session:
@@ -58,10 +52,10 @@ def submit(
         )
         job_id = job.id
     try:
+        # The worker reads the parameters from the job's row, not from the queue.
         queues(settings)[1].enqueue_call(
-            TASKS[task],
-            args=(lab,),
-            kwargs=params or {},
+            tasks.run_task,
+            args=(task, lab),
             job_id=job_id,
             # The runner stops the playbook at task_timeout; rq's limit is a backstop.
             timeout=settings.task_timeout + 300,

@@ -1,5 +1,6 @@
-"""The rq job functions: one per lab task. Thin: take the lab's name, run the task's playbook
-on the lab's topology from the store, record progress, events and the result.
+"""The rq job function of every lab task of the registry (portal.tasks): take the lab's name,
+run the task's playbook on the lab's topology from the store with the job's parameters from
+the store, record progress, events and the result.
 
 A task runs only while it holds its lab's PostgreSQL advisory lock, so two tasks of one lab
 never run alongside, even if both were put on the queue. The lock belongs to the worker's
@@ -13,6 +14,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -28,18 +30,12 @@ from jobs.settings import load
 from portal.db import engine
 from portal.labs import finish_job
 from portal.models import Job, JobEvent, JobStatus, utcnow
+from portal.tasks import TASKS, TaskError, lab_task
 
 log = logging.getLogger(__name__)
 
 # First key of the two-key advisory locks LTB takes; the second is the lab's id.
 LAB_LOCK_SPACE = 0x17B
-PLAYBOOKS = {
-    "deploy": "deploy.yml",
-    "remove": "remove.yml",
-    "mirror": "mirror.yml",
-    "snapshot": "snapshot.yml",
-    "restore": "restore.yml",
-}
 RUNNER_STATUSES = {
     "successful": JobStatus.SUCCESSFUL,
     "failed": JobStatus.FAILED,
@@ -53,41 +49,25 @@ FLUSH_INTERVAL = 1.0
 FINAL_RECORD_TIMEOUT = 120.0
 
 
-def deploy(lab: str) -> dict[str, Any]:
-    """Deploy the lab (nodes and links) from its topology in the store."""
-    return run_task("deploy", lab)
+def _queued_by_name(task: str) -> Callable[..., dict[str, Any]]:
+    def run(lab: str, **_params: Any) -> dict[str, Any]:
+        return run_task(task, lab)
+
+    run.__name__ = run.__qualname__ = task
+    run.__module__ = __name__
+    run.__doc__ = lab_task(task).summary
+    return run
 
 
-def remove(lab: str) -> dict[str, Any]:
-    """Remove everything of the lab, also after a deploy that failed or was cut short."""
-    return run_task("remove", lab)
+# An rq function named after each task (`jobs.tasks.deploy`...), for jobs queued by name, as
+# before the registry: they too run with the parameters of the job's row, never rq's.
+for _task in TASKS:
+    globals()[_task] = _queued_by_name(_task)
 
 
-def mirror(
-    lab: str, endpoint: str, scope: str = "link", state: str = "present", name: str = ""
-) -> dict[str, Any]:
-    """Mirror a link or interface of the running lab (or remove the mirror)."""
-    extravars = {
-        "mirror_endpoint": endpoint,
-        "mirror_scope": scope,
-        "mirror_state": state,
-        "mirror_name": name,
-    }
-    return run_task("mirror", lab, extravars)
-
-
-def snapshot(lab: str, name: str, action: str = "create") -> dict[str, Any]:
-    """Take (or delete) the named snapshot of the running lab."""
-    return run_task("snapshot", lab, {"snapshot": name, "snapshot_action": action})
-
-
-def restore(lab: str, name: str) -> dict[str, Any]:
-    """Remove the lab and deploy it again from its named snapshot. The lab's topology in the
-    store must be the one the snapshot was taken from (the playbook checks it)."""
-    return run_task("restore", lab, {"snapshot": name})
-
-
-def run_task(task: str, lab: str, extravars: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_task(task: str, lab: str) -> dict[str, Any]:
+    """The rq function of a lab task (queued by jobs.queue.submit): run `task` on `lab` with
+    the parameters recorded for the job, checked again against the task's rules."""
     settings = load()
     rq_job = get_current_job()
     if rq_job is None:
@@ -102,6 +82,12 @@ def run_task(task: str, lab: str, extravars: dict[str, Any] | None = None) -> di
             return {"skipped": f"job is {job.status}"}
         if job.lab.name != lab or job.task != task:
             raise ValueError(f"job {job_id} is {job.task} of lab {job.lab.name}")
+        try:
+            extravars = lab_task(task).extra_vars(job.params or {})
+        except TaskError as error:  # a row written around request_task
+            finish_job(session, job, JobStatus.FAILED, {"error": f"not run: {error}"})
+            log.warning("job %s (%s of lab %s) not run: %s", job_id, task, lab, error)
+            return {"status": "refused", "error": str(error)}
         lab_id, topology, hypervisor = job.lab_id, job.lab.topology, job.lab.hypervisor
         previous = session.scalars(
             select(Job)
@@ -114,10 +100,10 @@ def run_task(task: str, lab: str, extravars: dict[str, Any] | None = None) -> di
     with engine(settings.database_url).connect() as lock:
         if not lock.scalar(select(func.pg_try_advisory_lock(LAB_LOCK_SPACE, lab_id))):
             with Session.begin() as session:
+                # Never started: finish_job gives the lab back the state it had before.
+                error = f"another task of lab {lab} is running; not run"
                 job = session.get(Job, job_id, with_for_update=True)
-                job.status = JobStatus.FAILED.value
-                job.ended_at = utcnow()
-                job.result = {"error": f"another task of lab {lab} is running; not run"}
+                finish_job(session, job, JobStatus.FAILED, {"error": error})
             log.warning("job %s: another task of lab %s is running", job_id, lab)
             return {"status": "refused"}
         lock.commit()  # the advisory lock is the session's, not the transaction's
@@ -226,7 +212,7 @@ def _run_recorded(
             lab=lab,
             topology=topology,
             hypervisor=hypervisor,
-            playbook=PLAYBOOKS[task],
+            playbook=lab_task(task).playbook,
             extravars=extravars or {},
             observer=observer,
             cancelled=cancelled,

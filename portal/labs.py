@@ -15,10 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from jobs.redact import redact
 from ltb import model
 from ltb.allocation import Registry
 from ltb.deployed import DEFAULT_STATE_DIR
-from ltb.snapshot import SnapshotError, check_name
 from ltb.topology import parse_lab
 from portal.models import (
     ACTIVE_JOB_STATUSES,
@@ -31,31 +31,7 @@ from portal.models import (
     Node,
     utcnow,
 )
-
-# The lab's state while a task runs; None: the task leaves the state as it is.
-TASK_STATES: dict[str, LabState | None] = {
-    "deploy": LabState.DEPLOYING,
-    "remove": LabState.REMOVING,
-    "mirror": None,
-    "snapshot": None,
-    "restore": LabState.DEPLOYING,
-}
-# States a lab must be in for a task; None: any.
-TASK_NEEDS: dict[str, tuple[LabState, ...] | None] = {
-    "deploy": None,
-    "remove": None,
-    "mirror": (LabState.RUNNING,),
-    "snapshot": (LabState.RUNNING,),
-    # Restore removes whatever runs of the lab first, so it repairs a failed lab too.
-    "restore": None,
-}
-# Parameters a task needs, checked before anything is queued.
-TASK_PARAMS: dict[str, tuple[str, ...]] = {
-    "mirror": ("endpoint",),
-    "snapshot": ("name",),
-    "restore": ("name",),
-}
-SNAPSHOT_ACTIONS = ("create", "delete")
+from portal.tasks import TaskError, lab_task
 
 
 class LabError(Exception):
@@ -89,10 +65,13 @@ def request_task(
     params: dict[str, Any] | None = None,
 ) -> Job:
     """Record a queued `task` job for the lab (created from `topology` if new) and move the
-    lab to the task's state. The caller commits, then enqueues the job under `job.id`."""
-    if task not in TASK_STATES:
-        raise LabError(f"unknown task {task!r} (known: {', '.join(TASK_STATES)})")
-    check_params(task, params or {})
+    lab to the task's state. The caller commits, then enqueues the job under `job.id`.
+    Unknown tasks and parameters that break the task's rules (portal.tasks) are refused."""
+    try:
+        spec = lab_task(task)
+        spec.check_params(params or {})
+    except TaskError as error:
+        raise LabError(str(error)) from None
     # The lab's allocation (ltb.allocation), the same that the job's inventory plugin finds.
     allocate = Registry(DEFAULT_STATE_DIR).allocate
     lab_model = parse_lab(topology, f"lab {lab_name}", allocate) if topology is not None else None
@@ -123,7 +102,7 @@ def request_task(
     ).first()
     if active is not None:
         raise LabBusy(lab_name, active.id, active.task)
-    needs = TASK_NEEDS[task]
+    needs = spec.needs
     if needs is not None and lab.state not in needs:
         raise LabStateError(f"lab {lab_name!r} is {lab.state}; {task} needs it {needs[0]}")
 
@@ -147,28 +126,12 @@ def request_task(
         progress={},
         result={},
     )
-    state = TASK_STATES[task]
-    if state is not None:
-        lab.state = state.value
+    if spec.while_running is not None:
+        lab.state = spec.while_running.value
     lab.updated_at = now
     session.add(job)
     session.flush()
     return job
-
-
-def check_params(task: str, params: dict[str, Any]) -> None:
-    missing = [name for name in TASK_PARAMS.get(task, ()) if not params.get(name)]
-    if missing:
-        raise LabError(f"{task} needs {', '.join(missing)}")
-    if task in ("snapshot", "restore"):
-        try:
-            check_name(params["name"])
-        except SnapshotError as error:
-            raise LabError(str(error)) from None
-    if task == "snapshot" and params.get("action", "create") not in SNAPSHOT_ACTIONS:
-        raise LabError(
-            f"snapshot action {params['action']!r} is not one of {', '.join(SNAPSHOT_ACTIONS)}"
-        )
 
 
 def record_topology(lab: Lab, lab_model: model.Lab) -> None:
@@ -196,21 +159,36 @@ def record_topology(lab: Lab, lab_model: model.Lab) -> None:
 
 
 def finish_job(session: Session, job: Job, status: JobStatus, result: dict[str, Any]) -> None:
-    """Record the end of a job and the lab state it leaves (in the caller's transaction)."""
+    """Record the end of a job and the lab state it leaves (in the caller's transaction).
+    The result is stored with its secrets redacted (error texts too)."""
     job.status = status.value
-    job.result = result
+    job.result = redact(result)
     job.ended_at = utcnow()
     lab = job.lab
     changed_nothing = "changed" in result.get("stats", {}) and not result["stats"]["changed"]
     if job.started_at is None or (status != JobStatus.SUCCESSFUL and changed_nothing):
         # Never ran, or stopped before it changed anything (a check refused it): the lab is as
-        # it was before the request.
-        lab.state = job.lab_state_before
-    elif job.task in ("deploy", "restore"):
-        lab.state = (LabState.RUNNING if status == JobStatus.SUCCESSFUL else LabState.FAILED).value
-    elif job.task == "remove":
-        lab.state = (LabState.REMOVED if status == JobStatus.SUCCESSFUL else LabState.FAILED).value
+        # it was before the request, unless another job of the lab runs (one queued around
+        # request_task and refused the lab's lock): the lab's state is that job's.
+        if not _another_job_started(session, job):
+            lab.state = job.lab_state_before
+    else:
+        task = lab_task(job.task)
+        after = task.on_success if status == JobStatus.SUCCESSFUL else task.on_failure
+        if after is not None:
+            lab.state = after.value
     lab.updated_at = job.ended_at
+
+
+def _another_job_started(session: Session, job: Job) -> bool:
+    return (
+        session.scalars(
+            select(Job.id)
+            .where(Job.lab_id == job.lab_id, Job.id != job.id, Job.status == JobStatus.STARTED)
+            .limit(1)
+        ).first()
+        is not None
+    )
 
 
 def lab_summary(lab: Lab) -> dict[str, Any]:
