@@ -6,26 +6,36 @@ ltb_topology inventory plugin next to the hypervisors' inventory):
     <jobs dir>/<job id>/
         inventory/<lab>.lab.yml         the lab's topology, from the running-lab store
         inventory/hosts.yaml, group_vars -> the hypervisors' inventory (symlinks)
+        env/extravars                   the task's extra variables, every string `!unsafe`
         artifacts/                      ansible-runner's own (events are not written there)
 
 The project is the repository (its ansible.cfg, playbooks and roles). Events reach
 `RunObserver`, never the text output; the directory is deleted after the run.
+
+Job parameters are user input: Ansible templates extra variables, also those given as JSON
+in a file, so `{{ lookup('pipe', ...) }}` in one would run on the controller. Every string
+of the extra variables is therefore tagged `!unsafe` in env/extravars (which ansible-runner
+passes as `-e @env/extravars`): Ansible uses such a value as it is and never templates it.
+The playbook run gets a filtered environment (`playbook_environment`): the worker's database
+and Redis URLs and anything secret-looking stay in the worker.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import ansible_runner
+import yaml
+from ansible_runner.interface import init_runner
 
-from jobs.redact import redact
+from jobs.redact import URL_PASSWORD, redact, redact_text
 from jobs.settings import ROOT, Settings
 
 # Events that say how a task went on a host, and the counter each one increments.
@@ -119,7 +129,7 @@ class RunObserver:
                     seq=self._seq,
                     event=kind,
                     host=host,
-                    task=data.get("task"),
+                    task=redact_text(data["task"]) if data.get("task") else None,
                     created_at=_created(event),
                     data=_stored_data(data),
                 )
@@ -189,7 +199,64 @@ class RunResult:
     seconds: float
 
 
-def make_private_data_dir(settings: Settings, job_id: str, lab: str, topology: str) -> Path:
+class _UnsafeText(str):
+    """A string Ansible must not template: written as `!unsafe "..."`."""
+
+
+class _ExtraVarsDumper(yaml.SafeDumper):
+    pass
+
+
+_ExtraVarsDumper.add_representer(
+    _UnsafeText, lambda dumper, text: dumper.represent_scalar("!unsafe", str(text), style='"')
+)
+
+
+def _mark_unsafe(value: Any) -> Any:
+    if isinstance(value, str):
+        return _UnsafeText(value)
+    if isinstance(value, Mapping):
+        return {str(k): _mark_unsafe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mark_unsafe(v) for v in value]
+    return value
+
+
+def unsafe_extravars_yaml(extravars: Mapping[str, Any]) -> str:
+    """Extra variables as YAML for `-e @file`, every string (at any depth) tagged `!unsafe`."""
+    return yaml.dump(
+        _mark_unsafe(extravars), Dumper=_ExtraVarsDumper, allow_unicode=True, sort_keys=True
+    )
+
+
+# What the playbook run may see of the worker's environment: names, and prefixes of names.
+PLAYBOOK_ENV_NAMES = {"HOME", "LANG", "LANGUAGE", "LOGNAME", "PATH", "SHELL", "TERM", "TMPDIR"}
+PLAYBOOK_ENV_NAMES |= {"TZ", "USER", "VIRTUAL_ENV", "SSL_CERT_DIR", "SSL_CERT_FILE"}
+PLAYBOOK_ENV_PREFIXES = ("ANSIBLE_", "AWX_", "RUNNER_", "LTB_", "LC_", "PYTHON")
+PLAYBOOK_ENV_PREFIXES += ("DOCKER_", "OVS_", "LIBVIRT_")
+# Never passed: the worker's own connections, and whatever sounds like a secret.
+WORKER_ONLY_ENV = {"LTB_DATABASE_URL", "LTB_REDIS_URL"}
+# (...KEY_CHECKING and ...KEY_FILE are settings and paths, kept.)
+SECRET_ENV_NAME = re.compile(r"PASSW|PASSPHRASE|SECRET|TOKEN|CREDENTIAL|AUTH|KEY$|KEY_ID$", re.I)
+
+
+def playbook_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a playbook run (ansible-playbook and every module it starts): only
+    what Ansible and LTB's playbooks need of `env`, without the worker's database and Redis
+    URLs, secret-sounding variables or values that hold a URL's password."""
+    return {
+        name: value
+        for name, value in env.items()
+        if (name in PLAYBOOK_ENV_NAMES or name.startswith(PLAYBOOK_ENV_PREFIXES))
+        and name not in WORKER_ONLY_ENV
+        and not SECRET_ENV_NAME.search(name)
+        and not URL_PASSWORD.search(value)
+    }
+
+
+def make_private_data_dir(
+    settings: Settings, job_id: str, lab: str, topology: str, extravars: Mapping[str, Any]
+) -> Path:
     directory = settings.jobs_dir / job_id
     inventory = directory / "inventory"
     inventory.mkdir(parents=True, mode=0o700)
@@ -197,6 +264,9 @@ def make_private_data_dir(settings: Settings, job_id: str, lab: str, topology: s
         if not entry.name.endswith(".lab.yml"):
             (inventory / entry.name).symlink_to(entry.resolve())
     (inventory / f"{lab}.lab.yml").write_text(topology, encoding="utf-8")
+    env = directory / "env"
+    env.mkdir(mode=0o700)
+    (env / "extravars").write_text(unsafe_extravars_yaml(extravars), encoding="utf-8")
     return directory
 
 
@@ -213,8 +283,9 @@ def run_playbook(
     cancelled: Callable[[], bool],
     on_progress: Callable[[], None],
 ) -> RunResult:
-    """Run `playbooks/<playbook>` on the lab; return when it has ended (or was stopped)."""
-    directory = make_private_data_dir(settings, job_id, lab, topology)
+    """Run `playbooks/<playbook>` on the lab; return when it has ended (or was stopped).
+    `extravars` reach the playbook as data, never templated (see the module's doc)."""
+    directory = make_private_data_dir(settings, job_id, lab, topology, extravars)
     started = time.monotonic()
 
     def event_handler(event: dict[str, Any]) -> bool:
@@ -228,10 +299,13 @@ def run_playbook(
         on_progress()
 
     try:
-        run = ansible_runner.run(
+        # ansible_runner.run() in two steps: the runner seeds its environment with the whole
+        # of os.environ, filtered here before anything starts.
+        run = init_runner(
             private_data_dir=str(directory),
             project_dir=str(ROOT),
-            playbook=f"playbooks/{playbook}",
+            # Relative to playbooks/ (an absolute path is taken as it is, for tests).
+            playbook=str(ROOT / "playbooks" / playbook),
             ident="run",
             envvars={
                 "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
@@ -241,7 +315,6 @@ def run_playbook(
                 "LTB_HYPERVISOR": hypervisor,
                 "ANSIBLE_NOCOLOR": "1",
             },
-            extravars=extravars,
             settings={"pexpect_timeout": 1, "suppress_ansible_output": True},
             timeout=settings.task_timeout,
             suppress_env_files=True,
@@ -250,6 +323,8 @@ def run_playbook(
             status_handler=status_handler,
             cancel_callback=cancelled,
         )
+        run.config.env = playbook_environment(run.config.env)
+        run.run()
         return RunResult(run.status, run.rc, time.monotonic() - started)
     finally:
         if not settings.keep_runs:

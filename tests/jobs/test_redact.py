@@ -5,6 +5,7 @@ import logging
 import pytest
 
 from jobs.redact import REDACTED, redact, redact_logs, redact_text
+from jobs.runner import playbook_environment
 
 
 def test_values_under_secret_keys_are_redacted():
@@ -114,3 +115,36 @@ def test_log_records_and_their_tracebacks_are_redacted(caplog):
     assert "job j1 failed with password=" + REDACTED in text
     assert "RuntimeError: cannot reach redis://:" + REDACTED + "@host:6379/0" in text
     assert "hunter2" not in text and "pw-in-traceback" not in text
+
+
+def test_the_playbook_run_gets_only_what_it_needs_of_the_workers_environment():
+    worker_env = {
+        "PATH": "/usr/bin",
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+        "ANSIBLE_CONFIG": "/srv/ltb/ansible.cfg",
+        "ANSIBLE_HOST_KEY_CHECKING": "False",
+        "ANSIBLE_PRIVATE_KEY_FILE": "/var/lib/ltb/ssh/id_ed25519",
+        "LTB_HYPERVISOR": "localhost",
+        "LTB_STATE_DIR": "/var/lib/ltb",
+        "LTB_DATABASE_URL": "postgresql://ltb:s3cret@db/ltb",
+        "LTB_REDIS_URL": "redis://127.0.0.1:6379/0",
+        "LTB_API_TOKEN": "abc",
+        "LTB_VM_MIRROR": "https://user:pw@mirror.example/debian",
+        "PGPASSWORD": "hunter2",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "OPENAI_API_KEY": "x",
+        "SSH_AUTH_SOCK": "/run/user/0/agent",
+        "DOCKER_AUTH_CONFIG": "{}",
+        "EDITOR": "vi",
+    }
+    assert playbook_environment(worker_env) == {
+        "PATH": "/usr/bin",
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+        "ANSIBLE_CONFIG": "/srv/ltb/ansible.cfg",
+        "ANSIBLE_HOST_KEY_CHECKING": "False",
+        "ANSIBLE_PRIVATE_KEY_FILE": "/var/lib/ltb/ssh/id_ed25519",
+        "LTB_HYPERVISOR": "localhost",
+        "LTB_STATE_DIR": "/var/lib/ltb",
+    }
