@@ -6,7 +6,7 @@ the OOM killer, SIGKILL or a cold shutdown, the work horse would leave the playb
 and the lab's advisory lock, released with the horse's connection, would let the next task
 of the lab run beside it. So the work horse, once it holds the lab's lock, moves itself into
 
-    <cgroup2>/ltb/lab-<lab id>/job-<job id>.<pid>.<start time of pid>
+    <cgroup2>/ltb/lab-<lab name>/job-<job id>.<pid>.<start time of pid>
 
 before it starts the playbook. Everything the playbook starts is born in that group and
 cannot leave it, and `cgroup.kill` ends all of it at once. The group's name says which job
@@ -77,8 +77,9 @@ def process_start_time(pid: int) -> str | None:
     return None if fields[0] in ("Z", "X") else fields[19]
 
 
-def lab_group(lab_id: int) -> Path:
-    return cgroup2_root() / LTB_GROUP / f"lab-{lab_id}"
+def lab_group(lab: str) -> Path:
+    # By name, as everything of a lab on a hypervisor is (its id is only the store's).
+    return cgroup2_root() / LTB_GROUP / f"lab-{lab}"
 
 
 def job_group_name(job_id: str, pid: int, started: str) -> str:
@@ -112,6 +113,8 @@ def kill(group: Path, timeout: float = KILL_TIMEOUT) -> None:
         time.sleep(0.05)
     with contextlib.suppress(FileNotFoundError):
         group.rmdir()
+    with contextlib.suppress(OSError):  # the lab's group, unless another task has one there
+        group.parent.rmdir()
 
 
 def kill_job(job_id: str) -> list[Path]:
@@ -126,12 +129,12 @@ def kill_job(job_id: str) -> list[Path]:
     return groups
 
 
-def claim_lab(lab_id: int) -> None:
+def claim_lab(lab: str) -> None:
     """Make sure no process of an earlier task of the lab runs, before a task of it starts:
     groups whose work horse is gone are killed; raise LabProcessesRunning if one's lives.
     Called while holding the lab's advisory lock (which a database restart may have taken
     from a work horse that still runs: then this refuses)."""
-    for group in sorted(lab_group(lab_id).glob("job-*")):
+    for group in sorted(lab_group(lab).glob("job-*")):
         if owner_alive(group) and members(group):
             raise LabProcessesRunning(group.name.split(".")[0].removeprefix("job-"), members(group))
         kill(group)
@@ -149,14 +152,14 @@ def own_group() -> Path:
     return cgroup2_root() / path.strip("/")
 
 
-def enter(lab_id: int, job_id: str) -> JobCgroup:
+def enter(lab: str, job_id: str) -> JobCgroup:
     """Move this process into a new group of the job; what it starts from now on is there."""
     pid = os.getpid()
     started = process_start_time(pid)
     if started is None:  # pragma: no cover - this process runs
         raise CgroupError(f"no start time of process {pid}")
     home = own_group()
-    group = lab_group(lab_id) / job_group_name(job_id, pid, started)
+    group = lab_group(lab) / job_group_name(job_id, pid, started)
     group.mkdir(parents=True, exist_ok=True)
     (group / "cgroup.procs").write_text(str(pid))
     return JobCgroup(group, home)

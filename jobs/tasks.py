@@ -133,8 +133,8 @@ def _run_locked(
             try:
                 # The advisory lock keeps other work horses out; processes that outlived theirs
                 # (or a horse that lost its lock with its database connection) are seen here.
-                processes.claim_lab(job.lab_id)
-                cgroup = processes.enter(job.lab_id, job_id)
+                processes.claim_lab(lab)
+                cgroup = processes.enter(lab, job_id)
             except processes.CgroupError as error:
                 finish_job(session, job, JobStatus.FAILED, {"error": f"not run: {error}"})
                 log.warning("job %s (%s of lab %s) not run: %s", job_id, task, lab, error)

@@ -51,11 +51,6 @@ def run_to_end(store, processes, job_id: str) -> Job:
     return wait_for(lambda: job_ended(store, job_id), TASK_WAIT, f"job {job_id}", processes)
 
 
-def lab_id(store, name: str) -> int:
-    with store() as session:
-        return session.scalars(select(Lab.id).where(Lab.name == name)).one()
-
-
 def processes_of_job(job_id: str) -> list[tuple[int, str]]:
     """(pid, command line) of every process whose cgroup or command line names the job (not
     zombies: they have ended, their new parent just has not collected them yet)."""
@@ -73,7 +68,7 @@ def processes_of_job(job_id: str) -> list[tuple[int, str]]:
     return found
 
 
-def started_in_group(lab: int, owner_pid: int, owner_started: str, job_id: str):
+def started_in_group(lab: str, owner_pid: int, owner_started: str, job_id: str):
     """A `sleep` moved into a job group of the lab named after `owner_pid`."""
     group = cgroups.lab_group(lab) / cgroups.job_group_name(job_id, owner_pid, owner_started)
     group.mkdir(parents=True)
@@ -100,7 +95,7 @@ def test_sigkill_of_only_the_work_horse_ends_every_process_of_its_job(
     assert horse != worker.pid
     running = processes_of_job(job_id)
     assert any("ansible-playbook" in cmd for _, cmd in running), running
-    group = cgroups.lab_group(lab_id(store, lab))
+    group = cgroups.lab_group(lab)
     in_group = {pid for g in group.glob(f"job-{job_id}.*") for pid in cgroups.members(g)}
     assert {pid for pid, _ in running} <= in_group, "a process of the job is outside its cgroup"
 
@@ -130,7 +125,7 @@ def test_next_task_of_a_lab_kills_processes_left_by_a_dead_work_horse(store, pro
     job_id = submit(lab, "remove", topology=topology("pair.lab.yml", lab))
     dead = subprocess.Popen(["true"])
     dead.wait()
-    group, sleeper = started_in_group(lab_id(store, lab), dead.pid, "1", str(uuid.uuid4()))
+    group, sleeper = started_in_group(lab, dead.pid, "1", str(uuid.uuid4()))
     try:
         processes.start("worker")
         job = run_to_end(store, processes, job_id)
@@ -149,7 +144,7 @@ def test_next_task_of_a_lab_is_refused_while_a_work_horse_of_an_earlier_one_live
     owner = subprocess.Popen(["sleep", "600"])
     started = cgroups.process_start_time(owner.pid)
     earlier = str(uuid.uuid4())
-    group, sleeper = started_in_group(lab_id(store, lab), owner.pid, started, earlier)
+    group, sleeper = started_in_group(lab, owner.pid, started, earlier)
     try:
         processes.start("worker")
         job = run_to_end(store, processes, job_id)
