@@ -13,7 +13,7 @@ description:
     line per interface, C(MAC NAME ADDRESS...)) and C(files/<path>) for every startup file.
   - Each interface's MAC address is derived from its hypervisor-side name (C(52:54:00) and three
     bytes of its SHA-256), so the domain XML and the guest agree on it; returned in RV(interfaces).
-  - Converges: the archive is byte-for-byte the same for the same input (fixed times and
+  - Converges, as the archive is byte-for-byte the same for the same input (fixed times and
     owners), and rewritten (atomically) only when it differs. Check mode is supported.
 options:
   path:

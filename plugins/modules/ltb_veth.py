@@ -13,7 +13,7 @@ description:
   - With O(state=absent), deletes every hypervisor interface labelled with lab O(lab)
     (and so its peer), whatever node it belonged to, and every unlabelled one whose name is
     a host-end name of the lab's tag O(tag) (a run killed between creating a veth and
-    labelling it leaves one: the kernel ignores an alias given at creation). Used by remove
+    labelling it leaves one, as the kernel ignores an alias given at creation). Used by remove
     to leave nothing behind.
   - The hypervisor end is cut off from the hypervisor's own IP stack (no ARP replies, no IPv4
     or IPv6 accepted), so lab nodes cannot reach the hypervisor through a lab link.
