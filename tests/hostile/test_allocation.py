@@ -9,17 +9,23 @@ from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Interface
 
 import pytest
+from sqlalchemy import select
 
+from jobs.queue import submit
 from ltb import model
 from ltb.allocation import Registry
 from ltb.deployed import DEFAULT_STATE_DIR, load_deployed_lab
+from ltb.resources import find_lab_resources
+from portal.models import JobStatus, Lab
 from tests.integration.conftest import (
     BIN,
     ROOT,
     RunningLab,
     assert_no_leftovers,
+    remove,
     run_playbook,
 )
+from tests.jobs.conftest import TASK_WAIT, job_ended, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -172,3 +178,41 @@ def test_a_given_subnet_in_use_on_the_hypervisor_is_refused_before_anything_is_m
     assert removed.returncode == 0, "\n".join(removed.failure_messages()) or removed.stderr
     assert name not in registry().held()
     assert_no_leftovers(name)
+
+
+def test_a_deploy_job_records_the_addresses_it_deploys_when_the_preferred_subnet_is_taken(
+    store, processes, topology, tmp_path
+):
+    name, squatter = "c-job", "c-job-squatter"
+    preferred = model.default_mgmt_subnet(name)
+    nobody = model.Lab(squatter, None, (), (), preferred, model.lab_tag(squatter))
+    registry().allocate(nobody, preferred)  # another lab holds what c-job prefers
+    text = topology("pair.lab.yml", name)
+    processes.start("worker")
+
+    def run_to_end(job_id: str):
+        return wait_for(lambda: job_ended(store, job_id), TASK_WAIT, f"job {job_id}", processes)
+
+    try:
+        deployed_job = run_to_end(submit(name, "deploy", topology=text))
+        assert deployed_job.status == JobStatus.SUCCESSFUL, deployed_job.result
+        deployed = load_deployed_lab(name)
+        assert deployed.mgmt_subnet != preferred
+        assert registry().held()[name].allocation == deployed.allocation
+        with store() as session:
+            record = session.scalars(select(Lab).where(Lab.name == name)).one()
+            recorded = {node.name: node.mgmt_ipv4 for node in record.nodes}
+            host_names = {i.host_name for node in record.nodes for i in node.interfaces}
+        assert recorded == {node.name: str(node.mgmt_ipv4) for node in deployed.nodes}
+        assert host_names == {i.host_name for node in deployed.nodes for i in node.interfaces}
+
+        removal = run_to_end(submit(name, "remove"))
+        assert removal.status == JobStatus.SUCCESSFUL, removal.result
+        assert name not in registry().held()
+        assert_no_leftovers(name)
+    finally:
+        registry().release(squatter)
+        if not find_lab_resources(name).empty():
+            path = tmp_path / f"{name}.lab.yml"
+            path.write_text(text)
+            remove(path)
