@@ -4,8 +4,8 @@ A started job records the host, pid and start time of the process that runs it. 
 process is gone (the worker died, was killed or its machine rebooted), nothing will finish
 the job: it is marked failed, and the lab with it, and whatever its playbook left running on
 this host is killed in the same step (jobs.processes), so the lab's next task finds nothing
-of it. A queued job that Redis lost is failed too. Run when a worker starts and periodically
-by the scheduler (`sweep`).
+of it. A queued job that Redis lost is queued again: PostgreSQL holds it, Redis held only a
+copy. Run when a worker starts and periodically by the scheduler (`sweep`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sqlalchemy import select
 from jobs import processes
 from jobs.connections import redis, sessions
 from jobs.processes import process_start_time
+from jobs.queue import enqueue
 from jobs.settings import Settings, load
 from portal.labs import finish_job
 from portal.models import ACTIVE_JOB_STATUSES, Job, JobStatus, utcnow
@@ -50,10 +51,21 @@ def orphan_reason(job: Job, connection: Redis) -> str | None:
     try:
         rq_status = RqJob.fetch(job.id, connection=connection).get_status()
     except NoSuchJobError:
-        return "the queue lost it"
+        return None  # lost_by_queue: queued again, not failed
     if rq_status in (RqStatus.FAILED, RqStatus.STOPPED, RqStatus.CANCELED):
         return f"rq reports it {rq_status.value}"
     return None
+
+
+def lost_by_queue(job: Job, connection: Redis) -> bool:
+    """A queued job that Redis no longer holds (flushed, or restarted without its data)."""
+    if job.status != JobStatus.QUEUED or utcnow() - job.enqueued_at < ENQUEUE_GRACE:
+        return False
+    try:
+        RqJob.fetch(job.id, connection=connection)
+    except NoSuchJobError:
+        return True
+    return False
 
 
 def fail_orphaned_jobs(settings: Settings | None = None) -> list[str]:
@@ -66,6 +78,16 @@ def fail_orphaned_jobs(settings: Settings | None = None) -> list[str]:
             select(Job).where(Job.status.in_(ACTIVE_JOB_STATUSES)).with_for_update(skip_locked=True)
         ).all()
         for job in jobs:
+            if lost_by_queue(job, connection):
+                # PostgreSQL says it is still to run: Redis only held a copy.
+                log.warning(
+                    "job %s (%s of lab %s): the queue lost it; queued again",
+                    job.id,
+                    job.task,
+                    job.lab.name,
+                )
+                enqueue(settings, job.id, job.task, job.lab.name)
+                continue
             reason = orphan_reason(job, connection)
             if reason is None:
                 continue

@@ -52,17 +52,7 @@ def submit(
         )
         job_id = job.id
     try:
-        # The worker reads the parameters from the job's row, not from the queue.
-        queues(settings)[1].enqueue_call(
-            tasks.run_task,
-            args=(task, lab),
-            job_id=job_id,
-            # The runner stops the playbook at task_timeout; rq's limit is a backstop.
-            timeout=settings.task_timeout + 300,
-            result_ttl=RESULT_TTL,
-            failure_ttl=RESULT_TTL,
-            description=f"{task} {lab}",
-        )
+        enqueue(settings, job_id, task, lab)
     except Exception as error:
         with Session.begin() as session:
             finish_job(
@@ -74,6 +64,22 @@ def submit(
         raise
     log.info("queued %s of lab %s as job %s", task, lab, job_id)
     return job_id
+
+
+def enqueue(settings: Settings, job_id: str, task: str, lab: str) -> None:
+    """Put the recorded job `job_id` on the task queue under its own id. Safe to repeat: a
+    worker runs a job only while its row is queued, so a second copy finds it ended."""
+    # The worker reads the parameters from the job's row, not from the queue.
+    queues(settings)[1].enqueue_call(
+        tasks.run_task,
+        args=(task, lab),
+        job_id=job_id,
+        # The runner stops the playbook at task_timeout; rq's limit is a backstop.
+        timeout=settings.task_timeout + 300,
+        result_ttl=RESULT_TTL,
+        failure_ttl=RESULT_TTL,
+        description=f"{task} {lab}",
+    )
 
 
 def cancel(job_id: str, settings: Settings | None = None) -> str:

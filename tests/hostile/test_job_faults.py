@@ -19,9 +19,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from rq.job import Job as RqJob
 from sqlalchemy import select
 
 from jobs import processes as cgroups
+from jobs.health import fail_orphaned_jobs
 from jobs.queue import cancel, submit
 from jobs.reservations import create_reservation, schedule, scheduled_edges, scheduler
 from jobs.scheduler import SWEEP_JOB_ID
@@ -170,6 +172,22 @@ def test_sweep_scheduled_again_after_its_job_expired_from_redis(store, processes
     redis_db.delete(f"rq:job:{SWEEP_JOB_ID}")
     redis_db.zrem("rq:scheduler:scheduled_jobs", SWEEP_JOB_ID)
     wait_for(lambda: SWEEP_JOB_ID in sched, 30, "the sweep to come back", processes)
+
+
+def test_a_queued_task_that_redis_lost_is_queued_again_and_runs(
+    store, processes, redis_db, topology
+):
+    lab = "a2-requeue"
+    job_id = submit(lab, "remove", topology=topology("pair.lab.yml", lab))
+    redis_db.flushdb()
+    with store.begin() as session:  # past the grace a fresh row gets to reach Redis
+        session.get(Job, job_id).enqueued_at = utcnow() - timedelta(minutes=5)
+
+    assert fail_orphaned_jobs() == [], "a job PostgreSQL still holds as queued was failed"
+    assert RqJob.fetch(job_id, connection=redis_db).get_status() == "queued"
+    processes.start("worker")
+    job = run_to_end(store, processes, job_id)
+    assert job.status == JobStatus.SUCCESSFUL, job.result
 
 
 def forge_orphan(store, lab: str, text: str) -> str:
