@@ -4,8 +4,10 @@ Containers carry the Docker label `ltb.lab` (and so do images committed from the
 untagged one, left when a snapshot was deleted while the lab ran from it, belongs to the
 lab), OVS bridges, ports and mirrors `external_ids:ltb-lab`, hypervisor-side interfaces the
 alias `ltb:<lab>:...`, libvirt domains (VM nodes) the name `ltb-<lab>.<node>`, and the lab's
-files (VM disks too) live in `<state dir>/labs/<lab>/`. Used to list a lab's resources and to
-check that removing a lab left nothing behind.
+files (VM disks too) live in `<state dir>/labs/<lab>/`; a snapshot run that died leaves a
+hidden directory in `<state dir>/snapshots/<lab>/` and images `ltb-partial-snapshot/<lab>/...`
+(complete snapshots are kept on purpose, and are not listed). Used to list a lab's resources
+and to check that removing a lab left nothing behind.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import docker
 
 from ltb.deployed import DEFAULT_LIBVIRT_URI, DEFAULT_STATE_DIR, lab_dir
+from ltb.snapshot import Snapshots, find_leftovers
 
 
 @dataclass
@@ -31,12 +34,24 @@ class LabResources:
     interfaces: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     domains: list[str] = field(default_factory=list)
+    # Hidden directories and partial images of snapshot runs that died (ltb.snapshot).
+    snapshot_leftovers: list[str] = field(default_factory=list)
 
     def empty(self) -> bool:
         return not any(getattr(self, kind) for kind in KINDS)
 
 
-KINDS = ("containers", "images", "bridges", "ports", "mirrors", "interfaces", "files", "domains")
+KINDS = (
+    "containers",
+    "images",
+    "bridges",
+    "ports",
+    "mirrors",
+    "interfaces",
+    "files",
+    "domains",
+    "snapshot_leftovers",
+)
 
 
 def find_lab_resources(lab: str, state_dir: Path = DEFAULT_STATE_DIR) -> LabResources:
@@ -50,6 +65,7 @@ def find_lab_resources(lab: str, state_dir: Path = DEFAULT_STATE_DIR) -> LabReso
         interfaces=_interfaces(lab),
         files=[str(directory)] if directory.exists() else [],
         domains=_domains(lab),
+        snapshot_leftovers=find_leftovers(lab, Snapshots(state_dir=Path(state_dir))),
     )
 
 

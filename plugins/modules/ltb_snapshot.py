@@ -8,12 +8,16 @@ short_description: Take, list, delete or plan the restore of named snapshots of 
 description:
   - Runs on the hypervisor with the Python that has the ltb package (the platform's venv);
     the work is done by C(ltb.snapshot), which documents what a snapshot holds.
-  - O(action=create) snapshots every node of the running lab O(lab) as O(name). A failed
-    snapshot leaves nothing behind. O(action=delete) removes a snapshot and its images.
+  - O(action=create) snapshots every node of the running lab O(lab) as O(name). A failed or
+    cancelled (SIGTERM) snapshot leaves nothing behind and every node running; what a run
+    killed outright left (a dead owner's hidden directory and partial images) is cleaned by
+    the next O(action=create), O(action=delete) or O(action=cleanup) of the lab.
+    O(action=delete) removes a snapshot and its images.
     O(action=list) returns the lab's snapshots. O(action=plan) checks that snapshot O(name)
     of lab O(lab) is complete and returns what a restore deploys for each node.
     O(action=runtime) gives the nodes of a lab just deployed from snapshot O(name) the runtime
-    state it kept (routes set by hand; see C(ltb.runtime)).
+    state it kept (routes set by hand; see C(ltb.runtime)). O(action=cleanup) only cleans
+    the leftovers of dead snapshot runs of the lab (remove runs it).
 options:
   lab:
     description: Lab name.
@@ -25,7 +29,7 @@ options:
   action:
     description: What to do.
     type: str
-    choices: [create, delete, list, plan, runtime]
+    choices: [create, delete, list, plan, runtime, cleanup]
     default: create
   state_dir:
     description: LTB's state directory on the hypervisor.
@@ -62,6 +66,11 @@ plan:
   description: The snapshot's topology file and, per node, its image or disk (action=plan).
   type: dict
   returned: when action=plan
+cleaned:
+  description: What was cleaned of dead snapshot runs (action=delete or cleanup).
+  type: list
+  elements: str
+  returned: when action=delete or action=cleanup
 """
 
 from pathlib import Path
@@ -83,7 +92,7 @@ def main():
             name=dict(type="str"),
             action=dict(
                 type="str",
-                choices=["create", "delete", "list", "plan", "runtime"],
+                choices=["create", "delete", "list", "plan", "runtime", "cleanup"],
                 default="create",
             ),
             state_dir=dict(type="path", default="/var/lib/ltb"),
@@ -111,9 +120,12 @@ def main():
         if p["action"] == "create":
             manifest = snapshots.take_snapshot(p["lab"], p["name"], where)
             module.exit_json(changed=True, snapshot=manifest)
-        if p["action"] == "delete":
-            deleted = snapshots.delete_snapshot(p["lab"], p["name"], where)
-            module.exit_json(changed=deleted)
+        if p["action"] in ("delete", "cleanup"):
+            cleaned = snapshots.clean_leftovers(p["lab"], where)
+            deleted = p["action"] == "delete" and snapshots.delete_snapshot(
+                p["lab"], p["name"], where
+            )
+            module.exit_json(changed=bool(deleted or cleaned), cleaned=cleaned)
         if p["action"] == "list":
             module.exit_json(changed=False, snapshots=snapshots.list_snapshots(p["lab"], where))
         if p["action"] == "runtime":

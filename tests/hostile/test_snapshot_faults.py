@@ -1,0 +1,268 @@
+"""Snapshots that fail or are killed leave the lab as it was and nothing partial: a run killed
+with SIGKILL halfway (its leftovers listed by `ltb resources`, then cleaned by the next run),
+one cancelled with SIGTERM (nothing left at all), and a VM whose `virsh restore` fails for
+real (it runs again and its saved memory is kept)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from ltb import snapshot as snapshots
+from ltb.deployed import DEFAULT_LIBVIRT_URI, lab_dir, load_deployed_lab
+from tests.integration.conftest import (
+    BIN,
+    ROOT,
+    RunningLab,
+    assert_no_leftovers,
+    deploy,
+    remove,
+    run_playbook,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+PAIR = """name: {name}
+nodes:
+  a: {{interfaces: {{eth1: {{ipv4: 10.206.1.1/24}}}}}}
+  b: {{interfaces: {{eth1: {{ipv4: 10.206.1.2/24}}}}}}
+links:
+  - endpoints: [a:eth1, b:eth1]
+"""
+LAB = "d-snap"
+
+
+def _start_playbook(playbook: str, lab: Path, *extra: str) -> subprocess.Popen:
+    """ansible-playbook as an operator starts it, in a process group of its own."""
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
+    return subprocess.Popen(
+        [BIN / "ansible-playbook", "-i", "inventory/", "-i", str(lab), playbook, *extra],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            tree.setdefault(parent, []).append(int(entry.name))
+    return tree
+
+
+def _process_tree(root: int) -> list[int]:
+    tree, found, todo = _children(), [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += tree.get(pid, [])
+    return found
+
+
+def _module_process(root: int) -> int | None:
+    """The Python process that runs the ltb_snapshot module (not the shell that starts it)."""
+    for pid in _process_tree(root):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if "python" in Path(argv[0].decode()).name and any(
+            b"AnsiballZ_ltb_snapshot" in arg for arg in argv
+        ):
+            return pid
+    return None
+
+
+def _wait_until_committing(client: docker.DockerClient, container: str) -> bool:
+    """True once Docker pauses the container to commit it (the snapshot is halfway)."""
+    return wait_until(
+        lambda: client.api.inspect_container(container)["State"]["Paused"], 60, interval=0.05
+    )
+
+
+def _partial_images(client: docker.DockerClient, lab: str) -> list[str]:
+    found = client.images.list(filters={"reference": f"{snapshots.PARTIAL_REPOSITORY}/{lab}/*"})
+    return [tag for image in found for tag in image.tags]
+
+
+def _resources_line(lab: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "ltb", "resources", lab],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return next(line for line in out.splitlines() if line.startswith("snapshot_leftovers:"))
+
+
+def _assert_lab_runs(running: RunningLab) -> None:
+    for node in ("a", "b"):
+        state = running.client.api.inspect_container(running.model.container_name(node))["State"]
+        assert state["Running"] and not state["Paused"], (node, state["Status"])
+    assert running.ping("a", "10.206.1.2")
+
+
+@pytest.fixture(scope="module")
+def snap_lab(tmp_path_factory, docker_client) -> Iterator[RunningLab]:
+    path = tmp_path_factory.mktemp("snap") / f"{LAB}.lab.yml"
+    path.write_text(PAIR.format(name=LAB))
+    try:
+        deploy(path)
+        running = RunningLab(path, docker_client)
+        # A layer of a few hundred MB: committing it takes long enough to be caught halfway.
+        code, output = running.exec(
+            "a", "dd", "if=/dev/urandom", "of=/root/fill", "bs=1M", "count=300"
+        )
+        assert code == 0, output
+        yield running
+    finally:
+        snapshots.clean_leftovers(LAB, client=docker_client)
+        for manifest in snapshots.list_snapshots(LAB):
+            snapshots.delete_snapshot(LAB, manifest["name"], client=docker_client)
+        remove(path)
+    assert_no_leftovers(LAB)
+
+
+def test_snapshot_killed_halfway_leaves_lab_running_and_next_snapshot_cleans_up(snap_lab):
+    client = snap_lab.client
+    run = _start_playbook("playbooks/snapshot.yml", snap_lab.path, "-e", "snapshot=killed")
+    try:
+        assert _wait_until_committing(client, snap_lab.model.container_name("a")), (
+            "the snapshot never committed node a"
+        )
+        victims = _process_tree(run.pid)
+        os.killpg(run.pid, signal.SIGKILL)
+        for pid in victims:  # also any process Ansible started in a session of its own
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    finally:
+        run.wait(timeout=30)
+    # Docker finishes the commit it was asked for and resumes the container on its own.
+    assert wait_until(
+        lambda: (
+            not client.api.inspect_container(snap_lab.model.container_name("a"))["State"]["Paused"]
+        ),
+        60,
+    )
+    _assert_lab_runs(snap_lab)
+    assert "killed" not in [m["name"] for m in snapshots.list_snapshots(LAB)]
+    leftovers = snapshots.find_leftovers(LAB, client=client)
+    assert any("/.killed.partial-" in leftover for leftover in leftovers), leftovers
+    assert ".killed.partial-" in _resources_line(LAB)
+
+    started = time.monotonic()
+    result = run_playbook("snapshot.yml", snap_lab.path, "-e", "snapshot=after")
+    assert result.returncode == 0, result.failure_messages() or result.stderr
+    print(f"snapshot after a killed one: {time.monotonic() - started:.1f} s")
+    assert [m["name"] for m in snapshots.list_snapshots(LAB)] == ["after"]
+    assert snapshots.find_leftovers(LAB, client=client) == []
+    assert _partial_images(client, LAB) == []
+    assert _resources_line(LAB) == "snapshot_leftovers: -"
+    assert not list(snapshots.Snapshots().lab_snapshots(LAB).glob(".*"))
+    # The complete snapshot has its images under their own names.
+    plan = snapshots.restore_plan(LAB, "after", client=client)
+    assert plan["nodes"]["a"]["image"] == snapshots.image_name(LAB, "a", "after")
+    _assert_lab_runs(snap_lab)
+
+
+def test_snapshot_cancelled_with_sigterm_leaves_nothing_and_the_lab_running(snap_lab):
+    client = snap_lab.client
+    run = _start_playbook("playbooks/snapshot.yml", snap_lab.path, "-e", "snapshot=cancelled")
+    try:
+        assert _wait_until_committing(client, snap_lab.model.container_name("a"))
+        module = _module_process(run.pid)
+        assert module is not None, "no ltb_snapshot module process found"
+        os.kill(module, signal.SIGTERM)
+        output, _ = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    assert run.returncode != 0
+    assert "cancelled by signal SIGTERM" in output, output[-3000:]
+    _assert_lab_runs(snap_lab)
+    assert "cancelled" not in [m["name"] for m in snapshots.list_snapshots(LAB)]
+    # Nothing for a later run to clean: the cancelled run removed all it had made.
+    assert snapshots.find_leftovers(LAB, client=client) == []
+    assert _partial_images(client, LAB) == []
+    assert not list(snapshots.Snapshots().lab_snapshots(LAB).glob(".*"))
+
+
+VM_LAB = "d-snapvm"
+ONE_VM = f"""name: {VM_LAB}
+nodes:
+  vm:
+    kind: vm
+    resources: {{cpus: 1, memory: 256MiB}}
+"""
+
+
+GONE_BRIDGE = "d-gone-br"
+
+
+def _ovs(*args: str) -> None:
+    subprocess.run(["ovs-vsctl", *args], check=True, capture_output=True)
+
+
+def _virsh(*args: str, check: bool = True) -> str:
+    return subprocess.run(
+        ["virsh", "-c", DEFAULT_LIBVIRT_URI, *args], check=check, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def test_failing_virsh_restore_keeps_the_vm_running_and_its_memory(tmp_path):
+    path = tmp_path / f"{VM_LAB}.lab.yml"
+    path.write_text(ONE_VM)
+    nic = tmp_path / "nic.xml"
+    nic.write_text(
+        f"<interface type='bridge'><source bridge='{GONE_BRIDGE}'/>"
+        "<virtualport type='openvswitch'/><model type='virtio'/></interface>"
+    )
+    try:
+        deploy(path)
+        domain = load_deployed_lab(VM_LAB).container_name("vm")
+        # A real fault of the restore step only: the running VM gets a NIC plugged in live
+        # (not in its persistent definition) on a bridge that is then deleted. `virsh save`
+        # works; `virsh restore` must attach that NIC again and fails ("Cannot get interface
+        # MTU"), while booting from the domain's definition still works.
+        _ovs("add-br", GONE_BRIDGE, "--", "set", "Bridge", GONE_BRIDGE, "datapath_type=netdev")
+        _virsh("attach-device", domain, str(nic), "--live")
+        _ovs("del-br", GONE_BRIDGE)
+
+        result = run_playbook("snapshot.yml", path, "-e", "snapshot=s1")
+        assert result.returncode != 0
+        message = "\n".join(result.failure_messages())
+        assert "could not be resumed from the memory saved for the snapshot" in message, message
+        assert "it was booted again from its disk" in message, message
+
+        assert wait_until(lambda: _virsh("domstate", domain) == "running", 30)
+        kept = list((lab_dir(VM_LAB) / "vms" / "vm").glob("unrestored-*/vm.memory"))
+        assert len(kept) == 1 and kept[0].stat().st_size > 1024**2, kept
+        assert str(kept[0].parent) in message
+        assert snapshots.list_snapshots(VM_LAB) == []
+        assert snapshots.find_leftovers(VM_LAB) == []
+    finally:
+        _ovs("--if-exists", "del-br", GONE_BRIDGE)
+        remove(path)
+    assert_no_leftovers(VM_LAB)
