@@ -108,13 +108,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3)
     args = parser.parse_args()
 
-    from ltb.model import host_interface_name
+    from ltb.deployed import load_deployed_lab
 
     work = Path(tempfile.mkdtemp(prefix="ltb-bench-"))
     lab_file = work / f"{LAB}.lab.yml"
     lab_file.write_text(TOPOLOGY)
     playbook("deploy.yml", lab_file)
-    link_port = host_interface_name(LAB, "a", "eth1")
+    link_port = load_deployed_lab(LAB).node("a").interface("eth1").host_name
     rows = []
     try:
         for rate in args.rates:

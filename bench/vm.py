@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ltb.allocation import Registry
 from ltb.ssh import ssh_argv
 from ltb.topology import load_lab
 
@@ -120,7 +121,8 @@ def delete_snapshots(lab_file: Path) -> None:
 
 
 def one_run(lab_file: Path) -> dict[str, Any]:
-    lab = load_lab(lab_file)
+    # The allocation deploy will find (the registry gives a lab the same one again).
+    lab = load_lab(lab_file, Registry(STATE_DIR).allocate)
     address = str(lab.node("vm").mgmt_ipv4.ip)
     domain = lab.container_name("vm")
     result: dict[str, Any] = {}

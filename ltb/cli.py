@@ -12,7 +12,11 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from ltb.allocation import Registry
+from ltb.deployed import DEFAULT_STATE_DIR, LabNotDeployed, load_deployed_lab
+from ltb.model import Lab
 from ltb.topology import TopologyError, load_lab
 
 
@@ -42,8 +46,23 @@ def schema() -> int:
     return 0
 
 
-def reach(path: str, ssh_key: str) -> int:
-    lab = load_lab(path)
+def as_allocated(lab: Lab, state_dir: Path = DEFAULT_STATE_DIR) -> tuple[Lab, str | None]:
+    """The lab under the names and addresses it really has: those it was deployed with here,
+    else those the controller's registry holds for it; else its preferred ones, with a note."""
+    try:
+        return load_deployed_lab(lab.name, state_dir), None
+    except LabNotDeployed:
+        pass
+    held = Registry(state_dir).held().get(lab.name)
+    if held is not None:
+        return lab.with_allocation(held.allocation), None
+    return lab, f"lab {lab.name} is not deployed: these are the addresses it would prefer"
+
+
+def reach(path: str, ssh_key: str, state_dir: Path = DEFAULT_STATE_DIR) -> int:
+    lab, note = as_allocated(load_lab(path), state_dir)
+    if note:
+        print(f"Note: {note}", file=sys.stderr)
     print(
         f"Lab {lab.name}: management network {lab.mgmt_subnet}, "
         f"hypervisor at {lab.mgmt_gateway.ip} on {lab.mgmt_port}"
@@ -82,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     reach_parser = commands.add_parser("reach", help="how to reach the nodes of a lab")
     reach_parser.add_argument("path")
     reach_parser.add_argument("--ssh-key", default="/var/lib/ltb/ssh/id_ed25519")
+    reach_parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     commands.add_parser("resources", help="list a lab's resources here").add_argument("lab")
     args = parser.parse_args(argv)
     if args.command == "validate":
@@ -89,5 +109,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "schema":
         return schema()
     if args.command == "reach":
-        return reach(args.path, args.ssh_key)
+        return reach(args.path, args.ssh_key, args.state_dir)
     return resources(args.lab)

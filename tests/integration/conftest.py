@@ -19,6 +19,7 @@ from typing import Any
 import docker
 import pytest
 
+from ltb.deployed import load_deployed_lab
 from ltb.resources import find_lab_resources
 from ltb.topology import load_lab
 
@@ -107,7 +108,8 @@ class RunningLab:
 
     @property
     def model(self):
-        return load_lab(self.path)
+        """The lab as deployed: its allocated management addresses and interface names."""
+        return load_deployed_lab(load_lab(self.path).name)
 
     def exec(self, node: str, *argv: str) -> tuple[int, str]:
         container = self.client.containers.get(self.model.container_name(node))

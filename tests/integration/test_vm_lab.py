@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ltb.deployed import DEFAULT_STATE_DIR
+from ltb.deployed import DEFAULT_STATE_DIR, load_deployed_lab
 from ltb.snapshot import image_name
 from ltb.ssh import ssh_argv
 from ltb.topology import load_lab
@@ -31,7 +31,7 @@ BASE_IMAGE = DEFAULT_STATE_DIR / "images" / "vm" / "ltb-vm" / "disk.qcow2"
 
 def vm_ssh(path: Path, node: str, command: str) -> tuple[int, str]:
     """Run a command in a VM node over SSH on the lab's management network."""
-    address = str(load_lab(path).node(node).mgmt_ipv4.ip)
+    address = str(load_deployed_lab(load_lab(path).name).node(node).mgmt_ipv4.ip)
     done = subprocess.run(
         ssh_argv(address, command, key=SSH_KEY),
         capture_output=True,
