@@ -178,6 +178,10 @@ def finish_job(session: Session, job: Job, status: JobStatus, result: dict[str, 
         if after is not None:
             lab.state = after.value
     lab.updated_at = job.ended_at
+    if lab.state == LabState.REMOVED and not _another_job_started(session, job):
+        # Nothing of the lab runs (a remove ended, or its first deploy never started): its
+        # tag and subnet go back to the pool, as remove.yml gives them back on its own.
+        Registry(DEFAULT_STATE_DIR).release(lab.name)
 
 
 def _another_job_started(session: Session, job: Job) -> bool:
