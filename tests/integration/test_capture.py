@@ -60,7 +60,7 @@ def ltb_mirrors() -> list[str]:
 
 
 def capture_mirrors() -> list[str]:
-    return [name for name in ltb_mirrors() if name.startswith(f"ltb-{LAB}-capture-")]
+    return [name for name in ltb_mirrors() if name.startswith(f"ltb/{LAB}/capture-")]
 
 
 def capture_ports() -> list[str]:
@@ -260,7 +260,7 @@ def test_mirror_playbook_creates_converges_and_removes_mirrors(lab):
         "mirror.yml", lab.path, "-e", "mirror_endpoint=b:eth2", "-e", "mirror_scope=interface"
     )
     assert link.returncode == 0 and interface.returncode == 0, link.failure_messages()
-    assert sorted(ltb_mirrors()) == [f"ltb-{LAB}-interface-b-eth2", f"ltb-{LAB}-link-a-eth1"]
+    assert sorted(ltb_mirrors()) == [f"ltb/{LAB}/interface-b-eth2", f"ltb/{LAB}/link-a-eth1"]
     again = run_playbook("mirror.yml", lab.path, "-e", "mirror_endpoint=a:eth1")
     assert again.returncode == 0 and again.changed() == {}
     gone = run_playbook(
@@ -274,7 +274,7 @@ def test_mirror_playbook_creates_converges_and_removes_mirrors(lab):
         "mirror_state=absent",
     )
     assert gone.returncode == 0
-    assert ltb_mirrors() == [f"ltb-{LAB}-link-a-eth1"]
+    assert ltb_mirrors() == [f"ltb/{LAB}/link-a-eth1"]
     # The link mirror stays: removing the lab (module teardown) must remove it and its port.
 
 
