@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Interface
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -102,6 +103,10 @@ def test_two_labs_that_hash_alike_deployed_at_once_both_run_apart(lab_file, dock
             assert code == 0, output
             assert not labs[TWINS[0]].ping("a", str(two.node("b").mgmt_ipv4.ip))
             assert labs[TWINS[1]].ping("b", str(two.node("a").mgmt_ipv4.ip))
+            # ... whatever the host's FORWARD policy: the hypervisor forwards nothing from it.
+            for lab in (one, two):
+                forwarding = Path(f"/proc/sys/net/ipv4/conf/{lab.mgmt_port}/forwarding")
+                assert forwarding.read_text().strip() == "0"
 
             # A third lab may not take a running lab's subnet; told before anything is made.
             third = lab_file("pair.lab.yml", "c-third")
