@@ -221,3 +221,12 @@ def test_a_deploy_job_records_the_addresses_it_deploys_when_the_preferred_subnet
             path = tmp_path / f"{name}.lab.yml"
             path.write_text(text)
             remove(path)
+
+
+def test_listing_the_snapshots_of_a_lab_that_is_not_deployed_keeps_no_allocation(lab_file):
+    path = lab_file("pair.lab.yml", "c-listed")
+    result = run_playbook("snapshot.yml", path, "-e", "snapshot_action=list")
+    assert result.returncode == 0, result.failure_messages() or result.stderr
+    assert "c-listed" not in registry().held(), "reading the topology kept an allocation"
+    again = run_playbook("snapshot.yml", path, "-e", "snapshot_action=list")
+    assert again.returncode == 0 and not again.changed(), again.changed()
