@@ -11,7 +11,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Lab used by `make demo` and `make clean-labs`.
 LAB ?= examples/ospf-triangle.lab.yml
 # Python code checked by ruff: those of these directories that exist.
-PY_DIRS := $(wildcard ltb plugins tests bench jobs portal)
+PY_DIRS := $(wildcard ltb plugins tests bench jobs store portal)
 ANSIBLE_LINT_PATHS := $(wildcard playbooks roles molecule)
 
 .PHONY: help up bootstrap setup test lint demo clean-labs restart-jobs

@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 from jobs.queue import submit  # noqa: E402
 from ltb.resources import find_lab_resources  # noqa: E402
-from portal.db import DEFAULT_DATABASE_URL, session_factory, upgrade_database  # noqa: E402
-from portal.models import Job  # noqa: E402
+from store.db import DEFAULT_DATABASE_URL, session_factory, upgrade_database  # noqa: E402
+from store.models import Job  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 PAIR = ROOT / "tests" / "integration" / "topologies" / "pair.lab.yml"

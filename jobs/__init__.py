@@ -1,5 +1,5 @@
 """LTB's job layer: lab tasks as rq jobs run through ansible-runner, with the running-lab
-store in PostgreSQL (portal.models) and reservations started and ended by rq-scheduler.
+store in PostgreSQL (store.models) and reservations started and ended by rq-scheduler.
 
     jobs.queue         submit(lab, task) and cancel(job_id): what the portal and the CLI call
     jobs.tasks         the rq job functions: deploy, remove, mirror, snapshot, restore (by lab name)

@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from jobs.redact import redact_logs
-from portal.tasks import TASKS
+from store.tasks import TASKS
 
 
 def tasks_help() -> str:
@@ -77,12 +77,12 @@ def main(argv: list[str] | None = None) -> int:
 
         run_scheduler()
     elif args.command == "migrate":
-        from portal.db import upgrade_database
+        from store.db import upgrade_database
 
         upgrade_database()
     elif args.command == "submit":
         from jobs.queue import submit as submit_task
-        from portal.labs import LabError
+        from store.labs import LabError
 
         try:
             params = parse_params(args.param)

@@ -7,7 +7,7 @@ from rq import Queue
 from sqlalchemy.orm import sessionmaker
 
 from jobs.settings import Settings
-from portal.db import session_factory
+from store.db import session_factory
 
 
 def redis(settings: Settings) -> Redis:

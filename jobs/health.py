@@ -26,8 +26,8 @@ from jobs.connections import redis, sessions
 from jobs.processes import process_start_time
 from jobs.queue import enqueue
 from jobs.settings import Settings, load
-from portal.labs import finish_job
-from portal.models import ACTIVE_JOB_STATUSES, Job, JobStatus, utcnow
+from store.labs import finish_job
+from store.models import ACTIVE_JOB_STATUSES, Job, JobStatus, utcnow
 
 log = logging.getLogger(__name__)
 

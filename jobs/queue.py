@@ -1,7 +1,7 @@
 """Submit lab tasks and cancel them: the functions the portal, the scheduler and the CLI call.
 
 `submit` records the job in PostgreSQL (refusing a second task of a busy lab, see
-portal.labs.request_task), then puts it on the rq queue under the same id.
+store.labs.request_task), then puts it on the rq queue under the same id.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from rq.job import Job as RqJob
 from jobs import tasks
 from jobs.connections import queues, redis, sessions
 from jobs.settings import Settings, load
-from portal.labs import finish_job, request_task
-from portal.models import Job, JobStatus, utcnow
+from store.labs import finish_job, request_task
+from store.models import Job, JobStatus, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ def submit(
     params: dict[str, Any] | None = None,
     settings: Settings | None = None,
 ) -> str:
-    """Queue `task` (a task of portal.tasks) on `lab` and return the job id. Raises
-    portal.labs.LabError before anything is queued: LabBusy if the lab has a task queued or
+    """Queue `task` (a task of store.tasks) on `lab` and return the job id. Raises
+    store.labs.LabError before anything is queued: LabBusy if the lab has a task queued or
     running, an error naming the parameter if `params` break the task's rules."""
     settings = settings or load()
     Session = sessions(settings)

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from jobs.connections import redis, sessions
 from jobs.settings import Settings, load
 from ltb.topology import parse_lab
-from portal.labs import LabBusy
-from portal.models import Reservation, ReservationState, utcnow
+from store.labs import LabBusy
+from store.models import Reservation, ReservationState, utcnow
 
 log = logging.getLogger(__name__)
 

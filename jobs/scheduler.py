@@ -34,7 +34,7 @@ from jobs.connections import redis
 from jobs.health import sweep
 from jobs.reservations import reconcile as reconcile_reservations
 from jobs.settings import Settings, load
-from portal.models import utcnow
+from store.models import utcnow
 
 SWEEP_JOB_ID = "ltb-sweep"
 # Seconds to wait before starting again after Redis went away.

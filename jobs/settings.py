@@ -3,7 +3,7 @@
 Read when asked (`load()`), so a worker, the scheduler and the tests each see the
 environment they were started with.
 
-    LTB_DATABASE_URL        PostgreSQL of the running-lab store (portal.db)
+    LTB_DATABASE_URL        PostgreSQL of the running-lab store (store.db)
     LTB_REDIS_URL           Redis that holds the queues            redis://127.0.0.1:6379/0
     LTB_QUEUE               name of the task queue                  ltb
     LTB_TASK_TIMEOUT        seconds a task may run before it is stopped          1800
@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from portal.db import database_url
+from store.db import database_url
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""The rq job function of every lab task of the registry (portal.tasks): take the lab's name,
+"""The rq job function of every lab task of the registry (store.tasks): take the lab's name,
 run the task's playbook on the lab's topology from the store with the job's parameters from
 the store, record progress, events and the result.
 
@@ -27,10 +27,10 @@ from jobs.connections import sessions
 from jobs.processes import process_start_time
 from jobs.runner import RunObserver, run_playbook
 from jobs.settings import load
-from portal.db import engine
-from portal.labs import finish_job
-from portal.models import Job, JobEvent, JobStatus, utcnow
-from portal.tasks import TASKS, TaskError, lab_task
+from store.db import engine
+from store.labs import finish_job
+from store.models import Job, JobEvent, JobStatus, utcnow
+from store.tasks import TASKS, TaskError, lab_task
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any
 import click
 from flask import Flask
 
-from portal.db import database_url, db, upgrade_database
+from store.db import database_url, db, upgrade_database
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:

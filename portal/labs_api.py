@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, abort, jsonify
 from sqlalchemy import select
 
-from portal.db import db
-from portal.labs import job_summary, lab_summary
-from portal.models import Job, Lab
+from store.db import db
+from store.labs import job_summary, lab_summary
+from store.models import Job, Lab
 
 bp = Blueprint("labs_api", __name__, url_prefix="/api")
 

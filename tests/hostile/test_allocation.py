@@ -17,7 +17,7 @@ from ltb import model
 from ltb.allocation import Registry
 from ltb.deployed import DEFAULT_STATE_DIR, load_deployed_lab
 from ltb.resources import find_lab_resources
-from portal.models import JobStatus, Lab
+from store.models import JobStatus, Lab
 from tests.integration.conftest import (
     BIN,
     ROOT,

@@ -30,7 +30,7 @@ from jobs.scheduler import SWEEP_JOB_ID
 from ltb.allocation import Registry
 from ltb.deployed import DEFAULT_STATE_DIR
 from ltb.resources import find_lab_resources
-from portal.models import Job, JobEvent, JobStatus, Lab, utcnow
+from store.models import Job, JobEvent, JobStatus, Lab, utcnow
 from tests.integration.conftest import assert_no_leftovers, remove
 from tests.jobs.conftest import TASK_WAIT, job_ended, job_row, lab_row, reservation_row, wait_for
 

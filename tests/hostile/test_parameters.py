@@ -22,10 +22,10 @@ from jobs import tasks
 from jobs.queue import submit
 from jobs.runner import RunObserver, run_playbook
 from ltb.resources import find_lab_resources
-from portal.db import engine
-from portal.labs import LabError
-from portal.models import Job, Lab, LabState, utcnow
-from portal.tasks import TASKS
+from store.db import engine
+from store.labs import LabError
+from store.models import Job, Lab, LabState, utcnow
+from store.tasks import TASKS
 from tests.integration.conftest import assert_no_leftovers, remove
 from tests.jobs.conftest import TASK_WAIT, job_ended, job_row, lab_row, wait_for
 

@@ -27,8 +27,8 @@ from sqlalchemy.engine import make_url
 from jobs.settings import Settings, load
 from ltb.allocation import Registry
 from ltb.deployed import DEFAULT_STATE_DIR, lab_dir
-from portal.db import DEFAULT_DATABASE_URL, session_factory, upgrade_database
-from portal.models import Job, Lab, Reservation
+from store.db import DEFAULT_DATABASE_URL, session_factory, upgrade_database
+from store.models import Job, Lab, Reservation
 from tests.integration.conftest import TOPOLOGIES, docker_client, wait_until  # noqa: F401
 
 ROOT = Path(__file__).parents[2]

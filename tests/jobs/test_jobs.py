@@ -25,8 +25,8 @@ from jobs.reservations import (
 from ltb.deployed import DEFAULT_STATE_DIR
 from ltb.resources import find_lab_resources
 from ltb.snapshot import delete_snapshot
-from portal.labs import LabBusy, LabError
-from portal.models import Job, JobEvent, JobStatus, Lab, utcnow
+from store.labs import LabBusy, LabError
+from store.models import Job, JobEvent, JobStatus, Lab, utcnow
 from tests.integration.conftest import assert_no_leftovers, remove
 from tests.jobs.conftest import TASK_WAIT, job_ended, job_row, lab_row, reservation_row, wait_for
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from portal import create_app
-from portal.labs import LabBusy, LabStateError, finish_job, request_task
-from portal.models import Job, JobStatus
+from store.labs import LabBusy, LabStateError, finish_job, request_task
+from store.models import Job, JobStatus
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The registry of lab tasks (portal.tasks): one entry per task, read by the portal, the jobs
+"""The registry of lab tasks (store.tasks): one entry per task, read by the portal, the jobs
 and the CLI; parameters checked as whole strings against each task's rules."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pytest
 
 from jobs.__main__ import main as jobs_cli
 from jobs.__main__ import parse_params
-from portal.models import LabState
-from portal.tasks import TASKS, LabTask, TaskError, lab_task, register
+from store.models import LabState
+from store.tasks import TASKS, LabTask, TaskError, lab_task, register
 
 ROOT = Path(__file__).parents[2]
 JINJA = "{{ lookup('pipe', 'id') }}"

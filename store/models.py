@@ -12,7 +12,7 @@ from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, 
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.db import db
+from store.db import db
 
 # JSONB on PostgreSQL, plain JSON elsewhere.
 Json = JSON().with_variant(JSONB(), "postgresql")

@@ -19,7 +19,7 @@ from typing import Any
 from ltb.mirror import MIRROR_NAME, SCOPES
 from ltb.snapshot import SNAPSHOT_NAME
 from ltb.topology import INTERFACE_NAME, NODE_NAME
-from portal.models import LabState
+from store.models import LabState
 
 # Values in error messages are cut to this many characters.
 SHOWN_VALUE_CHARS = 80

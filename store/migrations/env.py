@@ -1,11 +1,11 @@
-"""Alembic environment of the portal's database; run through portal.db.upgrade_database or
+"""Alembic environment of the portal's database; run through store.db.upgrade_database or
 `flask --app portal db-upgrade`. The URL comes from the caller or LTB_DATABASE_URL."""
 
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-import portal.models  # noqa: F401 - registers the tables on Base.metadata
-from portal.db import Base, database_url
+import store.models  # noqa: F401 - registers the tables on Base.metadata
+from store.db import Base, database_url
 
 config = context.config
 url = config.attributes.get("url") or database_url()

@@ -1,8 +1,8 @@
-"""The portal's database: one SQLAlchemy metadata for the portal, the jobs and the migrations.
+"""The lab store's database: one SQLAlchemy metadata for the portal, the jobs and the migrations.
 
 The models are plain SQLAlchemy classes (`Base`), so the Flask app uses them through
 Flask-SQLAlchemy (`db.session`) and the jobs, which run outside any app, through
-`session_factory(url)`. The schema is made by the Alembic migrations in portal/migrations.
+`session_factory(url)`. The schema is made by the Alembic migrations in store/migrations.
 """
 
 from __future__ import annotations

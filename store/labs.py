@@ -20,7 +20,7 @@ from ltb import model
 from ltb.allocation import Registry
 from ltb.deployed import DEFAULT_STATE_DIR
 from ltb.topology import parse_lab
-from portal.models import (
+from store.models import (
     ACTIVE_JOB_STATUSES,
     Connection,
     Interface,
@@ -31,7 +31,7 @@ from portal.models import (
     Node,
     utcnow,
 )
-from portal.tasks import TaskError, lab_task
+from store.tasks import TaskError, lab_task
 
 
 class LabError(Exception):
@@ -66,7 +66,7 @@ def request_task(
 ) -> Job:
     """Record a queued `task` job for the lab (created from `topology` if new) and move the
     lab to the task's state. The caller commits, then enqueues the job under `job.id`.
-    Unknown tasks and parameters that break the task's rules (portal.tasks) are refused."""
+    Unknown tasks and parameters that break the task's rules (store.tasks) are refused."""
     try:
         spec = lab_task(task)
         spec.check_params(params or {})
