@@ -59,6 +59,15 @@ class Lab(db.Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(32), unique=True)
     owner: Mapped[str | None] = mapped_column(String(64))
+    # The portal's user who owns the lab, the template version it was made from and the
+    # course it belongs to; empty for labs of the job CLI.
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    template_version_id: Mapped[int | None] = mapped_column(ForeignKey("template_versions.id"))
+    course_id: Mapped[int | None] = mapped_column(
+        ForeignKey("courses.id", ondelete="SET NULL"), index=True
+    )
+    # What users call the lab (the name is unique on the platform, the title is theirs).
+    title: Mapped[str | None] = mapped_column(String(128))
     topology: Mapped[str] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(16), default=LabState.REMOVED.value)
     hypervisor: Mapped[str] = mapped_column(String(255))
@@ -179,6 +188,15 @@ class Reservation(db.Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     lab_name: Mapped[str] = mapped_column(String(32), index=True)
     owner: Mapped[str | None] = mapped_column(String(64))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    template_version_id: Mapped[int | None] = mapped_column(ForeignKey("template_versions.id"))
+    course_id: Mapped[int | None] = mapped_column(
+        ForeignKey("courses.id", ondelete="SET NULL"), index=True
+    )
+    # Capacity the lab needs while it runs, for the hypervisors' over-commit check.
+    cpus: Mapped[float | None] = mapped_column()
+    memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    nodes: Mapped[int | None] = mapped_column(Integer)
     topology: Mapped[str] = mapped_column(Text)
     start_at: Mapped[datetime] = _timestamp(nullable=False)
     end_at: Mapped[datetime] = _timestamp(nullable=False)
@@ -188,3 +206,164 @@ class Reservation(db.Model):
     ended_at: Mapped[datetime | None] = _timestamp()
     deploy_job_id: Mapped[str | None] = mapped_column(String(64))
     remove_job_id: Mapped[str | None] = mapped_column(String(64))
+
+
+# The portal: users, their tokens, templates, courses ---------------------------------------
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    TEACHER = "teacher"
+    STUDENT = "student"
+
+
+class Visibility(enum.StrEnum):
+    PRIVATE = "private"  # its owner (and admins)
+    COURSE = "course"  # also the teacher and students of its course
+    PUBLIC = "public"  # every user
+
+
+class User(db.Model):
+    """A person who uses the portal. Quotas left empty take the platform's defaults."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(32), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(128))
+    # argon2id hash (argon2-cffi); never the password itself.
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default=Role.STUDENT.value)
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = _timestamp(nullable=False)
+    last_login_at: Mapped[datetime | None] = _timestamp()
+    # Bumped when the password changes or the user is disabled: older sessions stop working.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    quota_running_labs: Mapped[int | None] = mapped_column(Integer)
+    quota_nodes: Mapped[int | None] = mapped_column(Integer)
+    quota_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    quota_reservation_hours_week: Mapped[int | None] = mapped_column(Integer)
+
+    tokens: Mapped[list[ApiToken]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", order_by="ApiToken.id"
+    )
+    ssh_keys: Mapped[list[SshKey]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", order_by="SshKey.id"
+    )
+
+
+class ApiToken(db.Model):
+    """A personal API token: shown once, stored as its SHA-256, revocable, with an expiry."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The first characters of the token, to tell tokens apart in lists.
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = _timestamp(nullable=False)
+    expires_at: Mapped[datetime] = _timestamp(nullable=False)
+    revoked_at: Mapped[datetime | None] = _timestamp()
+    last_used_at: Mapped[datetime | None] = _timestamp()
+
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class SshKey(db.Model):
+    """An SSH public key of a user, for the bastion (the access issue)."""
+
+    __tablename__ = "ssh_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    public_key: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = _timestamp(nullable=False)
+
+    user: Mapped[User] = relationship(back_populates="ssh_keys")
+
+
+class LoginFailure(db.Model):
+    """A failed login, to slow down guessing per account and per address."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    address: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = _timestamp(nullable=False)
+
+
+class Course(db.Model):
+    """A class: a teacher, students, a template and a time slot; each student gets a lab."""
+
+    __tablename__ = "courses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    teacher_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    join_code: Mapped[str | None] = mapped_column(String(32), unique=True)
+    # Created after template_versions (which refer to courses through templates).
+    template_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("template_versions.id", use_alter=True, name="fk_courses_template_version")
+    )
+    start_at: Mapped[datetime | None] = _timestamp()
+    end_at: Mapped[datetime | None] = _timestamp()
+    created_at: Mapped[datetime] = _timestamp(nullable=False)
+
+    teacher: Mapped[User] = relationship(foreign_keys=[teacher_id])
+    members: Mapped[list[CourseMember]] = relationship(
+        back_populates="course", cascade="all, delete-orphan"
+    )
+
+
+class CourseMember(db.Model):
+    __tablename__ = "course_members"
+
+    course_id: Mapped[int] = mapped_column(
+        ForeignKey("courses.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+    course: Mapped[Course] = relationship(back_populates="members")
+    user: Mapped[User] = relationship()
+
+
+class Template(db.Model):
+    """A topology template; its content lives in versions (an edit makes a new one)."""
+
+    __tablename__ = "templates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(Text)
+    visibility: Mapped[str] = mapped_column(String(16), default=Visibility.PRIVATE.value)
+    course_id: Mapped[int | None] = mapped_column(ForeignKey("courses.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = _timestamp(nullable=False)
+    updated_at: Mapped[datetime] = _timestamp(nullable=False)
+
+    owner: Mapped[User] = relationship()
+    versions: Mapped[list[TemplateVersion]] = relationship(
+        back_populates="template", cascade="all, delete-orphan", order_by="TemplateVersion.number"
+    )
+
+
+class TemplateVersion(db.Model):
+    __tablename__ = "template_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    template_id: Mapped[int] = mapped_column(
+        ForeignKey("templates.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    topology: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _timestamp(nullable=False)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+    template: Mapped[Template] = relationship(back_populates="versions")
