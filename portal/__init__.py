@@ -1,32 +1,41 @@
-"""The LTB portal: a Flask application factory over the running-lab store.
+"""The LTB portal: a web application (APIFlask) over the lab store.
 
-`create_app()` reads its settings from the environment (LTB_DATABASE_URL); tests pass
-`test_config`. The database schema comes from the migrations: `flask --app portal db-upgrade`.
+`create_app()` reads its settings from the environment (portal.settings); tests pass
+`test_config`. One blueprint per area lives in portal/api/ (`BLUEPRINTS`); the rules they
+apply are plain functions in the store and in portal's own modules, shared with the jobs and
+the command line. The database schema comes from the store's migrations:
+`flask --app portal db-upgrade` (or `python -m jobs migrate`).
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import click
-from flask import Flask
+from apiflask import APIFlask
 
-from store.db import database_url, db, upgrade_database
+from portal.errors import register_error_handlers
+from portal.settings import load_settings
+from store.db import db, upgrade_database
+
+# The API's areas, each a module of portal/api with a blueprint `bp`.
+BLUEPRINTS = ("auth", "users", "templates", "labs", "reservations", "courses")
 
 
-def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    app = Flask(__name__)
-    app.config.from_mapping(
-        SQLALCHEMY_DATABASE_URI=database_url(),
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
-    )
+def create_app(test_config: dict[str, Any] | None = None) -> APIFlask:
+    app = APIFlask(__name__, title="LTB portal API", version="1")
+    app.config.from_mapping(load_settings())
     if test_config is not None:
         app.config.from_mapping(test_config)
+    app.security_schemes = {
+        "BearerAuth": {"type": "http", "scheme": "bearer"},
+        "SessionCookie": {"type": "apiKey", "in": "cookie", "name": "session"},
+    }
     db.init_app(app)
-
-    from portal import labs_api
-
-    app.register_blueprint(labs_api.bp)
+    register_error_handlers(app)
+    for name in BLUEPRINTS:
+        app.register_blueprint(importlib.import_module(f"portal.api.{name}").bp)
 
     @app.cli.command("db-upgrade")
     def db_upgrade() -> None:

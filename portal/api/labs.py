@@ -1,15 +1,16 @@
-"""Read-only JSON views of the running-lab store: labs and their jobs."""
+"""The API of labs (being built): for now, read-only JSON views of labs and their jobs."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, jsonify
+from apiflask import APIBlueprint
+from flask import abort, jsonify
 from sqlalchemy import select
 
 from store.db import db
 from store.labs import job_summary, lab_summary
 from store.models import Job, Lab
 
-bp = Blueprint("labs_api", __name__, url_prefix="/api")
+bp = APIBlueprint("labs", __name__, url_prefix="/api")
 
 
 @bp.get("/labs")

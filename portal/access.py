@@ -1,0 +1,93 @@
+"""Which objects a user may see and act on; one function per kind of object.
+
+Admins see everything. A student sees their own labs, templates and reservations, templates
+shared with everyone or with a course they take, and their courses. A teacher also sees the
+labs, reservations and students of the courses they teach. A user who may not see an object
+gets 404 from `*_or_404`, never 403: the answer must not tell that it exists.
+"""
+
+from __future__ import annotations
+
+from apiflask import HTTPError
+from sqlalchemy import select
+
+from store.db import db
+from store.models import Course, CourseMember, Lab, Reservation, Role, Template, User, Visibility
+
+
+def is_admin(user: User) -> bool:
+    return user.role == Role.ADMIN
+
+
+def taught_course_ids(user: User) -> set[int]:
+    return set(db.session.scalars(select(Course.id).where(Course.teacher_id == user.id)))
+
+
+def taken_course_ids(user: User) -> set[int]:
+    return set(
+        db.session.scalars(select(CourseMember.course_id).where(CourseMember.user_id == user.id))
+    )
+
+
+def may_see_lab(user: User, lab: Lab) -> bool:
+    if is_admin(user) or lab.owner_id == user.id:
+        return True
+    return lab.course_id is not None and lab.course_id in taught_course_ids(user)
+
+
+def may_see_reservation(user: User, reservation: Reservation) -> bool:
+    if is_admin(user) or reservation.owner_id == user.id:
+        return True
+    return reservation.course_id is not None and reservation.course_id in taught_course_ids(user)
+
+
+def may_see_template(user: User, template: Template) -> bool:
+    if is_admin(user) or template.owner_id == user.id:
+        return True
+    if template.visibility == Visibility.PUBLIC:
+        return True
+    if template.visibility == Visibility.COURSE and template.course_id is not None:
+        return template.course_id in taken_course_ids(user) | taught_course_ids(user)
+    return False
+
+
+def may_change_template(user: User, template: Template) -> bool:
+    return is_admin(user) or template.owner_id == user.id
+
+
+def may_see_course(user: User, course: Course) -> bool:
+    if is_admin(user) or course.teacher_id == user.id:
+        return True
+    return course.id in taken_course_ids(user)
+
+
+def not_found(what: str) -> HTTPError:
+    return HTTPError(404, f"No such {what}")
+
+
+def lab_or_404(user: User, lab_id: int) -> Lab:
+    lab = db.session.get(Lab, lab_id)
+    if lab is None or not may_see_lab(user, lab):
+        raise not_found("lab")
+    return lab
+
+
+def reservation_or_404(user: User, reservation_id: int) -> Reservation:
+    reservation = db.session.get(Reservation, reservation_id)
+    if reservation is None or not may_see_reservation(user, reservation):
+        raise not_found("reservation")
+    return reservation
+
+
+def template_or_404(user: User, template_id: int) -> Template:
+    template = db.session.get(Template, template_id)
+    if template is None or not may_see_template(user, template):
+        raise not_found("template")
+    return template
+
+
+def course_or_404(user: User, course_id: int) -> Course:
+    course = db.session.get(Course, course_id)
+    if course is None or not may_see_course(user, course):
+        raise not_found("course")
+    return course

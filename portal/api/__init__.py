@@ -1,0 +1,1 @@
+"""The portal's API: one module per area, each with a blueprint `bp` (portal.BLUEPRINTS)."""

@@ -1,0 +1,33 @@
+"""Settings of the portal, in one place: environment variables with defaults, read when the
+application is made (so tests and each gunicorn worker see their own environment).
+
+    LTB_DATABASE_URL        PostgreSQL of the lab store (store.db)
+    LTB_SECRET_KEY          signs session cookies; REQUIRED outside tests (no default)
+    LTB_SECURE_COOKIES      1 (default): session cookies only over HTTPS; 0 for plain HTTP
+    LTB_TOKEN_DAYS          default lifetime of a personal API token, in days     90
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+from store.db import database_url
+
+
+def load_settings() -> dict[str, Any]:
+    env = os.environ.get
+    return {
+        "SQLALCHEMY_DATABASE_URI": database_url(),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "SECRET_KEY": env("LTB_SECRET_KEY"),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": env("LTB_SECURE_COOKIES", "1") == "1",
+        "PERMANENT_SESSION_LIFETIME": timedelta(hours=12),
+        "LTB_TOKEN_DAYS": int(env("LTB_TOKEN_DAYS", "90")),
+        # Error bodies are JSON with the same envelope for every error (portal.errors).
+        "VALIDATION_ERROR_STATUS_CODE": 422,
+        "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
+    }
