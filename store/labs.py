@@ -8,9 +8,12 @@ itself (jobs.tasks), so a task never runs alongside another one of its lab, howe
 
 from __future__ import annotations
 
+import re
+import secrets
 import uuid
 from typing import Any
 
+import yaml
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
@@ -132,6 +135,36 @@ def request_task(
     session.add(job)
     session.flush()
     return job
+
+
+# A portal lab's name: the template's name cut to this length, '-' and random hex digits.
+LAB_NAME_BASE_CHARS = 25
+LAB_NAME_SUFFIX_BYTES = 3
+
+
+def unique_lab_name(session: Session, base: str) -> str:
+    """A lab name no lab of the store has, made from `base` (a template's name): labs of
+    many users from one template must not share the names of what they create."""
+    stem = re.sub(r"[^a-z0-9-]+", "-", base.lower()).strip("-")[:LAB_NAME_BASE_CHARS].strip("-")
+    if not stem or not stem[0].isalpha():
+        stem = f"lab-{stem}".strip("-")[:LAB_NAME_BASE_CHARS].strip("-")
+    while True:
+        name = f"{stem}-{secrets.token_hex(LAB_NAME_SUFFIX_BYTES)}"
+        if session.scalars(select(Lab.id).where(Lab.name == name)).first() is None:
+            return name
+
+
+TOP_LEVEL_NAME = re.compile(r"^name:[^\n]*$", re.MULTILINE)
+
+
+def renamed_topology(topology: str, name: str) -> str:
+    """The topology text with its lab name set to `name`, comments and layout kept."""
+    if len(TOP_LEVEL_NAME.findall(topology)) == 1:
+        return TOP_LEVEL_NAME.sub(f"name: {name}", topology)
+    # Flow style or no name line: through YAML (the text was validated, so it parses).
+    data = yaml.safe_load(topology)
+    data["name"] = name
+    return yaml.safe_dump(data, sort_keys=False)
 
 
 def record_topology(lab: Lab, lab_model: model.Lab) -> None:
