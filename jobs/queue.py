@@ -34,10 +34,13 @@ def submit(
     owner: str | None = None,
     params: dict[str, Any] | None = None,
     settings: Settings | None = None,
+    **store_fields: Any,
 ) -> str:
     """Queue `task` (a task of store.tasks) on `lab` and return the job id. Raises
     store.labs.LabError before anything is queued: LabBusy if the lab has a task queued or
-    running, an error naming the parameter if `params` break the task's rules."""
+    running, an error naming the parameter if `params` break the task's rules.
+    `store_fields` (owner_id, template_version_id, course_id, title) are recorded on a new
+    lab (store.labs.request_task)."""
     settings = settings or load()
     Session = sessions(settings)
     with Session.begin() as session:
@@ -49,6 +52,7 @@ def submit(
             owner=owner,
             hypervisor=settings.hypervisor,
             params=params,
+            **store_fields,
         )
         job_id = job.id
     try:

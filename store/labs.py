@@ -66,10 +66,17 @@ def request_task(
     owner: str | None = None,
     hypervisor: str = "localhost",
     params: dict[str, Any] | None = None,
+    owner_id: int | None = None,
+    template_version_id: int | None = None,
+    course_id: int | None = None,
+    title: str | None = None,
 ) -> Job:
     """Record a queued `task` job for the lab (created from `topology` if new) and move the
     lab to the task's state. The caller commits, then enqueues the job under `job.id`.
-    Unknown tasks and parameters that break the task's rules (store.tasks) are refused."""
+    Unknown tasks and parameters that break the task's rules (store.tasks) are refused.
+
+    A new lab records the portal's fields (`owner_id`, `template_version_id`, `course_id`,
+    `title`); a lab that exists keeps its own."""
     try:
         spec = lab_task(task)
         spec.check_params(params or {})
@@ -87,6 +94,10 @@ def request_task(
             .values(
                 name=lab_name,
                 owner=owner,
+                owner_id=owner_id,
+                template_version_id=template_version_id,
+                course_id=course_id,
+                title=title,
                 topology=topology,
                 state=LabState.REMOVED.value,
                 hypervisor=hypervisor,
