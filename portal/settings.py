@@ -5,6 +5,10 @@ application is made (so tests and each gunicorn worker see their own environment
     LTB_SECRET_KEY          signs session cookies; REQUIRED outside tests (no default)
     LTB_SECURE_COOKIES      1 (default): session cookies only over HTTPS; 0 for plain HTTP
     LTB_TOKEN_DAYS          default lifetime of a personal API token, in days     90
+    LTB_QUOTA_RUNNING_LABS  default quotas of a user (admins set their own):       2
+    LTB_QUOTA_NODES           nodes over all their running labs                     10
+    LTB_QUOTA_MEMORY_BYTES    memory over all their running labs             8 GiB
+    LTB_QUOTA_RESERVATION_HOURS_WEEK  hours of reservations per week              20
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ def load_settings() -> dict[str, Any]:
         "SESSION_COOKIE_SECURE": env("LTB_SECURE_COOKIES", "1") == "1",
         "PERMANENT_SESSION_LIFETIME": timedelta(hours=12),
         "LTB_TOKEN_DAYS": int(env("LTB_TOKEN_DAYS", "90")),
+        "LTB_QUOTA_RUNNING_LABS": int(env("LTB_QUOTA_RUNNING_LABS", "2")),
+        "LTB_QUOTA_NODES": int(env("LTB_QUOTA_NODES", "10")),
+        "LTB_QUOTA_MEMORY_BYTES": int(env("LTB_QUOTA_MEMORY_BYTES", str(8 * 1024**3))),
+        "LTB_QUOTA_RESERVATION_HOURS_WEEK": int(env("LTB_QUOTA_RESERVATION_HOURS_WEEK", "20")),
         # Error bodies are JSON with the same envelope for every error (portal.errors).
         "VALIDATION_ERROR_STATUS_CODE": 422,
         "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,

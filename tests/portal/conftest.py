@@ -1,0 +1,117 @@
+"""Fixtures of the portal's API tests: the real application over a real PostgreSQL database
+(one per test run, from tests/jobs/conftest.py), users of each role, logged in by the real
+login endpoint or given real API tokens.
+
+    def test_x(client, make_user, login, token_for):
+        student = make_user("student")
+        csrf = login(client, student)            # session cookie; send csrf on changes
+        client.post("/api/...", headers={"X-CSRF-Token": csrf})
+        token = token_for(make_user("admin"))    # for Authorization: Bearer <token>
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+
+from portal import create_app
+from portal.auth import hash_password, new_token, token_hash
+from store.models import ApiToken, Role, User, utcnow
+from tests.jobs.conftest import job_settings, store  # noqa: F401
+
+PASSWORD = "correct horse battery"  # noqa: S105 - test users' password
+_numbers = itertools.count()
+
+
+@pytest.fixture
+def app(job_settings):  # noqa: F811
+    return create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test",
+            "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
+            "SESSION_COOKIE_SECURE": False,
+        }
+    )
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def make_user(store) -> Callable[..., User]:  # noqa: F811
+    """make_user(role, username=None, password=PASSWORD, **columns) -> User, in the database.
+    The user's password is also kept on the object as `user.password` (tests only)."""
+
+    def make(
+        role: Role | str = Role.STUDENT,
+        username: str | None = None,
+        password: str = PASSWORD,
+        **columns,
+    ) -> User:
+        role = Role(role)
+        name = username or f"{role.value}-{uuid.uuid4().hex[:8]}{next(_numbers)}"
+        with store() as session:
+            user = User(
+                username=name,
+                password_hash=hash_password(password),
+                role=role.value,
+                disabled=False,
+                session_epoch=0,
+                created_at=utcnow(),
+                **columns,
+            )
+            session.add(user)
+            session.commit()
+        user.password = password
+        return user
+
+    return make
+
+
+@pytest.fixture
+def login() -> Callable:
+    """login(client, user) -> the session's CSRF token (the client keeps the cookie)."""
+
+    def log_in(client, user: User) -> str:
+        answer = client.post(
+            "/api/auth/login", json={"username": user.username, "password": user.password}
+        )
+        assert answer.status_code == 200, answer.get_json()
+        return answer.get_json()["csrf_token"]
+
+    return log_in
+
+
+@pytest.fixture
+def token_for(store) -> Callable[..., str]:  # noqa: F811
+    """token_for(user, days=30) -> a personal API token of the user, stored hashed."""
+
+    def make(user: User, days: int = 30) -> str:
+        token = new_token()
+        now = utcnow()
+        with store() as session:
+            session.add(
+                ApiToken(
+                    user_id=user.id,
+                    name="test",
+                    token_hash=token_hash(token),
+                    prefix=token[:12],
+                    created_at=now,
+                    expires_at=now + timedelta(days=days),
+                )
+            )
+            session.commit()
+        return token
+
+    return make
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
