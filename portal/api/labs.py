@@ -1,35 +1,301 @@
-"""The API of labs (being built): for now, read-only JSON views of labs and their jobs."""
+"""The API of labs: start one from a template, list and describe them, request their tasks,
+follow their jobs (polling or server-sent events), read a node's device information and
+capture a link. The rules are in portal/labs.py and portal/events.py.
+
+Every object is reached through a lab the caller may see (portal.access.lab_or_404): a job,
+its events, a node or a capture of another user's lab is 404, like a lab that does not exist.
+"""
 
 from __future__ import annotations
 
-from apiflask import APIBlueprint
-from flask import abort, jsonify
-from sqlalchemy import select
+from apiflask import APIBlueprint, Schema
+from apiflask.fields import Dict, Integer, List, Nested, String
+from apiflask.validators import Length, OneOf, Range
+from flask import Response, current_app, request
+from sqlalchemy.orm import Session
 
+from portal import labs as rules
+from portal.access import lab_or_404, not_found
+from portal.auth import current_user, login_required
+from portal.events import (
+    HEARTBEAT_SECONDS,
+    MAX_STREAM_SECONDS,
+    event_out,
+    events_after,
+    job_stream,
+)
 from store.db import db
-from store.labs import job_summary, lab_summary
-from store.models import Job, Lab
+from store.models import Job, LabState
 
 bp = APIBlueprint("labs", __name__, url_prefix="/api")
 
+MAX_PER_PAGE = 100
+
+
+class LabStartIn(Schema):
+    template_id = Integer(required=True)
+    version = Integer(load_default=None, validate=Range(min=1))
+    title = String(load_default=None, validate=Length(max=128))
+
+
+class LabListQuery(Schema):
+    page = Integer(load_default=1, validate=Range(min=1))
+    per_page = Integer(load_default=20, validate=Range(min=1, max=MAX_PER_PAGE))
+    state = String(load_default=None, validate=OneOf([s.value for s in LabState]))
+
+
+class TaskIn(Schema):
+    params = Dict(keys=String(), values=String(), load_default=dict)
+
+
+class EventsQuery(Schema):
+    after = Integer(load_default=0, validate=Range(min=0))
+
+
+class CaptureQuery(Schema):
+    endpoint = String(required=True, validate=Length(min=3, max=64))
+    scope = String(load_default="link", validate=OneOf(["link", "interface"]))
+    seconds = Integer(load_default=5, validate=Range(min=1, max=rules.CAPTURE_MAX_SECONDS))
+    packets = Integer(load_default=1000, validate=Range(min=1, max=rules.CAPTURE_MAX_PACKETS))
+    bytes = Integer(
+        load_default=rules.CAPTURE_MAX_BYTES, validate=Range(min=1, max=rules.CAPTURE_MAX_BYTES)
+    )
+
+
+class JobOut(Schema):
+    id = String()
+    lab_id = Integer()
+    task = String()
+    params = Dict()
+    status = String()
+    enqueued_at = String()
+    started_at = String(allow_none=True)
+    ended_at = String(allow_none=True)
+    progress = Dict()
+    result = Dict()
+
+
+class LabOut(Schema):
+    id = Integer()
+    name = String()
+    title = String(allow_none=True)
+    state = String()
+    owner_id = Integer(allow_none=True)
+    template_version_id = Integer(allow_none=True)
+    course_id = Integer(allow_none=True)
+    created_at = String()
+    updated_at = String()
+    nodes = List(Dict())
+    links = List(Dict())
+    job = Nested(JobOut, allow_none=True)
+
+
+class LabStartOut(Schema):
+    lab = Nested(LabOut)
+    job = Nested(JobOut)
+
+
+class LabPageOut(Schema):
+    items = List(Nested(LabOut))
+    page = Integer()
+    per_page = Integer()
+    total = Integer()
+
+
+class EventsOut(Schema):
+    job = Nested(JobOut)
+    events = List(Dict())
+    next_after = Integer()
+
+
+def _time(value):
+    return value.isoformat() if value is not None else None
+
+
+def job_out(job: Job | None) -> dict | None:
+    if job is None:
+        return None
+    return {
+        "id": job.id,
+        "lab_id": job.lab_id,
+        "task": job.task,
+        "params": job.params,
+        "status": job.status,
+        "enqueued_at": _time(job.enqueued_at),
+        "started_at": _time(job.started_at),
+        "ended_at": _time(job.ended_at),
+        "progress": job.progress,
+        "result": job.result,
+    }
+
+
+def lab_out(lab) -> dict:
+    return {
+        "id": lab.id,
+        "name": lab.name,
+        "title": lab.title,
+        "state": lab.state,
+        "owner_id": lab.owner_id,
+        "template_version_id": lab.template_version_id,
+        "course_id": lab.course_id,
+        "created_at": _time(lab.created_at),
+        "updated_at": _time(lab.updated_at),
+        "nodes": [
+            {
+                "name": node.name,
+                "kind": node.kind,
+                "image": node.image,
+                "mgmt_ipv4": node.mgmt_ipv4,
+                "interfaces": [
+                    {"name": i.name, "ipv4": i.ipv4, "ipv6": i.ipv6, "link": i.connection_id}
+                    for i in node.interfaces
+                ],
+            }
+            for node in lab.nodes
+        ],
+        "links": [{"id": c.id, "vlan": c.vlan, "name": c.name} for c in lab.connections],
+        "job": job_out(rules.current_job(lab)),
+    }
+
+
+def job_or_404(job_id: str) -> Job:
+    """A job of a lab the caller may see; 404 otherwise (also for another user's job)."""
+    job = db.session.get(Job, job_id)
+    if job is None:
+        raise not_found("job")
+    try:
+        lab_or_404(current_user(), job.lab_id)
+    except Exception:
+        raise not_found("job") from None
+    return job
+
+
+@bp.post("/labs")
+@login_required()
+@bp.input(LabStartIn, arg_name="body")
+@bp.output(LabStartOut, status_code=202)
+def start_lab(body):
+    """Start a lab from a template version: create it and queue its deploy."""
+    job = rules.start_lab(current_user(), body["template_id"], body["version"], body["title"])
+    return {"lab": lab_out(job.lab), "job": job_out(job)}
+
 
 @bp.get("/labs")
-def list_labs():
-    labs = db.session.scalars(select(Lab).order_by(Lab.name)).all()
-    return jsonify([{"name": lab.name, "state": lab.state, "owner": lab.owner} for lab in labs])
+@login_required()
+@bp.input(LabListQuery, location="query", arg_name="query")
+@bp.output(LabPageOut)
+def list_labs(query):
+    """The labs the caller may see, newest first."""
+    labs, total = rules.visible_labs(
+        current_user(), query["state"], query["page"], query["per_page"]
+    )
+    return {
+        "items": [lab_out(lab) for lab in labs],
+        "page": query["page"],
+        "per_page": query["per_page"],
+        "total": total,
+    }
 
 
-@bp.get("/labs/<name>")
-def show_lab(name: str):
-    lab = db.session.scalars(select(Lab).where(Lab.name == name)).one_or_none()
-    if lab is None:
-        abort(404)
-    return jsonify(lab_summary(lab) | {"jobs": [job_summary(job) for job in lab.jobs]})
+@bp.get("/labs/<int:lab_id>")
+@login_required()
+@bp.output(LabOut)
+def show_lab(lab_id: int):
+    """A lab: its nodes, links, state and current job with its progress."""
+    return lab_out(lab_or_404(current_user(), lab_id))
+
+
+@bp.delete("/labs/<int:lab_id>")
+@login_required()
+@bp.output(JobOut, status_code=202)
+def remove_lab(lab_id: int):
+    """Remove the lab: queue its remove job."""
+    return job_out(rules.remove_lab(lab_or_404(current_user(), lab_id)))
+
+
+@bp.post("/labs/<int:lab_id>/tasks/<task>")
+@login_required()
+@bp.input(TaskIn, arg_name="body")
+@bp.output(JobOut, status_code=202)
+def request_task(lab_id: int, task: str, body):
+    """Queue a task of the lab (snapshot, restore, mirror) with its parameters."""
+    lab = lab_or_404(current_user(), lab_id)
+    return job_out(rules.request_lab_task(lab, task, body["params"]))
+
+
+@bp.get("/labs/<int:lab_id>/nodes/<name>")
+@login_required()
+def show_node(lab_id: int, name: str):
+    """A node's device information: from the topology, and read live from the node."""
+    return rules.node_info(lab_or_404(current_user(), lab_id), name)
+
+
+@bp.get("/labs/<int:lab_id>/capture")
+@login_required()
+@bp.input(CaptureQuery, location="query", arg_name="query")
+@bp.doc(responses={200: {"description": "a pcap stream (application/vnd.tcpdump.pcap)"}})
+def capture(lab_id: int, query):
+    """Capture a link (or one interface) of the running lab, as a bounded pcap download."""
+    lab = lab_or_404(current_user(), lab_id)
+    stream = rules.capture_pcap(
+        lab, query["endpoint"], query["scope"], query["seconds"], query["packets"], query["bytes"]
+    )
+    filename = f"{lab.name}-{query['endpoint'].replace(':', '-')}.pcap"
+    return Response(
+        stream,
+        mimetype="application/vnd.tcpdump.pcap",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "X-Accel-Buffering": "no",
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 @bp.get("/jobs/<job_id>")
+@login_required()
+@bp.output(JobOut)
 def show_job(job_id: str):
-    job = db.session.get(Job, job_id)
-    if job is None:
-        abort(404)
-    return jsonify(job_summary(job))
+    return job_out(job_or_404(job_id))
+
+
+@bp.get("/jobs/<job_id>/events")
+@login_required()
+@bp.input(EventsQuery, location="query", arg_name="query")
+@bp.output(EventsOut)
+def job_events(job_id: str, query):
+    """The job's events after sequence number `after` (poll with the answer's next_after)."""
+    job = job_or_404(job_id)
+    events = events_after(db.session, job.id, query["after"])
+    return {
+        "job": job_out(job),
+        "events": [event_out(e) for e in events],
+        "next_after": events[-1].seq if events else query["after"],
+    }
+
+
+@bp.get("/jobs/<job_id>/stream")
+@login_required()
+@bp.doc(responses={200: {"description": "server-sent events (text/event-stream)"}})
+def job_events_stream(job_id: str):
+    """The job's events live as server-sent events (id: sequence number), resumed after
+    Last-Event-ID, ending with an `end` event when the job ends."""
+    job = job_or_404(job_id)
+    try:
+        after = max(0, int(request.headers.get("Last-Event-ID", "0") or 0))
+    except ValueError:
+        after = 0
+    engine = db.engine
+    stream = job_stream(
+        lambda: Session(engine),
+        job.id,
+        after,
+        heartbeat=current_app.config.get("LTB_SSE_HEARTBEAT", HEARTBEAT_SECONDS),
+        max_seconds=current_app.config.get("LTB_SSE_MAX_SECONDS", MAX_STREAM_SECONDS),
+    )
+    db.session.close()  # the stream reads with sessions of its own; free this connection
+    return Response(
+        stream,
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

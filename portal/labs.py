@@ -1,0 +1,232 @@
+"""The portal's rules for labs: start one from a template, request its tasks, describe it,
+read a node's device information and capture a link; the views in portal/api/labs.py only
+parse and render.
+
+A lab a user starts gets a platform-unique name made from its template's name
+(store.labs.unique_lab_name); what the user calls it is its title. Tasks go through
+jobs.queue.submit, which records the job (refusing a busy lab or a lab in the wrong state)
+before anything is queued.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+from apiflask import HTTPError
+from sqlalchemy import func, select
+
+from jobs.queue import submit
+from ltb import capture
+from ltb.deployed import DEFAULT_STATE_DIR, LabNotDeployed, load_deployed_lab
+from ltb.device_info import ContainerReader, SshReader, read_device_info
+from ltb.ssh import ssh_argv
+from ltb.topology import TopologyError, parse_lab
+from portal.access import is_admin, taught_course_ids, template_or_404
+from portal.quotas import check_lab_start
+from store.capacity import lab_needs
+from store.db import db
+from store.labs import LabBusy, LabError, LabNotFound, LabStateError, renamed_topology
+from store.labs import unique_lab_name as new_lab_name
+from store.models import ACTIVE_JOB_STATUSES, Job, Lab, LabState, TemplateVersion, User
+from store.tasks import TASKS, TaskError, lab_task
+
+# Tasks a user may request on a lab by name (deploy and remove have their own endpoints).
+USER_TASKS = ("snapshot", "restore", "mirror")
+PLATFORM_SSH_KEY = DEFAULT_STATE_DIR / "ssh" / "id_ed25519"
+# Bounds of a capture over the API: short, small downloads.
+CAPTURE_MAX_SECONDS = 60
+CAPTURE_MAX_PACKETS = 100_000
+CAPTURE_MAX_BYTES = 64 * 1024**2
+
+
+def _submit(lab: Lab | str, task: str, **fields: Any) -> str:
+    """Submit a task; store errors become the API's answers (409 busy or wrong state,
+    422 bad parameters). Nothing is queued when it refuses."""
+    name = lab if isinstance(lab, str) else lab.name
+    try:
+        return submit(name, task, **fields)
+    except LabBusy as error:
+        raise HTTPError(409, str(error), {"job": error.job_id, "task": error.task}) from None
+    except (LabStateError, LabNotFound) as error:
+        raise HTTPError(409, str(error)) from None
+    except LabError as error:
+        raise HTTPError(422, str(error), {"params": str(error)}) from None
+
+
+def start_lab(user: User, template_id: int, version: int | None, title: str | None) -> Job:
+    """Create a lab of the user from a template version (the newest if `version` is None)
+    and submit its deploy; return the deploy job."""
+    template = template_or_404(user, template_id)
+    query = select(TemplateVersion).where(TemplateVersion.template_id == template.id)
+    if version is None:
+        chosen = db.session.scalars(query.order_by(TemplateVersion.number.desc())).first()
+    else:
+        chosen = db.session.scalars(query.where(TemplateVersion.number == version)).first()
+    if chosen is None:
+        which = f"version {version}" if version is not None else "a version"
+        raise HTTPError(422, f"template {template.id} has no {which}", {"version": version})
+    name = new_lab_name(db.session, template.name)
+    topology = renamed_topology(chosen.topology, name)
+    try:
+        lab_model = parse_lab(topology, f"template {template.name} v{chosen.number}")
+    except TopologyError as error:
+        raise HTTPError(
+            422,
+            f"template {template.name} version {chosen.number} is not a valid lab",
+            {"problems": [{"place": p.place, "message": p.message} for p in error.problems]},
+        ) from None
+    # The user's quotas of running labs, nodes and memory (409 naming the quota).
+    check_lab_start(user, lab_needs(lab_model))
+    job_id = _submit(
+        name,
+        "deploy",
+        topology=topology,
+        owner=user.username,
+        owner_id=user.id,
+        template_version_id=chosen.id,
+        course_id=template.course_id,
+        title=title or template.name,
+    )
+    db.session.expire_all()  # submit wrote in its own transaction
+    return db.session.get(Job, job_id)
+
+
+def request_lab_task(lab: Lab, task: str, params: dict[str, Any]) -> Job:
+    """Submit a user task (snapshot, restore, mirror) with its parameters."""
+    if task not in USER_TASKS:
+        raise HTTPError(
+            422,
+            f"unknown task {task!r}: use one of {', '.join(USER_TASKS)}",
+            {"task": task},
+        )
+    try:
+        lab_task(task).check_params(params)
+    except TaskError as error:
+        raise HTTPError(422, str(error), {"params": str(error)}) from None
+    job_id = _submit(lab, task, params=params)
+    db.session.expire_all()
+    return db.session.get(Job, job_id)
+
+
+def remove_lab(lab: Lab) -> Job:
+    job_id = _submit(lab, "remove")
+    db.session.expire_all()
+    return db.session.get(Job, job_id)
+
+
+def visible_labs(user: User, state: str | None, page: int, per_page: int) -> tuple[list[Lab], int]:
+    """The labs the user may see (portal.access.may_see_lab), newest first, one page."""
+    query = select(Lab)
+    if not is_admin(user):
+        taught = taught_course_ids(user)
+        seen = Lab.owner_id == user.id
+        query = query.where(seen | Lab.course_id.in_(taught) if taught else seen)
+    if state is not None:
+        query = query.where(Lab.state == state)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    labs = db.session.scalars(
+        query.order_by(Lab.created_at.desc(), Lab.id.desc())
+        .offset((page - 1) * per_page)
+        .limit(per_page)
+    ).all()
+    return list(labs), total or 0
+
+
+def current_job(lab: Lab) -> Job | None:
+    """The lab's queued or running job, else its latest."""
+    active = [job for job in lab.jobs if job.status in ACTIVE_JOB_STATUSES]
+    return active[-1] if active else (lab.jobs[-1] if lab.jobs else None)
+
+
+def find_node(lab: Lab, name: str) -> Any:
+    for node in lab.nodes:
+        if node.name == name:
+            return node
+    raise HTTPError(404, f"lab {lab.name} has no node {name!r}")
+
+
+def node_info(lab: Lab, name: str) -> dict[str, Any]:
+    """A node's device information: what the topology says, and what the node says now."""
+    row = find_node(lab, name)
+    model_node = parse_lab(lab.topology, f"lab {lab.name}").node(name)
+    info: dict[str, Any] = {
+        "name": row.name,
+        "kind": row.kind,
+        "image": row.image,
+        "mgmt_ipv4": row.mgmt_ipv4,
+        "ssh": " ".join(ssh_argv(row.mgmt_ipv4.split("/")[0], key=PLATFORM_SSH_KEY)),
+        "groups": list(model_node.groups),
+        "startup_files": [path for path, _ in model_node.files],
+        "interfaces": [{"name": i.name, "ipv4": i.ipv4, "ipv6": i.ipv6} for i in row.interfaces],
+    }
+    if lab.state != LabState.RUNNING:
+        info["live"] = {"reachable": False, "error": f"the lab is {lab.state}, not running"}
+        return info
+    try:
+        deployed = load_deployed_lab(lab.name)
+    except LabNotDeployed as error:
+        info["live"] = {"reachable": False, "error": str(error)}
+        return info
+    if row.kind == "container":
+        reader: ContainerReader | SshReader = ContainerReader(deployed.container_name(name))
+    else:
+        reader = SshReader(str(deployed.node(name).mgmt_ipv4.ip), Path(PLATFORM_SSH_KEY))
+    info["live"] = vars(read_device_info(reader))
+    return info
+
+
+def parse_endpoint(lab: Lab, endpoint: str) -> str:
+    """NODE:INTERFACE of the lab's topology; 422 naming what is wrong otherwise."""
+    node_name, sep, interface = endpoint.partition(":")
+    nodes = {node.name: node for node in lab.nodes}
+    if not sep or node_name not in nodes:
+        raise HTTPError(
+            422,
+            f"endpoint {endpoint!r} is not NODE:INTERFACE of a node of lab {lab.name}",
+            {"endpoint": f"nodes: {', '.join(nodes)}"},
+        )
+    names = [i.name for i in nodes[node_name].interfaces]
+    if interface not in names:
+        raise HTTPError(
+            422,
+            f"node {node_name} of lab {lab.name} has no interface {interface!r}",
+            {"endpoint": f"interfaces of {node_name}: {', '.join(names)}"},
+        )
+    return endpoint
+
+
+def capture_pcap(
+    lab: Lab, endpoint: str, scope: str, seconds: float, packets: int, size: int
+) -> Iterator[bytes]:
+    """A bounded pcap stream of a running lab's link or interface. Everything is checked and
+    the capture is listening before this returns, so errors are answers, not broken
+    downloads; the mirror goes when the stream ends or is closed."""
+    parse_endpoint(lab, endpoint)
+    if lab.state != LabState.RUNNING:
+        raise HTTPError(409, f"lab {lab.name} is {lab.state}; a capture needs it running")
+    try:
+        bounds = capture.CaptureBounds(seconds, packets, size)
+        stream = capture.capture_stream(lab.name, endpoint, scope=scope, bounds=bounds)
+        header = next(stream)
+    except capture.CaptureError as error:
+        raise HTTPError(422, str(error)) from None
+    except StopIteration:
+        header = b""
+        stream = iter(())
+    return chain([header], _closing(stream))
+
+
+def _closing(stream: Iterator[bytes]) -> Iterator[bytes]:
+    try:
+        yield from stream
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+
+
+def task_names() -> list[str]:
+    return [name for name in TASKS if name in USER_TASKS]

@@ -1,0 +1,227 @@
+"""Labs through the portal: started from a template by a student, deployed by a real worker,
+followed live, read node by node, captured, and removed; never seen by another student."""
+
+from __future__ import annotations
+
+import json
+import struct
+import uuid
+
+import docker
+import pytest
+
+from jobs.queue import cancel
+from ltb.deployed import load_deployed_lab
+from store.models import Role, Template, TemplateVersion, Visibility, utcnow
+from tests.integration.conftest import TOPOLOGIES
+from tests.jobs.conftest import (  # noqa: F401
+    TASK_WAIT,
+    job_ended,
+    processes,
+    redis_db,
+    wait_for,
+)
+from tests.portal.conftest import bearer
+
+PCAP_MAGIC = {b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"}
+
+
+@pytest.fixture
+def template(store, make_user):
+    """A public template of a teacher, version 1 being the two-node pair lab."""
+    teacher = make_user(Role.TEACHER)
+    now = utcnow()
+    with store() as session:
+        row = Template(
+            owner_id=teacher.id,
+            name=f"p3-{uuid.uuid4().hex[:4]}",
+            visibility=Visibility.PUBLIC.value,
+            created_at=now,
+            updated_at=now,
+        )
+        row.versions.append(
+            TemplateVersion(
+                number=1,
+                topology=(TOPOLOGIES / "pair.lab.yml").read_text(),
+                created_at=now,
+                created_by_id=teacher.id,
+            )
+        )
+        session.add(row)
+        session.commit()
+        return row.id
+
+
+@pytest.fixture
+def students(make_user, token_for):
+    """(owner's headers, another student's headers)."""
+    return bearer(token_for(make_user())), bearer(token_for(make_user()))
+
+
+def start(client, headers, template_id, **extra):
+    answer = client.post("/api/labs", json={"template_id": template_id, **extra}, headers=headers)
+    assert answer.status_code == 202, answer.get_json()
+    return answer.get_json()
+
+
+def sse_events(body: str) -> list[dict]:
+    events = []
+    for block in body.split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in block.splitlines() if ": " in line and line[0] != ":"
+        )
+        if "data" in fields:
+            events.append(fields | {"data": json.loads(fields["data"])})
+    return events
+
+
+def assert_hidden_from(client, headers, lab_id: int, job_id: str) -> None:
+    for path in (
+        f"/api/labs/{lab_id}",
+        f"/api/jobs/{job_id}",
+        f"/api/jobs/{job_id}/events",
+        f"/api/jobs/{job_id}/stream",
+        f"/api/labs/{lab_id}/nodes/a",
+        f"/api/labs/{lab_id}/capture?endpoint=a:eth1&seconds=1",
+    ):
+        answer = client.get(path, headers=headers)
+        assert answer.status_code == 404, (path, answer.status_code)
+        assert answer.get_json()["error"]["status"] == 404
+    assert client.delete(f"/api/labs/{lab_id}", headers=headers).status_code == 404
+    assert client.get("/api/labs", headers=headers).get_json()["total"] == 0
+
+
+def test_a_started_lab_is_its_owners_alone_and_refuses_tasks_it_cannot_run(
+    client,
+    template,
+    students,
+    redis_db,  # noqa: F811
+    job_settings,
+):
+    owner, other = students
+    started = start(client, owner, template, title="my first lab")
+    lab, job = started["lab"], started["job"]
+    try:
+        assert lab["name"].startswith("p3-") and lab["title"] == "my first lab"
+        assert (lab["state"], job["task"], job["status"]) == ("deploying", "deploy", "queued")
+        assert [node["name"] for node in lab["nodes"]] == ["a", "b"]
+        listed = client.get("/api/labs?state=deploying", headers=owner).get_json()
+        assert [item["id"] for item in listed["items"]] == [lab["id"]]
+        assert client.get("/api/labs?state=running", headers=owner).get_json()["total"] == 0
+
+        assert_hidden_from(client, other, lab["id"], job["id"])
+
+        tasks = f"/api/labs/{lab['id']}/tasks"
+        unknown = client.post(f"{tasks}/format-disk", json={}, headers=owner)
+        assert (
+            unknown.status_code == 422 and "format-disk" in unknown.get_json()["error"]["message"]
+        )
+        bad = client.post(f"{tasks}/snapshot", json={"params": {"name": "../x"}}, headers=owner)
+        assert bad.status_code == 422 and "name" in bad.get_json()["error"]["message"]
+        busy = client.post(f"{tasks}/snapshot", json={"params": {"name": "s1"}}, headers=owner)
+        assert busy.status_code == 409 and job["id"] in busy.get_json()["error"]["message"]
+        wrong = client.get(f"/api/labs/{lab['id']}/capture?endpoint=a:eth9", headers=owner)
+        assert wrong.status_code == 422 and "eth9" in wrong.get_json()["error"]["message"]
+        too_long = client.get(
+            f"/api/labs/{lab['id']}/capture?endpoint=a:eth1&seconds=61", headers=owner
+        )
+        assert too_long.status_code == 422
+        assert (
+            client.post("/api/labs", json={"template_id": 999999}, headers=owner).status_code == 404
+        )
+        no_version = client.post(
+            "/api/labs", json={"template_id": template, "version": 7}, headers=owner
+        )
+        assert no_version.status_code == 422
+
+        assert cancel(job["id"]) == "canceled"
+        # A lab that is not running answers about its nodes without reading them.
+        node = client.get(f"/api/labs/{lab['id']}/nodes/a", headers=owner).get_json()
+        assert node["live"]["reachable"] is False and "removed" in node["live"]["error"]
+        wrong_state = client.post(
+            f"{tasks}/mirror", json={"params": {"endpoint": "a:eth1"}}, headers=owner
+        )
+        assert (
+            wrong_state.status_code == 409
+            and "running" in wrong_state.get_json()["error"]["message"]
+        )
+    finally:
+        cancel(job["id"])
+
+
+@pytest.mark.integration
+def test_a_student_deploys_a_template_follows_it_reads_its_nodes_captures_and_removes_it(
+    client,
+    template,
+    students,
+    processes,  # noqa: F811
+    store,
+):
+    owner, other = students
+    processes.start("worker")
+    started = start(client, owner, template)
+    lab_id, deploy = started["lab"]["id"], started["job"]["id"]
+    removed = False
+    try:
+        # Server-sent events of the deploy: every event with its id, then its end.
+        stream = client.get(f"/api/jobs/{deploy}/stream", headers=owner)
+        assert stream.status_code == 200 and stream.mimetype == "text/event-stream"
+        assert stream.headers["X-Accel-Buffering"] == "no"
+        events = sse_events(stream.get_data(as_text=True))
+        progress = [e for e in events if e.get("event") == "progress"]
+        assert progress and events[-1]["event"] == "end"
+        assert events[-1]["data"]["status"] == "successful", events[-1]
+        ids = [int(e["id"]) for e in progress]
+        assert ids == sorted(ids) and len(set(ids)) == len(ids)
+        resumed = client.get(
+            f"/api/jobs/{deploy}/stream", headers=owner | {"Last-Event-ID": str(ids[-2])}
+        )
+        resumed_ids = [e.get("id") for e in sse_events(resumed.get_data(as_text=True))]
+        assert resumed_ids == [str(ids[-1]), None]
+
+        polled = client.get(f"/api/jobs/{deploy}/events?after={ids[0]}", headers=owner).get_json()
+        assert polled["events"][0]["seq"] == ids[1] and polled["job"]["status"] == "successful"
+
+        lab = client.get(f"/api/labs/{lab_id}", headers=owner).get_json()
+        assert lab["state"] == "running" and lab["job"]["id"] == deploy
+        assert_hidden_from(client, other, lab_id, deploy)
+
+        node = client.get(f"/api/labs/{lab_id}/nodes/a", headers=owner).get_json()
+        assert node["kind"] == "container" and node["startup_files"] == ["/etc/ltb/template.txt"]
+        assert node["ssh"].startswith("ssh -i ") and node["mgmt_ipv4"].split("/")[0] in node["ssh"]
+        live = node["live"]
+        assert live["reachable"] is True and live["os_release"], live
+        if live["frr_running"]:
+            assert "frr version" in live["running_config"]
+        else:
+            assert "10.201.12.1/24" in live["addresses"] and "10.201.12.0/24" in live["routes"]
+
+        # A capture while a ping runs: a pcap with packets, then the mirror is gone.
+        container = docker.from_env().containers.get(
+            load_deployed_lab(lab["name"]).container_name("a")
+        )
+        container.exec_run(["ping", "-c", "30", "-i", "0.1", "10.201.12.2"], detach=True)
+        capture = client.get(
+            f"/api/labs/{lab_id}/capture?endpoint=a:eth1&seconds=3&packets=1000", headers=owner
+        )
+        assert capture.status_code == 200
+        assert capture.mimetype == "application/vnd.tcpdump.pcap"
+        assert "attachment" in capture.headers["Content-Disposition"]
+        pcap = capture.get_data()
+        assert pcap[:4] in PCAP_MAGIC and len(pcap) > 24 + 16, len(pcap)
+        first_length = struct.unpack("<I" if pcap[0] == 0xD4 else ">I", pcap[32:36])[0]
+        assert first_length > 0
+
+        gone = client.delete(f"/api/labs/{lab_id}", headers=owner)
+        assert gone.status_code == 202 and gone.get_json()["task"] == "remove"
+        wait_for(lambda: job_ended(store, gone.get_json()["id"]), TASK_WAIT, "remove", processes)
+        removed = True
+        assert client.get(f"/api/labs/{lab_id}", headers=owner).get_json()["state"] == "removed"
+    finally:
+        if not removed:
+            from jobs.queue import submit
+
+            lab_name = client.get(f"/api/labs/{lab_id}", headers=owner).get_json()["name"]
+            wait_for(lambda: job_ended(store, deploy), TASK_WAIT, "deploy", processes)
+            job_id = submit(lab_name, "remove")
+            wait_for(lambda: job_ended(store, job_id), TASK_WAIT, "remove", processes)
