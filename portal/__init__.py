@@ -15,7 +15,9 @@ from typing import Any
 import click
 from apiflask import APIFlask
 
+from portal.cli import users as users_cli
 from portal.errors import register_error_handlers
+from portal.metrics import init_metrics
 from portal.settings import load_settings
 from store.db import db, upgrade_database
 
@@ -34,6 +36,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> APIFlask:
     }
     db.init_app(app)
     register_error_handlers(app)
+    init_metrics(app)
+    app.cli.add_command(users_cli)
     for name in BLUEPRINTS:
         app.register_blueprint(importlib.import_module(f"portal.api.{name}").bp)
 
