@@ -33,20 +33,20 @@ def topology_field(**options) -> String:
     )
 
 
-class ValidateIn(Schema):
+class TopologyIn(Schema):
     topology = topology_field(required=True)
 
 
-class ProblemOut(Schema):
+class TopologyProblemOut(Schema):
     place = String(metadata={"description": "path in the file, e.g. nodes.r1.interfaces"})
     line = Integer(allow_none=True, metadata={"description": "1-based; none: the whole file"})
     message = String()
 
 
-class ValidationOut(Schema):
+class TopologyValidationOut(Schema):
     valid = Boolean()
-    problems = List(Nested(ProblemOut))
-    warnings = List(Nested(ProblemOut))
+    problems = List(Nested(TopologyProblemOut))
+    warnings = List(Nested(TopologyProblemOut))
 
 
 class TemplateIn(Schema):
@@ -75,18 +75,18 @@ class PictureIn(Schema):
     version = Integer(load_default=None, validate=Range(min=1))
 
 
-class OwnerOut(Schema):
+class TemplateOwnerOut(Schema):
     id = Integer()
     username = String()
 
 
-class VersionOut(Schema):
+class TemplateVersionOut(Schema):
     number = Integer()
     created_at = DateTime()
     created_by_id = Integer(allow_none=True)
 
 
-class VersionDetailOut(VersionOut):
+class TemplateVersionDetailOut(TemplateVersionOut):
     template_id = Integer()
     topology = String()
 
@@ -97,7 +97,7 @@ class TemplateOut(Schema):
     description = String(allow_none=True)
     visibility = String()
     course_id = Integer(allow_none=True)
-    owner = Nested(OwnerOut)
+    owner = Nested(TemplateOwnerOut)
     created_at = DateTime()
     updated_at = DateTime()
     latest_version = Integer()
@@ -106,8 +106,8 @@ class TemplateOut(Schema):
 
 class TemplateDetailOut(TemplateOut):
     topology = String(metadata={"description": "the newest version's topology"})
-    versions = List(Nested(VersionOut))
-    warnings = List(Nested(ProblemOut))
+    versions = List(Nested(TemplateVersionOut))
+    warnings = List(Nested(TopologyProblemOut))
 
 
 class TemplateListOut(Schema):
@@ -146,8 +146,8 @@ def changeable_template_or_404(template_id: int) -> Template:
 
 @bp.post("/templates/validate")
 @login_required()
-@bp.input(ValidateIn, arg_name="body")
-@bp.output(ValidationOut)
+@bp.input(TopologyIn, arg_name="body")
+@bp.output(TopologyValidationOut)
 @bp.doc(summary="Validate a topology (nothing is stored)", responses={413: "Over 1 MiB"})
 def validate_topology(body):
     return rules.validation(body["topology"])
@@ -230,7 +230,7 @@ def delete_template(template_id):
 
 @bp.get("/templates/<int:template_id>/versions/<int:number>")
 @login_required()
-@bp.output(VersionDetailOut)
+@bp.output(TemplateVersionDetailOut)
 @bp.doc(summary="Show one version of a template", responses={404: "No such template or version"})
 def show_version(template_id, number):
     version = rules.version_of(template_or_404(current_user(), template_id), number)
