@@ -9,6 +9,9 @@ python -m jobs submit TASK LAB [TOPOLOGY_FILE] [-p KEY=VALUE...]   queue a lab t
     (`python -m jobs submit --help` lists every task and its parameters)
 python -m jobs cancel JOB_ID
 python -m jobs reserve TOPOLOGY_FILE START END   (ISO 8601 times with a zone)
+python -m jobs labs                     labs with their state and owner
+python -m jobs jobs [--lab LAB] [--limit N]   recent jobs, newest first
+python -m jobs follow JOB_ID            print the job's events as they come, until it ends
 """
 
 from __future__ import annotations
@@ -64,7 +67,21 @@ def main(argv: list[str] | None = None) -> int:
     reserve.add_argument("topology", type=Path)
     reserve.add_argument("start", type=datetime.fromisoformat)
     reserve.add_argument("end", type=datetime.fromisoformat)
+    commands.add_parser("labs")
+    jobs_parser = commands.add_parser("jobs")
+    jobs_parser.add_argument("--lab", help="only the jobs of this lab")
+    jobs_parser.add_argument("--limit", type=int, default=20)
+    follow = commands.add_parser("follow")
+    follow.add_argument("job_id")
     args = parser.parse_args(argv)
+    if args.command in ("labs", "jobs", "follow"):
+        from jobs.operator import follow_job, list_jobs, list_labs
+
+        if args.command == "labs":
+            return list_labs()
+        if args.command == "jobs":
+            return list_jobs(args.lab, args.limit)
+        return follow_job(args.job_id)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     redact_logs()  # before a worker or the scheduler logs an error text or a traceback
 

@@ -10,8 +10,7 @@ before anything is queued.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from itertools import chain
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from jobs.queue import submit
 from ltb import capture
 from ltb.deployed import DEFAULT_STATE_DIR, LabNotDeployed, load_deployed_lab
 from ltb.device_info import ContainerReader, SshReader, read_device_info
+from ltb.mirror import MirrorError
 from ltb.ssh import ssh_argv
 from ltb.topology import TopologyError, parse_lab
 from portal.access import is_admin, taught_course_ids, template_or_404
@@ -31,7 +31,7 @@ from store.db import db
 from store.labs import LabBusy, LabError, LabNotFound, LabStateError, renamed_topology
 from store.labs import unique_lab_name as new_lab_name
 from store.models import ACTIVE_JOB_STATUSES, Job, Lab, LabState, TemplateVersion, User
-from store.tasks import TASKS, TaskError, lab_task
+from store.tasks import TaskError, lab_task
 
 # Tasks a user may request on a lab by name (deploy and remove have their own endpoints).
 USER_TASKS = ("snapshot", "restore", "mirror")
@@ -210,23 +210,17 @@ def capture_pcap(
     try:
         bounds = capture.CaptureBounds(seconds, packets, size)
         stream = capture.capture_stream(lab.name, endpoint, scope=scope, bounds=bounds)
-        header = next(stream)
-    except capture.CaptureError as error:
+        header = next(stream, b"")
+    except (capture.CaptureError, MirrorError) as error:
         raise HTTPError(422, str(error)) from None
-    except StopIteration:
-        header = b""
-        stream = iter(())
-    return chain([header], _closing(stream))
+    return _pcap(header, stream)
 
 
-def _closing(stream: Iterator[bytes]) -> Iterator[bytes]:
+def _pcap(header: bytes, stream: Generator[bytes, None, None]) -> Iterator[bytes]:
+    """The pcap download; closing it (the client went away) ends the capture and removes
+    its mirror (werkzeug closes a response's iterable)."""
     try:
+        yield header
         yield from stream
     finally:
-        close = getattr(stream, "close", None)
-        if close is not None:
-            close()
-
-
-def task_names() -> list[str]:
-    return [name for name in TASKS if name in USER_TASKS]
+        stream.close()

@@ -15,7 +15,7 @@ from flask import Response, current_app, request
 from sqlalchemy.orm import Session
 
 from portal import labs as rules
-from portal.access import lab_or_404, not_found
+from portal.access import lab_or_404, may_see_lab, not_found
 from portal.auth import current_user, login_required
 from portal.events import (
     HEARTBEAT_SECONDS,
@@ -163,10 +163,8 @@ def job_or_404(job_id: str) -> Job:
     job = db.session.get(Job, job_id)
     if job is None:
         raise not_found("job")
-    try:
-        lab_or_404(current_user(), job.lab_id)
-    except Exception:
-        raise not_found("job") from None
+    if not may_see_lab(current_user(), job.lab):
+        raise not_found("job")
     return job
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
+import sys
 import uuid
 
 import docker
@@ -73,6 +75,12 @@ def sse_events(body: str) -> list[dict]:
         if "data" in fields:
             events.append(fields | {"data": json.loads(fields["data"])})
     return events
+
+
+def jobs_command(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "jobs", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def assert_hidden_from(client, headers, lab_id: int, job_id: str) -> None:
@@ -186,6 +194,13 @@ def test_a_student_deploys_a_template_follows_it_reads_its_nodes_captures_and_re
         assert lab["state"] == "running" and lab["job"]["id"] == deploy
         assert_hidden_from(client, other, lab_id, deploy)
 
+        # The operators' commands read the same store.
+        followed = jobs_command("follow", deploy)
+        assert followed.returncode == 0 and f"job {deploy} successful" in followed.stdout
+        assert len(followed.stdout.splitlines()) == len(progress) + 1  # and its end
+        assert deploy in jobs_command("jobs", "--lab", lab["name"]).stdout
+        assert f"{lab['name']} " in jobs_command("labs").stdout
+
         node = client.get(f"/api/labs/{lab_id}/nodes/a", headers=owner).get_json()
         assert node["kind"] == "container" and node["startup_files"] == ["/etc/ltb/template.txt"]
         assert node["ssh"].startswith("ssh -i ") and node["mgmt_ipv4"].split("/")[0] in node["ssh"]
@@ -211,6 +226,15 @@ def test_a_student_deploys_a_template_follows_it_reads_its_nodes_captures_and_re
         assert pcap[:4] in PCAP_MAGIC and len(pcap) > 24 + 16, len(pcap)
         first_length = struct.unpack("<I" if pcap[0] == 0xD4 else ">I", pcap[32:36])[0]
         assert first_length > 0
+
+        # A node that is down answers with what is wrong, not an error.
+        docker.from_env().containers.get(load_deployed_lab(lab["name"]).container_name("b")).stop(
+            timeout=1
+        )
+        down = client.get(f"/api/labs/{lab_id}/nodes/b", headers=owner)
+        assert down.status_code == 200
+        assert down.get_json()["live"]["reachable"] is False
+        assert "exited" in down.get_json()["live"]["error"]
 
         gone = client.delete(f"/api/labs/{lab_id}", headers=owner)
         assert gone.status_code == 202 and gone.get_json()["task"] == "remove"
