@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session
 from jobs.connections import redis, sessions
 from jobs.settings import Settings, load
 from ltb.topology import parse_lab
+from store.capacity import lab_needs
 from store.labs import LabBusy
-from store.models import Reservation, ReservationState, utcnow
+from store.models import Lab, LabState, Reservation, ReservationState, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -56,38 +57,32 @@ def scheduler(settings: Settings | None = None) -> Scheduler:
 
 
 def create_reservation(
-    session: Session, topology: str, start_at: datetime, end_at: datetime, owner: str | None = None
+    session: Session,
+    topology: str,
+    start_at: datetime,
+    end_at: datetime,
+    owner: str | None = None,
+    *,
+    owner_id: int | None = None,
+    template_version_id: int | None = None,
+    course_id: int | None = None,
 ) -> Reservation:
     """Record a reservation (the caller commits, then calls `schedule`); refuse one whose time
-    overlaps another reservation of the same lab that has not ended."""
-    if start_at.tzinfo is None or end_at.tzinfo is None:
-        raise ReservationError("reservation times must carry a time zone (UTC)")
-    if end_at <= start_at:
-        raise ReservationError("a reservation must end after it starts")
+    overlaps another reservation of the same lab that has not ended. The reservation records
+    what its lab needs (store.capacity.lab_needs) and the portal's fields, which `begin`
+    gives the lab it deploys."""
     lab = parse_lab(topology, "reservation")
-    # Held until the caller commits: two overlapping requests cannot both see no conflict.
-    session.execute(
-        select(func.pg_advisory_xact_lock(RESERVATION_LOCK_SPACE, func.hashtext(lab.name)))
-    )
-    clash = session.scalars(
-        select(Reservation)
-        .where(
-            Reservation.lab_name == lab.name,
-            Reservation.state.in_([ReservationState.SCHEDULED, ReservationState.STARTED]),
-            Reservation.start_at < end_at,
-            Reservation.end_at > start_at,
-        )
-        .order_by(Reservation.start_at)
-        .limit(1)
-    ).first()
-    if clash is not None:
-        raise ReservationConflict(
-            f"lab {lab.name!r} is already reserved from {clash.start_at.isoformat()} to "
-            f"{clash.end_at.isoformat()} (reservation {clash.id}); pick a time outside it"
-        )
+    check_times(session, lab.name, start_at, end_at)
+    needs = lab_needs(lab)
     reservation = Reservation(
         lab_name=lab.name,
         owner=owner,
+        owner_id=owner_id,
+        template_version_id=template_version_id,
+        course_id=course_id,
+        cpus=needs.cpus,
+        memory_bytes=needs.memory_bytes,
+        nodes=needs.nodes,
         topology=topology,
         start_at=start_at,
         end_at=end_at,
@@ -97,6 +92,39 @@ def create_reservation(
     session.add(reservation)
     session.flush()
     return reservation
+
+
+def check_times(
+    session: Session,
+    lab_name: str,
+    start_at: datetime,
+    end_at: datetime,
+    except_reservation: int | None = None,
+) -> None:
+    """Refuse times without a zone, an end not after the start, and a time that overlaps
+    another reservation of the same lab that has not ended."""
+    if start_at.tzinfo is None or end_at.tzinfo is None:
+        raise ReservationError("reservation times must carry a time zone (UTC)")
+    if end_at <= start_at:
+        raise ReservationError("a reservation must end after it starts")
+    # Held until the caller commits: two overlapping requests cannot both see no conflict.
+    session.execute(
+        select(func.pg_advisory_xact_lock(RESERVATION_LOCK_SPACE, func.hashtext(lab_name)))
+    )
+    query = select(Reservation).where(
+        Reservation.lab_name == lab_name,
+        Reservation.state.in_([ReservationState.SCHEDULED, ReservationState.STARTED]),
+        Reservation.start_at < end_at,
+        Reservation.end_at > start_at,
+    )
+    if except_reservation is not None:
+        query = query.where(Reservation.id != except_reservation)
+    clash = session.scalars(query.order_by(Reservation.start_at).limit(1)).first()
+    if clash is not None:
+        raise ReservationConflict(
+            f"lab {lab_name!r} is already reserved from {clash.start_at.isoformat()} to "
+            f"{clash.end_at.isoformat()} (reservation {clash.id}); pick a time outside it"
+        )
 
 
 def scheduled_edges(sched: Scheduler) -> set[tuple[int, str]]:
@@ -135,8 +163,22 @@ def schedule_edge(sched: Scheduler, reservation_id: int, edge: str, at: datetime
 
 
 def schedule(sched: Scheduler, reservation: Reservation) -> None:
-    schedule_edge(sched, reservation.id, "begin", reservation.start_at)
+    if reservation.state == ReservationState.SCHEDULED:
+        schedule_edge(sched, reservation.id, "begin", reservation.start_at)
     schedule_edge(sched, reservation.id, "end", reservation.end_at)
+
+
+def unschedule(sched: Scheduler, reservation_id: int) -> int:
+    """Take the reservation's edges off rq-scheduler (before it is moved or cancelled);
+    return how many were there. An edge already on the queue finds the reservation changed:
+    `begin` and `end` act only on the state they expect."""
+    found = 0
+    for job in sched.get_jobs():
+        mark = job.meta.get(META_KEY)
+        if mark and mark[0] == reservation_id and mark[1] in ("begin", "end"):
+            sched.cancel(job)
+            found += 1
+    return found
 
 
 def begin(reservation_id: int) -> str:
@@ -148,6 +190,8 @@ def begin(reservation_id: int) -> str:
         reservation = session.get(Reservation, reservation_id, with_for_update=True)
         if reservation is None or reservation.state != ReservationState.SCHEDULED:
             return f"nothing to do ({reservation.state if reservation else 'no reservation'})"
+        if reservation.start_at - utcnow() > IN_FLIGHT:
+            return "nothing to do (moved to a later start)"
         try:
             job_id = submit(
                 reservation.lab_name,
@@ -155,6 +199,9 @@ def begin(reservation_id: int) -> str:
                 topology=reservation.topology,
                 owner=reservation.owner,
                 settings=settings,
+                owner_id=reservation.owner_id,
+                template_version_id=reservation.template_version_id,
+                course_id=reservation.course_id,
             )
         except LabBusy as busy:
             log.info("reservation %s: %s; trying again", reservation_id, busy)
@@ -178,6 +225,8 @@ def end(reservation_id: int) -> str:
             ReservationState.STARTED,
         ):
             return f"nothing to do ({reservation.state if reservation else 'no reservation'})"
+        if reservation.end_at - utcnow() > IN_FLIGHT:
+            return "nothing to do (moved to a later end)"
         if reservation.state == ReservationState.SCHEDULED:
             reservation.state = ReservationState.MISSED.value
             reservation.ended_at = utcnow()
@@ -193,6 +242,61 @@ def end(reservation_id: int) -> str:
         reservation.ended_at = utcnow()
         reservation.remove_job_id = job_id
     return job_id
+
+
+def schedule_reset(
+    sched: Scheduler, reservation_id: int, phase: str = "remove", delay: timedelta = BUSY_RETRY
+) -> None:
+    """Restore a started reservation's lab to its start: `reset` removes it, then deploys
+    it again from the reservation's topology (its template version), each when the lab is
+    free. Run on the control queue, so the request returns at once."""
+    sched.enqueue_in(
+        delay,
+        reset,
+        reservation_id,
+        phase,
+        meta={META_KEY: [reservation_id, "reset"]},
+        job_description=f"reservation {reservation_id} reset ({phase})",
+        job_result_ttl=24 * 3600,
+    )
+
+
+def reset(reservation_id: int, phase: str = "remove") -> str:
+    """One step of a reset (schedule_reset): `remove` the lab, then `deploy` it once it is
+    removed. A step that finds the lab busy tries again; a remove that failed ends the reset
+    (the lab is failed, as after any failed remove)."""
+    from jobs.queue import submit
+
+    settings = load()
+    with sessions(settings).begin() as session:
+        reservation = session.get(Reservation, reservation_id, with_for_update=True)
+        if reservation is None or reservation.state != ReservationState.STARTED:
+            return f"nothing to do ({reservation.state if reservation else 'no reservation'})"
+        lab = session.scalars(select(Lab).where(Lab.name == reservation.lab_name)).one_or_none()
+        try:
+            if phase == "remove":
+                if lab is not None and lab.state != LabState.REMOVED:
+                    submit(reservation.lab_name, "remove", settings=settings)
+                schedule_reset(scheduler(settings), reservation_id, "deploy")
+                return "removing"
+            if lab is not None and lab.state != LabState.REMOVED:
+                log.warning("reservation %s: reset stops, its lab is %s", reservation_id, lab.state)
+                return f"stopped: lab is {lab.state}"
+            reservation.deploy_job_id = submit(
+                reservation.lab_name,
+                "deploy",
+                topology=reservation.topology,
+                owner=reservation.owner,
+                settings=settings,
+                owner_id=reservation.owner_id,
+                template_version_id=reservation.template_version_id,
+                course_id=reservation.course_id,
+            )
+            return reservation.deploy_job_id
+        except LabBusy as busy:
+            log.info("reservation %s reset: %s; trying again", reservation_id, busy)
+            schedule_reset(scheduler(settings), reservation_id, phase)
+            return "lab busy: retry scheduled"
 
 
 def reconcile(sched: Scheduler, settings: Settings | None = None) -> dict[str, list[int]]:

@@ -51,6 +51,7 @@ class ReservationState(enum.StrEnum):
     STARTED = "started"  # its lab's deploy was requested
     ENDED = "ended"  # its lab's remove was requested
     MISSED = "missed"  # its whole time passed while nothing ran
+    CANCELLED = "cancelled"  # cancelled before its start
 
 
 class Lab(db.Model):

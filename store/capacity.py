@@ -1,0 +1,227 @@
+"""What labs need of the hypervisors, what the hypervisors have, and what is booked when.
+
+A lab needs CPUs, memory and nodes (`lab_needs`, from its model). The hypervisors have the
+CPUs and memory that their inventory says (`ltb_capacity_cpus`, `ltb_capacity_memory`, the
+controller's own when unset: `hypervisor_capacity`). What is booked at a moment is the sum of
+the reservations that hold it and of the labs that run outside any reservation (those run
+until removed, so they hold every moment from now on): `bookings` lists them, `peak` sweeps
+an interval's edges for the highest load. The portal (reservations, quotas, the capacity
+calendar) and the jobs read these; nothing here needs the web application.
+
+The hypervisors are one pool: every new lab runs on the job layer's one hypervisor
+(LTB_HYPERVISOR), so their capacities add up.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ltb import model
+from ltb.spec import memory_bytes
+from ltb.topology import TopologyError, parse_lab
+from store.models import Lab, LabState, Reservation, ReservationState
+
+MIB = 1024 * 1024
+# What a node takes when its topology sets no resources: a VM gets whole vCPUs and the
+# memory of roles/vm_node's defaults; a container shares the host's CPUs and takes little.
+KIND_DEFAULTS = {"vm": (1.0, 256 * MIB), "container": (0.25, 128 * MIB)}
+# Reservations that still hold (or will hold) their time.
+HOLDING_STATES = (ReservationState.SCHEDULED.value, ReservationState.STARTED.value)
+# Advisory lock (first key) that serialises bookings: two requests cannot both see room.
+CAPACITY_LOCK_SPACE = 0x17D
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a lab takes of a hypervisor while it runs."""
+
+    cpus: float
+    memory_bytes: int
+    nodes: int
+
+    def __add__(self, other: Needs) -> Needs:
+        return Needs(
+            self.cpus + other.cpus,
+            self.memory_bytes + other.memory_bytes,
+            self.nodes + other.nodes,
+        )
+
+
+NOTHING = Needs(0.0, 0, 0)
+
+
+def lab_needs(lab: model.Lab) -> Needs:
+    """The CPUs, memory and nodes a lab takes: each node's `resources` where the topology
+    sets them, else its kind's default (KIND_DEFAULTS). A VM's fractional CPUs count whole,
+    as roles/vm_node gives it whole vCPUs."""
+    cpus, memory = 0.0, 0
+    for node in lab.nodes:
+        default_cpus, default_memory = KIND_DEFAULTS.get(node.kind, KIND_DEFAULTS["vm"])
+        node_cpus = node.cpus if node.cpus is not None else default_cpus
+        if node.kind == "vm":
+            node_cpus = float(math.ceil(node_cpus))
+        cpus += node_cpus
+        memory += node.memory_bytes if node.memory_bytes is not None else default_memory
+    return Needs(round(cpus, 3), memory, len(lab.nodes))
+
+
+def topology_needs(topology: str) -> Needs:
+    return lab_needs(parse_lab(topology, "lab"))
+
+
+@dataclass(frozen=True)
+class Capacity:
+    cpus: float
+    memory_bytes: int
+
+
+def machine_capacity() -> Capacity:
+    """This machine's CPUs and memory (the default of a hypervisor that states none)."""
+    memory = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            memory = int(line.split()[1]) * 1024
+    return Capacity(float(os.cpu_count() or 1), memory)
+
+
+def _memory(value: object, where: str) -> int:
+    if isinstance(value, int):
+        return value
+    try:
+        return memory_bytes(str(value))
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
+
+
+def hypervisor_capacity(inventory: Path) -> Capacity:
+    """The CPUs and memory of the hypervisors of the inventory directory (hosts.yaml, group
+    `hypervisors`): each host's `ltb_capacity_cpus` and `ltb_capacity_memory` (bytes, or a
+    size like 16GiB), from its host vars, else group_vars/hypervisors.yml, else all.yml,
+    else this machine's own."""
+    hosts = (yaml.safe_load((inventory / "hosts.yaml").read_text()) or {}).get("hypervisors", {})
+    group_vars: dict = {}
+    for name in ("all.yml", "hypervisors.yml"):
+        path = inventory / "group_vars" / name
+        if path.exists():
+            group_vars |= yaml.safe_load(path.read_text()) or {}
+    machine = machine_capacity()
+    cpus, memory = 0.0, 0
+    for host, host_vars in (hosts.get("hosts") or {}).items():
+        found = group_vars | (host_vars or {})
+        where = f"{inventory}: hypervisor {host}"
+        cpus += float(found.get("ltb_capacity_cpus", machine.cpus))
+        memory += _memory(found.get("ltb_capacity_memory", machine.memory_bytes), where)
+    return Capacity(cpus, memory)
+
+
+@dataclass(frozen=True)
+class Booking:
+    """Something that holds capacity from `start_at` to `end_at` (None: until removed)."""
+
+    what: str  # e.g. "reservation 12" or "lab r1-abc123"
+    owner_id: int | None
+    start_at: datetime
+    end_at: datetime | None
+    needs: Needs
+
+
+def lock_bookings(session: Session) -> None:
+    """Serialise bookings until the caller's transaction ends."""
+    session.execute(select(func.pg_advisory_xact_lock(CAPACITY_LOCK_SPACE, 0)))
+
+
+def reservation_needs(reservation: Reservation) -> Needs:
+    if reservation.cpus is None or reservation.memory_bytes is None:
+        return topology_needs(reservation.topology)
+    return Needs(reservation.cpus, reservation.memory_bytes, reservation.nodes or 0)
+
+
+def bookings(
+    session: Session,
+    start_at: datetime,
+    end_at: datetime,
+    *,
+    now: datetime,
+    owner_id: int | None = None,
+    except_reservation: int | None = None,
+) -> list[Booking]:
+    """Everything that holds capacity at some moment of [start_at, end_at): reservations
+    that hold their time, and labs not removed that no such reservation holds (from `now`
+    on, until removed). Only those of `owner_id` if given."""
+    query = select(Reservation).where(
+        Reservation.state.in_(HOLDING_STATES),
+        Reservation.start_at < end_at,
+        Reservation.end_at > start_at,
+    )
+    if owner_id is not None:
+        query = query.where(Reservation.owner_id == owner_id)
+    if except_reservation is not None:
+        query = query.where(Reservation.id != except_reservation)
+    found = [
+        Booking(f"reservation {r.id}", r.owner_id, r.start_at, r.end_at, reservation_needs(r))
+        for r in session.scalars(query)
+    ]
+    held_by_reservations = select(Reservation.lab_name).where(Reservation.state.in_(HOLDING_STATES))
+    labs = select(Lab).where(
+        Lab.state != LabState.REMOVED.value, Lab.name.not_in(held_by_reservations)
+    )
+    if owner_id is not None:
+        labs = labs.where(Lab.owner_id == owner_id)
+    for lab in session.scalars(labs):
+        try:
+            needs = topology_needs(lab.topology)
+        except TopologyError:
+            continue  # a lab of the CLI whose topology no longer parses: nothing to count
+        found.append(Booking(f"lab {lab.name}", lab.owner_id, now, None, needs))
+    return found
+
+
+@dataclass(frozen=True)
+class Peak:
+    """The highest load of an interval, and when it starts."""
+
+    cpus: float
+    cpus_at: datetime
+    memory_bytes: int
+    memory_at: datetime
+    labs: int
+    labs_at: datetime
+    nodes: int
+    nodes_at: datetime
+
+
+def load_at(moment: datetime, held: Iterable[Booking]) -> tuple[Needs, int]:
+    """The sum of what the bookings hold at `moment`, and how many hold it."""
+    total, count = NOTHING, 0
+    for booking in held:
+        if booking.start_at <= moment and (booking.end_at is None or moment < booking.end_at):
+            total += booking.needs
+            count += 1
+    return total, count
+
+
+def peak(held: list[Booking], start_at: datetime, end_at: datetime) -> Peak:
+    """The highest load of [start_at, end_at): the load only rises where a booking starts,
+    so the interval's start and the starts inside it are the moments to look at."""
+    moments = {start_at} | {b.start_at for b in held if start_at < b.start_at < end_at}
+    best = Peak(0.0, start_at, 0, start_at, 0, start_at, 0, start_at)
+    for moment in sorted(moments):
+        load, count = load_at(moment, held)
+        if load.cpus > best.cpus:
+            best = replace(best, cpus=load.cpus, cpus_at=moment)
+        if load.memory_bytes > best.memory_bytes:
+            best = replace(best, memory_bytes=load.memory_bytes, memory_at=moment)
+        if count > best.labs:
+            best = replace(best, labs=count, labs_at=moment)
+        if load.nodes > best.nodes:
+            best = replace(best, nodes=load.nodes, nodes_at=moment)
+    return best
