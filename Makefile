@@ -10,6 +10,9 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 # Lab used by `make demo` and `make clean-labs`.
 LAB ?= examples/ospf-triangle.lab.yml
+# The portal that `make up` starts (roles/platform_portal) and where it keeps its state.
+PORTAL ?= http://127.0.0.1:8080
+PORTAL_STATE ?= /var/lib/ltb/portal
 # Python code checked by ruff: those of these directories that exist.
 PY_DIRS := $(wildcard ltb plugins tests bench jobs store portal)
 ANSIBLE_LINT_PATHS := $(wildcard playbooks roles molecule)
@@ -20,9 +23,9 @@ help:
 	@echo "make up          bootstrap the venv and collections, then run playbooks/setup.yml"
 	@echo "make test        make up, lint, then run the tests"
 	@echo "make lint        ruff and ansible-lint"
-	@echo "make demo        make up, then deploy $(LAB)"
+	@echo "make demo        make up, then deploy $(LAB); print the portal's address and login"
 	@echo "make clean-labs  remove the lab deployed by make demo (LAB=...)"
-	@echo "make restart-jobs  restart the rq workers and the scheduler (after a code change)"
+	@echo "make restart-jobs  restart the rq workers, the scheduler and the portal (after a code change)"
 
 up: bootstrap setup
 
@@ -46,9 +49,12 @@ endif
 demo: up
 	$(VENV)/bin/ansible-playbook -i inventory/ -i $(LAB) playbooks/deploy.yml
 	@$(VENV)/bin/python -m ltb reach $(LAB)
+	@echo "Portal: $(PORTAL) (API documentation: $(PORTAL)/docs)"
+	@echo "Log in as admin; the password (in $(PORTAL_STATE)/admin_password) is:"
+	@cat $(PORTAL_STATE)/admin_password
 
 clean-labs:
 	$(VENV)/bin/ansible-playbook -i inventory/ -i $(LAB) playbooks/remove.yml
 
 restart-jobs: bootstrap
-	$(VENV)/bin/ansible-playbook playbooks/setup.yml -e platform_jobs_restart=true
+	$(VENV)/bin/ansible-playbook playbooks/setup.yml -e platform_jobs_restart=true -e platform_portal_restart=true

@@ -3,6 +3,7 @@ application is made (so tests and each gunicorn worker see their own environment
 
     LTB_DATABASE_URL        PostgreSQL of the lab store (store.db)
     LTB_SECRET_KEY          signs session cookies; REQUIRED outside tests (no default)
+    LTB_SECRET_KEY_FILE     or a file that holds it (the service's; kept out of the environment)
     LTB_SECURE_COOKIES      1 (default): session cookies only over HTTPS; 0 for plain HTTP
     LTB_TOKEN_DAYS          default lifetime of a personal API token, in days     90
     LTB_QUOTA_RUNNING_LABS  default quotas of a user (admins set their own):       2
@@ -26,12 +27,16 @@ from store.db import database_url
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _read_secret(path: str | None) -> str | None:
+    return Path(path).read_text().strip() if path else None
+
+
 def load_settings() -> dict[str, Any]:
     env = os.environ.get
     return {
         "SQLALCHEMY_DATABASE_URI": database_url(),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
-        "SECRET_KEY": env("LTB_SECRET_KEY"),
+        "SECRET_KEY": env("LTB_SECRET_KEY") or _read_secret(env("LTB_SECRET_KEY_FILE")),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": env("LTB_SECURE_COOKIES", "1") == "1",

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+import requests
 from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -149,3 +153,90 @@ def test_an_expired_admin_token_gets_401_not_the_users(client, make_user, token_
         session.execute(text("UPDATE api_tokens SET expires_at = now() - interval '1 second'"))
         session.commit()
     assert client.get("/api/users", headers=bearer(token)).status_code == 401
+
+
+@pytest.mark.integration
+def test_the_role_runs_gunicorn_that_answers_converges_and_restarts_on_code_change(
+    job_settings, tmp_path
+):
+    """roles/platform_portal alone, on its own port, pid file and state directory."""
+    port = 18000 + os.getpid() % 1000
+    settings = {
+        "platform_portal_bind": f"127.0.0.1:{port}",
+        "platform_portal_workers": 1,
+        "platform_portal_threads": 2,
+        "platform_portal_database_url": job_settings.database_url,
+        "platform_portal_state_dir": str(tmp_path / "state"),
+        "platform_portal_run_dir": str(tmp_path / "run"),
+        "platform_portal_log_dir": str(tmp_path / "log"),
+        "platform_portal_name": "p1-portal",
+        "platform_portal_admin": "p1-admin",
+        "platform_portal_root": str(ROOT),
+        "platform_portal_python": sys.executable,
+    }
+    playbook = tmp_path / "portal.yml"
+    playbook.write_text("- hosts: localhost\n  gather_facts: false\n  roles: [platform_portal]\n")
+
+    def run_role(*extra):
+        done = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "ansible-playbook"),
+                "-i",
+                "inventory/hosts.yaml",
+                str(playbook),
+                "-e",
+                json.dumps(settings),
+                *extra,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+        return done.stdout
+
+    pid_file = tmp_path / "run" / "p1-portal.pid"
+    try:
+        run_role()
+        me = requests.get(f"http://127.0.0.1:{port}/api/auth/me", timeout=10)
+        assert me.status_code == 401
+        assert me.json()["error"]["status"] == 401
+        secret = tmp_path / "state" / "secret_key"
+        password_file = tmp_path / "state" / "admin_password"
+        assert secret.stat().st_mode & 0o777 == 0o600
+        assert password_file.stat().st_mode & 0o777 == 0o600
+        admin_password = password_file.read_text().strip()
+        login = requests.post(
+            f"http://127.0.0.1:{port}/api/auth/login",
+            json={"username": "p1-admin", "password": admin_password},
+            timeout=10,
+        )
+        assert login.status_code == 200 and login.json()["user"]["role"] == "admin"
+        metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        assert 'ltb_portal_requests_total{endpoint="/api/auth/login"' in metrics
+
+        second = run_role()
+        assert re.search(r"changed=0\b", second), second[-1500:]
+        first_pid = pid_file.read_text().strip()
+
+        # A changed fingerprint of the code (as after a pull) restarts it.
+        (tmp_path / "run" / "p1-portal.code").write_text("old code\n")
+        run_role()
+        assert pid_file.read_text().strip() != first_pid
+        assert requests.get(f"http://127.0.0.1:{port}/api/auth/me", timeout=10).status_code == 401
+        log = (tmp_path / "log" / "p1-portal.log").read_text()
+        assert admin_password not in log and secret.read_text().strip() not in log
+    finally:
+        subprocess.run(
+            [
+                "start-stop-daemon",
+                "--stop",
+                "--pidfile",
+                str(pid_file),
+                "--remove-pidfile",
+                "--retry",
+                "TERM/20/KILL/5",
+            ],
+            check=False,
+        )
