@@ -44,11 +44,11 @@ class LabListQuery(Schema):
     state = String(load_default=None, validate=OneOf([s.value for s in LabState]))
 
 
-class TaskIn(Schema):
+class LabTaskIn(Schema):
     params = Dict(keys=String(), values=String(), load_default=dict)
 
 
-class EventsQuery(Schema):
+class JobEventsQuery(Schema):
     after = Integer(load_default=0, validate=Range(min=0))
 
 
@@ -90,6 +90,23 @@ class LabOut(Schema):
     job = Nested(JobOut, allow_none=True)
 
 
+class NodeInfoOut(Schema):
+    name = String()
+    kind = String()
+    image = String(allow_none=True)
+    mgmt_ipv4 = String()
+    ssh = String(metadata={"description": "the command that reaches the node from the host"})
+    groups = List(String())
+    startup_files = List(String())
+    interfaces = List(Dict())
+    live = Dict(
+        metadata={
+            "description": "read from the node now: reachable, error, os_release, "
+            "frr_running, frr_version, running_config, addresses, routes, truncated"
+        }
+    )
+
+
 class LabStartOut(Schema):
     lab = Nested(LabOut)
     job = Nested(JobOut)
@@ -102,7 +119,7 @@ class LabPageOut(Schema):
     total = Integer()
 
 
-class EventsOut(Schema):
+class JobEventsOut(Schema):
     job = Nested(JobOut)
     events = List(Dict())
     next_after = Integer()
@@ -213,7 +230,7 @@ def remove_lab(lab_id: int):
 
 @bp.post("/labs/<int:lab_id>/tasks/<task>")
 @login_required()
-@bp.input(TaskIn, arg_name="body")
+@bp.input(LabTaskIn, arg_name="body")
 @bp.output(JobOut, status_code=202)
 def request_task(lab_id: int, task: str, body):
     """Queue a task of the lab (snapshot, restore, mirror) with its parameters."""
@@ -223,6 +240,7 @@ def request_task(lab_id: int, task: str, body):
 
 @bp.get("/labs/<int:lab_id>/nodes/<name>")
 @login_required()
+@bp.output(NodeInfoOut)
 def show_node(lab_id: int, name: str):
     """A node's device information: from the topology, and read live from the node."""
     return rules.node_info(lab_or_404(current_user(), lab_id), name)
@@ -259,8 +277,8 @@ def show_job(job_id: str):
 
 @bp.get("/jobs/<job_id>/events")
 @login_required()
-@bp.input(EventsQuery, location="query", arg_name="query")
-@bp.output(EventsOut)
+@bp.input(JobEventsQuery, location="query", arg_name="query")
+@bp.output(JobEventsOut)
 def job_events(job_id: str, query):
     """The job's events after sequence number `after` (poll with the answer's next_after)."""
     job = job_or_404(job_id)
