@@ -279,6 +279,8 @@ def reset(reservation_id: int, phase: str = "remove") -> str:
                     submit(reservation.lab_name, "remove", settings=settings)
                 schedule_reset(scheduler(settings), reservation_id, "deploy")
                 return "removing"
+            if lab is not None and lab.state == LabState.REMOVING:
+                raise LabBusy(lab.name, "", "remove")  # its remove is still to end
             if lab is not None and lab.state != LabState.REMOVED:
                 log.warning("reservation %s: reset stops, its lab is %s", reservation_id, lab.state)
                 return f"stopped: lab is {lab.state}"

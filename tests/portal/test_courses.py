@@ -9,9 +9,10 @@ import secrets
 from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
-from jobs.reservations import held_edges, scheduler
-from store.models import Course, Reservation, ReservationState, utcnow
+from jobs.reservations import begin, held_edges, reset, scheduler
+from store.models import Course, Job, Lab, Reservation, ReservationState, utcnow
 from tests.jobs.conftest import redis_db  # noqa: F401
 from tests.portal import test_reservations as booking
 from tests.portal.conftest import bearer
@@ -201,3 +202,48 @@ def test_reset_queues_remove_then_deploy_for_a_started_lab_only(client, course, 
     # A student may not reset, even their own lab.
     own = client.post(url.format(ann.id), headers=bearer(token_for(ann)))
     assert own.status_code == 403
+
+
+def test_begin_gives_the_lab_its_student_template_version_and_course(course, store):
+    body, _, (ann, _bob) = course
+    entry = next(e for e in body["students"] if e["user_id"] == ann.id)
+    reservation_id = entry["reservation"]["id"]
+    with store() as session:  # its start has come (moved here, no scheduler runs)
+        session.get(Reservation, reservation_id).start_at = utcnow()
+        session.commit()
+    job_id = begin(reservation_id)  # records the deploy; no worker runs it here
+    with store() as session:
+        lab = session.scalars(select(Lab).where(Lab.name == entry["reservation"]["lab_name"])).one()
+        assert (lab.owner_id, lab.course_id) == (ann.id, body["id"])
+        assert lab.template_version_id == body["template_version_id"]
+        assert session.get(Job, job_id).task == "deploy"
+        assert session.get(Reservation, reservation_id).state == "started"
+
+
+def test_reset_removes_then_deploys_again_from_the_same_topology(course, store):
+    body, _, (ann, _bob) = course
+    entry = next(e for e in body["students"] if e["user_id"] == ann.id)
+    reservation_id, lab_name = entry["reservation"]["id"], entry["reservation"]["lab_name"]
+    with store() as session:
+        session.get(Reservation, reservation_id).start_at = utcnow()
+        session.commit()
+    first_deploy = begin(reservation_id)
+    with store() as session:  # as if the deploy had run
+        session.get(Job, first_deploy).status = "successful"
+        session.scalars(select(Lab).where(Lab.name == lab_name)).one().state = "running"
+        session.commit()
+    assert reset(reservation_id, "remove") == "removing"
+    # The deploy step waits while the remove is still to run.
+    assert reset(reservation_id, "deploy") == "lab busy: retry scheduled"
+    with store() as session:
+        remove = session.scalars(select(Job).where(Job.task == "remove")).all()
+        remove = next(job for job in remove if job.lab.name == lab_name)
+        remove.status = "successful"
+        remove.lab.state = "removed"
+        session.commit()
+    redeploy = reset(reservation_id, "deploy")
+    with store() as session:
+        job = session.get(Job, redeploy)
+        assert job.task == "deploy" and job.lab.name == lab_name
+        assert job.lab.topology == session.get(Reservation, reservation_id).topology
+        assert session.get(Reservation, reservation_id).deploy_job_id == redeploy
