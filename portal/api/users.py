@@ -52,7 +52,7 @@ class UserChangeIn(Schema):
     quotas = Nested(QuotasIn)
 
 
-class PageIn(Schema):
+class UserPageIn(Schema):
     page = Integer(load_default=1, validate=Range(1, 1_000_000))
     per_page = Integer(load_default=20, validate=Range(1, MAX_PER_PAGE))
     q = String(load_default=None, validate=Length(max=64))
@@ -70,7 +70,7 @@ ADMIN = login_required(Role.ADMIN)
 
 @bp.get("/users")
 @ADMIN
-@bp.input(PageIn, location="query", arg_name="query")
+@bp.input(UserPageIn, location="query", arg_name="query")
 @bp.output(UserListOut)
 @bp.doc(summary="List users (admins)")
 def list_users(query):
