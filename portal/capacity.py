@@ -56,19 +56,16 @@ class OverCommitted(HTTPError):
 def check_capacity(
     needs: Needs,
     start_at: datetime,
-    end_at: datetime | None = None,
+    end_at: datetime,
     except_reservation: int | None = None,
 ) -> None:
     """Refuse (OverCommitted) a lab that would take the hypervisors over their CPUs or
-    memory at any moment of [start_at, end_at) (end None: a lab started now, which runs until
-    removed: every booking from now on counts). The caller holds store.capacity's booking
+    memory at any moment of [start_at, end_at). The caller holds store.capacity's booking
     lock (lock_bookings) until it has recorded the lab or reservation."""
-    # A lab without an end meets every reservation to come.
-    until = end_at or datetime.max.replace(tzinfo=start_at.tzinfo)
     held = bookings(
-        db.session, start_at, until, now=utcnow(), except_reservation=except_reservation
+        db.session, start_at, end_at, now=utcnow(), except_reservation=except_reservation
     )
-    top = peak(held, start_at, until)
+    top = peak(held, start_at, end_at)
     total = capacity()
     checks = (
         ("CPU", total.cpus, top.cpus, needs.cpus, top.cpus_at),

@@ -9,7 +9,7 @@ was asked for.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from apiflask import HTTPError
 from flask import current_app
@@ -87,14 +87,17 @@ def _check_concurrent(
 
 
 def check_lab_start(user: User, lab: Needs | model.Lab) -> None:
-    """Refuse a lab started now (it runs until removed) that would take the user over a
-    quota of running labs, nodes or memory at any moment from now on (QuotaExceeded), or the
-    hypervisors over their CPUs or memory (portal.capacity.OverCommitted)."""
+    """Refuse a lab started now that would take the user over a quota of running labs,
+    nodes or memory (QuotaExceeded), or the hypervisors over their CPUs or memory
+    (portal.capacity.OverCommitted). It runs until removed, but is checked for the longest
+    reservation from now (LTB_MAX_RESERVATION_HOURS): checked to the end of time, any lab
+    would clash with every booking to come; bookings made later count it as running."""
     needs = lab if isinstance(lab, Needs) else lab_needs(lab)
     now = utcnow()
+    until = now + timedelta(hours=float(current_app.config.get("LTB_MAX_RESERVATION_HOURS", 8)))
     lock_bookings(db.session)
-    _check_concurrent(user, needs, now, datetime.max.replace(tzinfo=UTC), None)
-    check_capacity(needs, now)
+    _check_concurrent(user, needs, now, until, None)
+    check_capacity(needs, now, until)
 
 
 def week_start(moment: datetime) -> datetime:

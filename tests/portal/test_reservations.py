@@ -18,9 +18,13 @@ import pytest
 import yaml
 
 from jobs.reservations import scheduled_edges, scheduler
+from ltb.topology import parse_lab
 from portal import create_app
-from store.capacity import bookings, load_at
-from store.models import Reservation, Template, TemplateVersion, Visibility, utcnow
+from portal.capacity import OverCommitted
+from portal.quotas import QuotaExceeded, check_lab_start
+from store.capacity import bookings, peak
+from store.db import db
+from store.models import Reservation, Template, TemplateVersion, User, Visibility, utcnow
 from tests.jobs.conftest import redis_db  # noqa: F401
 from tests.portal.conftest import bearer
 
@@ -44,15 +48,17 @@ links:
 
 @pytest.fixture
 def hypervisors(tmp_path, store):
-    """hypervisors(free_cpus, free_memory_bytes): write the test inventory with that much
-    room above what open-ended labs of the run already hold."""
+    """hypervisors(free_cpus, free_memory_bytes, around=None): write the test inventory with
+    that much room above what the run already holds: at the most in the 8 hours from
+    `around`, or (None) what labs that run until removed hold."""
     directory = tmp_path / "inventory"
     (directory / "group_vars").mkdir(parents=True)
 
-    def make(free_cpus: float = 64, free_memory: int = 64 * 1024 * MIB):
-        far = utcnow() + timedelta(days=3650)
+    def make(free_cpus: float = 64, free_memory: int = 64 * 1024 * MIB, around=None):
+        start = around or utcnow() + timedelta(days=3650)
+        end = start + timedelta(hours=8)
         with store() as session:
-            held, _ = load_at(far, bookings(session, far, far + timedelta(seconds=1), now=utcnow()))
+            held = peak(bookings(session, start, end, now=utcnow()), start, end)
         host = {
             "ansible_connection": "local",
             "ltb_capacity_cpus": held.cpus + free_cpus,
@@ -343,3 +349,16 @@ def test_a_reservation_is_seen_by_its_owner_and_admins_only(
     assert client.get(url, headers=bearer(token_for(admin))).status_code == 200
     mine = client.get("/api/reservations", headers=bearer(token_for(owner))).get_json()
     assert [r["id"] for r in mine["items"]] == [booked["id"]]
+
+
+def test_a_lab_started_now_is_held_to_the_quotas_and_the_capacity(app, make_user, hypervisors):
+    lab = parse_lab(PAIR)
+    with app.app_context():
+        capped = db.session.get(User, make_user(quota_nodes=1).id)
+        with pytest.raises(QuotaExceeded, match="quota of nodes"):
+            check_lab_start(capped, lab)
+        hypervisors(free_cpus=1.5, around=utcnow())
+        with pytest.raises(OverCommitted, match="CPU would be over-committed"):
+            check_lab_start(db.session.get(User, make_user().id), lab)
+        hypervisors(free_cpus=2, around=utcnow())
+        check_lab_start(db.session.get(User, make_user().id), lab)
