@@ -46,7 +46,7 @@ class JoinIn(Schema):
     code = String(required=True, validate=Length(min=1, max=32))
 
 
-class PageQuery(Schema):
+class CourseListQuery(Schema):
     page = Integer(load_default=1, validate=Range(min=1))
     per_page = Integer(load_default=20, validate=Range(min=1, max=MAX_PER_PAGE))
 
@@ -178,7 +178,7 @@ def join_course(body):
 
 @bp.get("/courses")
 @login_required()
-@bp.input(PageQuery, location="query", arg_name="query")
+@bp.input(CourseListQuery, location="query", arg_name="query")
 @bp.output(CoursePageOut)
 def list_courses(query):
     """The courses the caller teaches or takes (all, for admins)."""
