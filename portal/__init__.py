@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 from apiflask import APIFlask
+from werkzeug.routing import IntegerConverter
 
 from portal.cli import users as users_cli
 from portal.errors import register_error_handlers
@@ -23,10 +24,22 @@ from store.db import db, upgrade_database
 
 # The API's areas, each a module of portal/api with a blueprint `bp`.
 BLUEPRINTS = ("auth", "users", "templates", "labs", "reservations", "courses")
+# Ids are PostgreSQL integers: a larger number in a URL names no object.
+LARGEST_ID = 2**31 - 1
+
+
+class IdConverter(IntegerConverter):
+    """`<int:...>` in URLs: numbers past the store's integers do not match the rule (404)
+    rather than reach the database and fail there (500)."""
+
+    def __init__(self, url_map, *args, **kwargs):
+        kwargs.setdefault("max", LARGEST_ID)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> APIFlask:
     app = APIFlask(__name__, title="LTB portal API", version="1")
+    app.url_map.converters["int"] = IdConverter
     app.config.from_mapping(load_settings())
     if test_config is not None:
         app.config.from_mapping(test_config)

@@ -1,0 +1,118 @@
+"""The portal against its own OpenAPI document: schemathesis generates requests for every
+operation of /openapi.json (valid input and invalid input), sends them to the application
+in-process (WSGI) with an admin's token, and checks that no answer is a server error and
+every answer matches the schema the document gives for it.
+
+Bounded: a few examples per operation and mode, so the whole run takes well under a minute.
+Nothing is excluded: with no lab deployed in the test database, lab tasks, captures and
+streams answer from the store (404, 409) without starting real work; a stream is cut after
+a second (LTB_SSE_MAX_SECONDS). Requests that queue work queue it in the test run's Redis
+database, flushed around the test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import pytest
+import schemathesis
+import yaml
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis import GenerationMode
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+)
+
+from portal import create_app
+from store.models import Role
+from tests.jobs.conftest import redis_db  # noqa: F401
+from tests.portal.conftest import bearer
+
+EXAMPLES_PER_OPERATION = 12
+CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
+# An admin revoking tokens by id may revoke the one the run uses: it is made anew after.
+REVOKE_TOKEN = "/api/auth/tokens/{token_id}"  # noqa: S105 - a path, not a secret
+
+
+@pytest.fixture
+def app(job_settings, tmp_path, redis_db):  # noqa: F811
+    inventory = tmp_path / "inventory"
+    (inventory / "group_vars").mkdir(parents=True)
+    host = {"ansible_connection": "local", "ltb_capacity_cpus": 4096, "ltb_capacity_memory": 2**44}
+    (inventory / "hosts.yaml").write_text(
+        yaml.safe_dump({"hypervisors": {"hosts": {"localhost": host}}})
+    )
+    return create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test",
+            "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
+            "SESSION_COOKIE_SECURE": False,
+            "LTB_HYPERVISORS": str(inventory),
+            "LTB_SSE_MAX_SECONDS": 1,
+            "LTB_SSE_HEARTBEAT": 0.5,
+        }
+    )
+
+
+def fuzz(operation, mode: GenerationMode, send) -> list[str]:
+    """Send up to EXAMPLES_PER_OPERATION generated cases of `operation`; the failures."""
+    failures: list[str] = []
+
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def run(case):
+        response, headers = send(case)
+        try:
+            case.validate_response(response, checks=CHECKS, headers=headers)
+        except Exception as error:
+            failures.append(f"{operation.label} [{mode.value}]: {error}"[:2000])
+            raise
+
+    # Schemathesis raises its failures as exception groups; each one is in `failures`.
+    with contextlib.suppress(Exception, BaseExceptionGroup):
+        run()
+    return list(dict.fromkeys(failures))
+
+
+@pytest.mark.integration
+def test_no_generated_request_gets_a_server_error_or_an_answer_off_its_schema(
+    app, make_user, token_for
+):
+    admin = make_user(Role.ADMIN)
+    headers = bearer(token_for(admin, days=1))
+    sent = 0
+
+    def send(case):
+        nonlocal headers, sent
+        used = headers
+        response = case.call(headers=used)
+        sent += 1
+        if case.operation.path == REVOKE_TOKEN:
+            headers = bearer(token_for(admin, days=1))
+        return response, used
+
+    schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) > 30, "the OpenAPI document lost its operations"
+    began = time.monotonic()
+    failures = [
+        failure
+        for operation in operations
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+        for failure in fuzz(operation, mode, send)
+    ]
+    elapsed = time.monotonic() - began
+    print(f"schemathesis: {len(operations)} operations, {sent} requests, {elapsed:.1f} s")
+    assert not failures, "\n\n".join(failures)
+    assert sent >= len(operations) * 2
