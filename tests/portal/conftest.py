@@ -15,6 +15,7 @@ import itertools
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -27,14 +28,27 @@ PASSWORD = "correct horse battery"  # noqa: S105 - test users' password
 _numbers = itertools.count()
 
 
+@pytest.fixture(scope="session")
+def roomy_inventory(tmp_path_factory) -> Path:
+    """Hypervisors with room for any test: the run's database holds the labs of every test
+    before (hostile, jobs), and they count against capacity. Capacity tests make their own."""
+    inventory = tmp_path_factory.mktemp("inventory")
+    (inventory / "hosts.yaml").write_text(
+        "hypervisors:\n  hosts:\n    localhost:\n"
+        "      ltb_capacity_cpus: 10000\n      ltb_capacity_memory: 10000GiB\n"
+    )
+    return inventory
+
+
 @pytest.fixture
-def app(job_settings):  # noqa: F811
+def app(job_settings, roomy_inventory):  # noqa: F811
     return create_app(
         {
             "TESTING": True,
             "SECRET_KEY": "test",
             "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
             "SESSION_COOKIE_SECURE": False,
+            "LTB_HYPERVISORS": str(roomy_inventory),
         }
     )
 
