@@ -16,6 +16,7 @@ from typing import Any
 
 from apiflask import HTTPError
 from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
 
 from jobs.queue import submit
 from ltb import capture
@@ -30,7 +31,7 @@ from store.capacity import lab_needs
 from store.db import db
 from store.labs import LabBusy, LabError, LabNotFound, LabStateError, renamed_topology
 from store.labs import unique_lab_name as new_lab_name
-from store.models import ACTIVE_JOB_STATUSES, Job, Lab, LabState, TemplateVersion, User
+from store.models import ACTIVE_JOB_STATUSES, Job, Lab, LabState, Node, TemplateVersion, User
 from store.tasks import TaskError, lab_task
 
 # Tasks a user may request on a lab by name (deploy and remove have their own endpoints).
@@ -117,6 +118,15 @@ def remove_lab(lab: Lab) -> Job:
     return db.session.get(Job, job_id)
 
 
+# What a lab's description shows, loaded for a whole page in one query per relationship
+# (not one per lab and per node: bench/portal.py measured 124 queries for 20 labs).
+LAB_DETAILS = (
+    selectinload(Lab.nodes).selectinload(Node.interfaces),
+    selectinload(Lab.connections),
+    selectinload(Lab.jobs),
+)
+
+
 def visible_labs(user: User, state: str | None, page: int, per_page: int) -> tuple[list[Lab], int]:
     """The labs the user may see (portal.access.may_see_lab), newest first, one page."""
     query = select(Lab)
@@ -128,7 +138,8 @@ def visible_labs(user: User, state: str | None, page: int, per_page: int) -> tup
         query = query.where(Lab.state == state)
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
     labs = db.session.scalars(
-        query.order_by(Lab.created_at.desc(), Lab.id.desc())
+        query.options(*LAB_DETAILS)
+        .order_by(Lab.created_at.desc(), Lab.id.desc())
         .offset((page - 1) * per_page)
         .limit(per_page)
     ).all()
