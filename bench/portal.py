@@ -263,6 +263,13 @@ class Portal:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
+        try:
+            self._wait_until_it_answers()
+        except BaseException:
+            self.close()  # also on Ctrl-C: no gunicorn is left behind
+            raise
+
+    def _wait_until_it_answers(self) -> None:
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -271,8 +278,9 @@ class Portal:
             except requests.RequestException:  # not listening yet, or still loading the app
                 pass
             if self.process.poll() is not None or time.monotonic() > deadline:
-                self.close()
-                raise RuntimeError(f"the portal did not start, see {self.log_path.read_text()}")
+                raise RuntimeError(
+                    f"the portal did not start; its log:\n{self.log_path.read_text()}"
+                )
             time.sleep(0.2)
 
     def server_ms(self) -> dict[str, list[float]]:
