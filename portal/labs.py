@@ -25,13 +25,14 @@ from ltb.device_info import ContainerReader, SshReader, read_device_info
 from ltb.mirror import MirrorError
 from ltb.ssh import ssh_argv
 from ltb.topology import TopologyError, parse_lab
-from portal.access import is_admin, taught_course_ids, template_or_404
+from portal.access import is_admin, taught_course_ids
 from portal.quotas import check_lab_start
+from portal.templates import usable_version
 from store.capacity import lab_needs
 from store.db import db
 from store.labs import LabBusy, LabError, LabNotFound, LabStateError, renamed_topology
 from store.labs import unique_lab_name as new_lab_name
-from store.models import ACTIVE_JOB_STATUSES, Job, Lab, LabState, Node, TemplateVersion, User
+from store.models import ACTIVE_JOB_STATUSES, Job, Lab, LabState, Node, User
 from store.tasks import TaskError, lab_task
 
 # Tasks a user may request on a lab by name (deploy and remove have their own endpoints).
@@ -60,15 +61,8 @@ def _submit(lab: Lab | str, task: str, **fields: Any) -> str:
 def start_lab(user: User, template_id: int, version: int | None, title: str | None) -> Job:
     """Create a lab of the user from a template version (the newest if `version` is None)
     and submit its deploy; return the deploy job."""
-    template = template_or_404(user, template_id)
-    query = select(TemplateVersion).where(TemplateVersion.template_id == template.id)
-    if version is None:
-        chosen = db.session.scalars(query.order_by(TemplateVersion.number.desc())).first()
-    else:
-        chosen = db.session.scalars(query.where(TemplateVersion.number == version)).first()
-    if chosen is None:
-        which = f"version {version}" if version is not None else "a version"
-        raise HTTPError(422, f"template {template.id} has no {which}", {"version": version})
+    chosen = usable_version(user, template_id, version)
+    template = chosen.template
     name = new_lab_name(db.session, template.name)
     topology = renamed_topology(chosen.topology, name)
     try:

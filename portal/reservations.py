@@ -20,14 +20,13 @@ from datetime import datetime, timedelta
 from apiflask import HTTPError
 from flask import current_app
 from redis.exceptions import RedisError
-from sqlalchemy import select
 
 from jobs import reservations as edges
 from jobs.settings import load as job_settings
 from ltb.topology import TopologyError, parse_lab
 from portal import quotas
-from portal.access import template_or_404
 from portal.capacity import check_capacity
+from portal.templates import usable_version
 from store.capacity import lab_needs, lock_bookings, reservation_needs
 from store.db import db
 from store.labs import renamed_topology, unique_lab_name
@@ -46,18 +45,8 @@ class Slot:
 
 
 def template_version(user: User, template_id: int, version: int | None) -> TemplateVersion:
-    """The template's version `version` (the newest if None), of a template the user may
-    see; 404 for a template they may not, 422 for a version it does not have."""
-    template = template_or_404(user, template_id)
-    query = select(TemplateVersion).where(TemplateVersion.template_id == template.id)
-    if version is None:
-        chosen = db.session.scalars(query.order_by(TemplateVersion.number.desc())).first()
-    else:
-        chosen = db.session.scalars(query.where(TemplateVersion.number == version)).first()
-    if chosen is None:
-        which = f"version {version}" if version is not None else "a version"
-        raise HTTPError(422, f"template {template.id} has no {which}", {"version": version})
-    return chosen
+    """The template version a reservation books (portal.templates.usable_version)."""
+    return usable_version(user, template_id, version)
 
 
 def check_slot(start_at: datetime, end_at: datetime, *, started: bool = False) -> None:

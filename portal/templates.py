@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, false, or_, select, update
 from ltb.places import problem_lines
 from ltb.spec import MAX_TOPOLOGY_BYTES
 from ltb.topology import TopologyError, parse_lab
-from portal.access import is_admin, taken_course_ids, taught_course_ids
+from portal.access import is_admin, taken_course_ids, taught_course_ids, template_or_404
 from store.db import db
 from store.models import (
     Course,
@@ -130,6 +130,18 @@ def version_of(template: Template, number: int | None) -> TemplateVersion:
         if version.number == number:
             return version
     raise HTTPError(404, f"Template {template.id} has no version {number}", {"version": number})
+
+
+def usable_version(user: User, template_id: int, number: int | None) -> TemplateVersion:
+    """The version `number` (the newest if None) of a template the user may see, to start or
+    book a lab from: 404 for a template they may not see, 422 naming `version` when the
+    template has no such version."""
+    template = template_or_404(user, template_id)
+    for version in reversed(template.versions):
+        if number is None or version.number == number:
+            return version
+    which = f"version {number}" if number is not None else "a version"
+    raise HTTPError(422, f"template {template.id} has no {which}", {"version": number})
 
 
 def create_template(
