@@ -4,6 +4,7 @@ their conftest files so each case is a real run."""
 
 from tests.integration.conftest import docker_client, lab_file  # noqa: F401
 from tests.jobs.conftest import (  # noqa: F401
+    cleanup,
     job_settings,
     processes,
     redis_db,

@@ -27,9 +27,10 @@ from sqlalchemy.engine import make_url
 from jobs.settings import Settings, load
 from ltb.allocation import Registry
 from ltb.deployed import DEFAULT_STATE_DIR, lab_dir
+from ltb.resources import find_lab_resources
 from store.db import DEFAULT_DATABASE_URL, session_factory, upgrade_database
 from store.models import Job, Lab, Reservation
-from tests.integration.conftest import TOPOLOGIES, docker_client, wait_until  # noqa: F401
+from tests.integration.conftest import TOPOLOGIES, docker_client, remove, wait_until  # noqa: F401
 
 ROOT = Path(__file__).parents[2]
 TEST_REDIS_URL = os.environ.get("LTB_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -213,3 +214,20 @@ def reservation_row(store, reservation_id: int) -> Reservation:
 def job_ended(store, job_id: str) -> Job | None:
     job = job_row(store, job_id)
     return job if job.status not in ("queued", "started") else None
+
+
+@pytest.fixture
+def cleanup(tmp_path):
+    """Labs a test deploys; whatever a failing test leaves is removed by the playbook."""
+    labs: dict[str, str] = {}
+    yield labs
+    for name, topology_text in labs.items():
+        if not find_lab_resources(name).empty():
+            path = tmp_path / f"{name}.lab.yml"
+            path.write_text(topology_text)
+            remove(path)
+
+
+def run_to_end(store, processes, job_id: str) -> Job:
+    """The job's row once it has ended (or fail with the processes' log)."""
+    return wait_for(lambda: job_ended(store, job_id), TASK_WAIT, f"job {job_id}", processes)

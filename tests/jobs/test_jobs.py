@@ -27,26 +27,18 @@ from ltb.resources import find_lab_resources
 from ltb.snapshot import delete_snapshot
 from store.labs import LabBusy, LabError
 from store.models import Job, JobEvent, JobStatus, Lab, utcnow
-from tests.integration.conftest import assert_no_leftovers, remove
-from tests.jobs.conftest import TASK_WAIT, job_ended, job_row, lab_row, reservation_row, wait_for
+from tests.integration.conftest import assert_no_leftovers
+from tests.jobs.conftest import (
+    TASK_WAIT,
+    job_ended,
+    job_row,
+    lab_row,
+    reservation_row,
+    run_to_end,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def cleanup(tmp_path):
-    """Labs a test deploys; whatever a failing test leaves is removed by the playbook."""
-    labs: dict[str, str] = {}
-    yield labs
-    for name, text in labs.items():
-        if not find_lab_resources(name).empty():
-            path = tmp_path / f"{name}.lab.yml"
-            path.write_text(text)
-            remove(path)
-
-
-def run_to_end(store, processes, job_id: str) -> Job:
-    return wait_for(lambda: job_ended(store, job_id), TASK_WAIT, f"job {job_id}", processes)
 
 
 def platform_public_key() -> str | None:
