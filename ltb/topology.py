@@ -168,7 +168,11 @@ def read_yaml(text: str, problems: _Problems) -> Any:
     if len(text.encode("utf-8", "surrogatepass")) > MAX_TOPOLOGY_BYTES:
         problems.found.append(TOO_LARGE)
         return None
-    loader = _StrictLoader(text)
+    try:
+        loader = _StrictLoader(text)
+    except yaml.YAMLError as error:  # the reader refuses control characters at once
+        problems.add("", f"not valid YAML: {error}")
+        return None
     loader.duplicates = []
     try:
         # Composed first, constructed only if small enough: aliases share one node here, but

@@ -16,16 +16,16 @@ import click
 from apiflask import APIFlask
 from werkzeug.routing import IntegerConverter
 
+from portal.access import LARGEST_ID
 from portal.cli import users as users_cli
 from portal.errors import register_error_handlers
+from portal.inputs import refuse_nul_characters
 from portal.metrics import init_metrics
 from portal.settings import load_settings
 from store.db import db, upgrade_database
 
 # The API's areas, each a module of portal/api with a blueprint `bp`.
 BLUEPRINTS = ("auth", "users", "templates", "labs", "reservations", "courses")
-# Ids are PostgreSQL integers: a larger number in a URL names no object.
-LARGEST_ID = 2**31 - 1
 
 
 class IdConverter(IntegerConverter):
@@ -49,6 +49,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> APIFlask:
     }
     db.init_app(app)
     register_error_handlers(app)
+    app.before_request(refuse_nul_characters)
     init_metrics(app)
     app.cli.add_command(users_cli)
     for name in BLUEPRINTS:

@@ -65,29 +65,37 @@ def not_found(what: str) -> HTTPError:
     return HTTPError(404, f"No such {what}")
 
 
+# Ids are PostgreSQL integers: a larger number (from a URL or a body) names no object.
+LARGEST_ID = 2**31 - 1
+
+
+def _by_id(model, object_id: int):
+    return db.session.get(model, object_id) if 1 <= object_id <= LARGEST_ID else None
+
+
 def lab_or_404(user: User, lab_id: int) -> Lab:
-    lab = db.session.get(Lab, lab_id)
+    lab = _by_id(Lab, lab_id)
     if lab is None or not may_see_lab(user, lab):
         raise not_found("lab")
     return lab
 
 
 def reservation_or_404(user: User, reservation_id: int) -> Reservation:
-    reservation = db.session.get(Reservation, reservation_id)
+    reservation = _by_id(Reservation, reservation_id)
     if reservation is None or not may_see_reservation(user, reservation):
         raise not_found("reservation")
     return reservation
 
 
 def template_or_404(user: User, template_id: int) -> Template:
-    template = db.session.get(Template, template_id)
+    template = _by_id(Template, template_id)
     if template is None or not may_see_template(user, template):
         raise not_found("template")
     return template
 
 
 def course_or_404(user: User, course_id: int) -> Course:
-    course = db.session.get(Course, course_id)
+    course = _by_id(Course, course_id)
     if course is None or not may_see_course(user, course):
         raise not_found("course")
     return course

@@ -10,13 +10,13 @@ gets 404 for it, as for a course that does not exist.
 from __future__ import annotations
 
 from apiflask import APIBlueprint, HTTPError, Schema
-from apiflask.fields import AwareDateTime, Boolean, Integer, List, Nested, String
+from apiflask.fields import Boolean, Integer, List, Nested, String
 from apiflask.validators import Length, Range
 from sqlalchemy import or_, select
 
 from portal import courses as rules
 from portal.access import course_or_404, is_admin, not_found, taken_course_ids
-from portal.api.reservations import ReservationOut, StartTime, reservation_out
+from portal.api.reservations import ReservationOut, StartTime, Time, reservation_out
 from portal.auth import current_user, login_required
 from portal.reservations import Slot, schedule
 from store.db import db
@@ -33,7 +33,7 @@ class CourseIn(Schema):
     template_id = Integer(required=True, validate=Range(min=1))
     version = Integer(load_default=None, validate=Range(min=1))
     start_at = StartTime(required=True, metadata={"description": 'ISO 8601 with zone, or "now"'})
-    end_at = AwareDateTime(required=True)
+    end_at = Time(required=True)
     students = List(
         String(validate=Length(min=1, max=32)),
         load_default=list,
@@ -47,7 +47,7 @@ class JoinIn(Schema):
 
 
 class CourseListQuery(Schema):
-    page = Integer(load_default=1, validate=Range(min=1))
+    page = Integer(load_default=1, validate=Range(min=1, max=1_000_000))
     per_page = Integer(load_default=20, validate=Range(min=1, max=MAX_PER_PAGE))
 
 

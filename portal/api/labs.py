@@ -39,7 +39,7 @@ class LabStartIn(Schema):
 
 
 class LabListQuery(Schema):
-    page = Integer(load_default=1, validate=Range(min=1))
+    page = Integer(load_default=1, validate=Range(min=1, max=1_000_000))
     per_page = Integer(load_default=20, validate=Range(min=1, max=MAX_PER_PAGE))
     state = String(load_default=None, validate=OneOf([s.value for s in LabState]))
 

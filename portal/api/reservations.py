@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from apiflask import APIBlueprint, HTTPError, Schema
 from apiflask.fields import AwareDateTime, Boolean, Float, Integer, List, Nested, String
 from apiflask.validators import OneOf, Range
+from marshmallow import ValidationError
 from sqlalchemy import or_, select
 
 from portal import capacity
@@ -29,7 +30,21 @@ MAX_PER_PAGE = 100
 MAX_CALENDAR_RANGE = timedelta(days=31)
 
 
-class StartTime(AwareDateTime):
+# Times outside these years are refused: a week or a zone added must not overflow (500).
+EARLIEST_YEAR, LATEST_YEAR = 1970, 9000
+
+
+class Time(AwareDateTime):
+    """An ISO 8601 time with its zone, from EARLIEST_YEAR to before LATEST_YEAR."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        time = super()._deserialize(value, attr, data, **kwargs)
+        if not EARLIEST_YEAR <= time.year < LATEST_YEAR:
+            raise ValidationError(f"must be in the years {EARLIEST_YEAR} to {LATEST_YEAR - 1}")
+        return time
+
+
+class StartTime(Time):
     """An ISO 8601 time with its zone, or "now"."""
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -49,16 +64,16 @@ class ReservationIn(Schema):
     template_id = Integer(required=True, validate=Range(min=1))
     version = Integer(load_default=None, validate=Range(min=1))
     start_at = StartTime(required=True, metadata={"description": 'ISO 8601 with zone, or "now"'})
-    end_at = AwareDateTime(required=True)
+    end_at = Time(required=True)
 
 
 class ReservationMoveIn(Schema):
     start_at = StartTime(load_default=None)
-    end_at = AwareDateTime(load_default=None)
+    end_at = Time(load_default=None)
 
 
 class ReservationListQuery(Schema):
-    page = Integer(load_default=1, validate=Range(min=1))
+    page = Integer(load_default=1, validate=Range(min=1, max=1_000_000))
     per_page = Integer(load_default=20, validate=Range(min=1, max=MAX_PER_PAGE))
     state = String(load_default=None, validate=OneOf([s.value for s in ReservationState]))
 
@@ -91,8 +106,8 @@ class ReservationPageOut(Schema):
 
 class CapacityQuery(Schema):
     # "from" is a Python keyword: the query parameter is mapped to `start`.
-    start = AwareDateTime(data_key="from", load_default=None)
-    end = AwareDateTime(data_key="to", load_default=None)
+    start = Time(data_key="from", load_default=None)
+    end = Time(data_key="to", load_default=None)
     step_minutes = Integer(load_default=60, validate=Range(min=15, max=24 * 60))
 
 
