@@ -19,10 +19,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from jobs.queue import submit
-from ltb import capture
+from ltb import capture, model
+from ltb.allocation import Registry
 from ltb.deployed import DEFAULT_STATE_DIR, LabNotDeployed, load_deployed_lab
 from ltb.device_info import ContainerReader, SshReader, read_device_info
 from ltb.mirror import MirrorError
+from ltb.picture import topology_svg
 from ltb.ssh import ssh_argv
 from ltb.topology import TopologyError, parse_lab
 from portal.access import is_admin, taught_course_ids
@@ -181,6 +183,22 @@ def node_info(lab: Lab, name: str) -> dict[str, Any]:
         reader = SshReader(str(deployed.node(name).mgmt_ipv4.ip), Path(PLATFORM_SSH_KEY))
     info["live"] = vars(read_device_info(reader))
     return info
+
+
+def lab_model(lab: Lab) -> tuple[model.Lab, bool]:
+    """The lab's model under the allocation it holds (its real management addresses), and
+    whether it holds one; a lab that holds none has only the addresses it would prefer."""
+    parsed = parse_lab(lab.topology, f"lab {lab.name}")
+    held = Registry(DEFAULT_STATE_DIR).held().get(lab.name)
+    if held is None:
+        return parsed, False
+    return parsed.with_allocation(held.allocation), True
+
+
+def lab_picture(lab: Lab) -> str:
+    """The lab's topology picture (SVG), with management addresses while it holds them."""
+    parsed, allocated = lab_model(lab)
+    return topology_svg(parsed, with_mgmt=allocated)
 
 
 def parse_endpoint(lab: Lab, endpoint: str) -> str:

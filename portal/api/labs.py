@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from portal import labs as rules
 from portal.access import lab_or_404, may_see_lab, not_found
+from portal.api.templates import svg_response
 from portal.auth import current_user, login_required
 from portal.events import (
     HEARTBEAT_SECONDS,
@@ -236,6 +237,17 @@ def request_task(lab_id: int, task: str, body):
     """Queue a task of the lab (snapshot, restore, mirror) with its parameters."""
     lab = lab_or_404(current_user(), lab_id)
     return job_out(rules.request_lab_task(lab, task, body["params"]))
+
+
+@bp.get("/labs/<int:lab_id>/picture.svg")
+@login_required()
+@bp.output({}, content_type="image/svg+xml", description="The topology picture (Graphviz SVG)")
+@bp.doc(
+    summary="Picture of a lab's topology, with its management addresses",
+    responses={404: "No such lab"},
+)
+def lab_picture(lab_id: int):
+    return svg_response(rules.lab_picture(lab_or_404(current_user(), lab_id)))
 
 
 @bp.get("/labs/<int:lab_id>/nodes/<name>")

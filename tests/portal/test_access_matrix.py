@@ -127,6 +127,7 @@ MATRIX: dict[tuple[str, str], dict[str, object]] = {
     ("DELETE", "/api/labs/<int:lab_id>"): seen_by(*LAB_SEERS),
     ("GET", "/api/labs/<int:lab_id>/capture"): seen_by(*LAB_SEERS),
     ("GET", "/api/labs/<int:lab_id>/nodes/<name>"): seen_by(*LAB_SEERS),
+    ("GET", "/api/labs/<int:lab_id>/picture.svg"): seen_by(*LAB_SEERS),
     ("POST", "/api/labs/<int:lab_id>/tasks/<task>"): seen_by(*LAB_SEERS),
     ("POST", "/api/reservations"): any_user(),
     ("GET", "/api/reservations"): any_user(),

@@ -90,6 +90,7 @@ def assert_hidden_from(client, headers, lab_id: int, job_id: str) -> None:
         f"/api/jobs/{job_id}/events",
         f"/api/jobs/{job_id}/stream",
         f"/api/labs/{lab_id}/nodes/a",
+        f"/api/labs/{lab_id}/picture.svg",
         f"/api/labs/{lab_id}/capture?endpoint=a:eth1&seconds=1",
     ):
         answer = client.get(path, headers=headers)
@@ -192,6 +193,11 @@ def test_a_student_deploys_a_template_follows_it_reads_its_nodes_captures_and_re
 
         lab = client.get(f"/api/labs/{lab_id}", headers=owner).get_json()
         assert lab["state"] == "running" and lab["job"]["id"] == deploy
+        picture = client.get(f"/api/labs/{lab_id}/picture.svg", headers=owner)
+        assert picture.mimetype == "image/svg+xml"
+        svg = picture.get_data(as_text=True)
+        mgmt = {node["name"]: node["mgmt_ipv4"] for node in lab["nodes"]}
+        assert all(address.split("/")[0] in svg for address in mgmt.values()), (mgmt, svg[:400])
         assert_hidden_from(client, other, lab_id, deploy)
 
         # The operators' commands read the same store.
