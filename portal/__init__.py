@@ -22,6 +22,7 @@ from portal.errors import register_error_handlers
 from portal.inputs import refuse_nul_characters
 from portal.metrics import init_metrics
 from portal.settings import load_settings
+from portal.ui import register as register_pages
 from store.db import db, upgrade_database
 
 # The API's areas, each a module of portal/api with a blueprint `bp`.
@@ -54,6 +55,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> APIFlask:
     app.cli.add_command(users_cli)
     for name in BLUEPRINTS:
         app.register_blueprint(importlib.import_module(f"portal.api.{name}").bp)
+    register_pages(app)
 
     @app.cli.command("db-upgrade")
     def db_upgrade() -> None:

@@ -1,0 +1,1 @@
+"""Pages of reservations (to be built): routes added to portal.ui.bp."""
