@@ -23,7 +23,8 @@ FORCE="${LTB_FORCE:-0}"
 # Debian packages needed to create the venv and build wheels that have no binary on PyPI.
 # python3-apt: ansible.builtin.apt runs with the system Python's apt bindings.
 # libvirt-dev: libvirt-python (requirements.txt) builds against it.
-APT_PACKAGES=(python3-venv python3-dev python3-apt gcc pkg-config libvirt-dev)
+# chromium, chromium-driver: the portal's browser tests (tests/ui/) drive headless Chromium.
+APT_PACKAGES=(python3-venv python3-dev python3-apt gcc pkg-config libvirt-dev chromium chromium-driver)
 
 # The collection missing from ansible 12, and the PyPI release of `ansible` that bundles it.
 OVS_COLLECTION=openvswitch/openvswitch
@@ -128,6 +129,31 @@ if found != version:
     sys.exit(f"{collection} in {wheel} is {found}, expected {version}")
 PY
     stamp_set ovs-collection "$ovs_key"
+fi
+
+# 6. JavaScript of the portal's pages ----------------------------------------------------------
+# npm packages pinned in portal/ui/package-lock.json, copied with their licences into
+# portal/ui/static/vendor/ (served by the portal; never a CDN). axe-core is for the browser tests.
+UI="$ROOT/portal/ui"
+VENDOR="$UI/static/vendor"
+if ! command -v npm >/dev/null; then
+    say "installing Debian packages: nodejs npm"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+ui_key="$(sha "$UI/package-lock.json")"
+if stamp_ok ui-vendor "$ui_key" && [[ -f "$VENDOR/htmx.min.js" && -f "$VENDOR/axe.min.js" ]]; then
+    say "portal JavaScript vendored"
+else
+    say "vendoring the portal's JavaScript (npm ci in portal/ui)"
+    (cd "$UI" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    mkdir -p "$VENDOR"
+    cp "$UI/node_modules/htmx.org/dist/htmx.min.js" "$VENDOR/htmx.min.js"
+    cp "$UI/node_modules/htmx.org/LICENSE" "$VENDOR/htmx.LICENSE"
+    cp "$UI/node_modules/axe-core/axe.min.js" "$VENDOR/axe.min.js"
+    cp "$UI/node_modules/axe-core/LICENSE" "$VENDOR/axe-core.LICENSE"
+    stamp_set ui-vendor "$ui_key"
 fi
 
 say "done"
