@@ -12,13 +12,27 @@ from __future__ import annotations
 import re
 import uuid
 
+import docker
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from jobs.queue import cancel
+from jobs.queue import cancel, submit
+from ltb.deployed import load_deployed_lab
 from store.models import Lab, Reservation, Role, Template, utcnow
 from tests.integration.conftest import TOPOLOGIES
-from tests.jobs.conftest import redis_db  # noqa: F401
+from tests.jobs.conftest import (  # noqa: F401
+    TASK_WAIT,
+    cleanup,
+    job_ended,
+    processes,
+    redis_db,
+    wait_for,
+)
 from tests.portal.conftest import app, login  # noqa: F401
+from tests.portal.test_labs import PCAP_MAGIC
+from tests.ui.conftest import WAIT, assert_accessible, log_in, open_page, path_of, screenshot
 
 PAIR = (TOPOLOGIES / "pair.lab.yml").read_text().replace("name: NAME", "name: pair")
 # The pair lab with an unknown key on line 5 (a typo of "interfaces").
@@ -244,3 +258,171 @@ def test_start_now_books_from_now_and_waits_for_the_lab_of_the_reservation(
         session.commit()
     found = web.get(waiting_path, headers={"HX-Request": "true"})
     assert found.headers["HX-Redirect"] == f"/labs/{lab_id}"
+
+
+# The end-to-end lab: an FRR router (a static route in its running configuration) and a host.
+E2E_TOPOLOGY = """\
+# u2 end to end: an FRR router and a host on one link
+name: u2-e2e
+nodes:
+  r1:
+    interfaces:
+      eth1: {ipv4: 10.212.1.1/24}
+    files:
+      /etc/frr/daemons: "staticd=yes\\n"
+      /etc/frr/frr.conf: "ip route 10.212.9.0/24 10.212.1.2\\n"
+  h2:
+    interfaces:
+      eth1: {ipv4: 10.212.1.2/24}
+links:
+  - endpoints: [r1:eth1, h2:eth1]
+"""
+# The same with a typo at line 5 (an unknown key of node r1).
+E2E_WITH_ERROR = E2E_TOPOLOGY.replace("  r1:\n    interfaces:", "  r1:\n    interfacez:", 1)
+
+
+def set_textarea(driver, element_id: str, text: str) -> None:
+    """Type a whole file at once (send_keys types it key by key, slowly)."""
+    area = driver.find_element(By.ID, element_id)
+    driver.execute_script(
+        "arguments[0].value = arguments[1];"
+        "arguments[0].dispatchEvent(new Event('input', {bubbles: true}));",
+        area,
+        text,
+    )
+
+
+def wait(driver, check, timeout: float = WAIT, what: str = "the page"):
+    return WebDriverWait(driver, timeout, poll_frequency=0.3).until(
+        lambda d: check(d), message=f"timed out waiting for {what} on {path_of(driver)}"
+    )
+
+
+FETCH_BYTES = """
+const [url, done] = [arguments[0], arguments[arguments.length - 1]];
+fetch(url, {credentials: "same-origin"})
+  .then(r => r.arrayBuffer().then(b => [r.status, r.headers.get("content-type"), b]))
+  .then(([status, type, buffer]) => {
+    const bytes = new Uint8Array(buffer);
+    done({status, type, length: bytes.length, head: Array.from(bytes.slice(0, 40))});
+  }, e => done({error: String(e)}));
+"""
+
+
+@pytest.mark.integration
+def test_a_student_fixes_a_template_starts_it_now_follows_it_reads_a_router_captures_and_removes_it(
+    driver,
+    make_user,
+    store,
+    processes,  # noqa: F811
+    cleanup,  # noqa: F811
+):
+    processes.start("worker")
+    processes.start("scheduler")
+    student = make_user(Role.STUDENT)
+    log_in(driver, student)
+
+    # Upload with an error: the problem at line 5, its gutter line marked, nothing stored.
+    open_page(driver, "/templates")
+    name = unique()
+    driver.find_element(By.ID, "name").send_keys(name)
+    set_textarea(driver, "topology", E2E_WITH_ERROR)
+    driver.find_element(By.XPATH, "//button[text()='Check']").click()
+    jump = wait(
+        driver,
+        lambda d: d.find_elements(By.CSS_SELECTOR, '#problems a.jump[data-line="5"]'),
+        what="the problem at line 5",
+    )[0]
+    problem = jump.find_element(By.XPATH, "..").text
+    assert "line 5" in problem and "nodes.r1.interfacez" in problem, problem
+    gutter = driver.find_elements(By.CSS_SELECTOR, ".editor .gutter li")
+    assert [li.text.strip("! ") for li in gutter if "bad" in li.get_attribute("class")] == ["5"]
+    jump.click()
+    selected = driver.execute_script(
+        "const a = document.getElementById('topology');"
+        "return a.value.slice(a.selectionStart, a.selectionEnd);"
+    )
+    assert selected == "    interfacez:"
+    driver.find_element(By.CSS_SELECTOR, "form.template-form button[type=submit]").click()
+    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#problems [role=alert]"))
+    assert "The topology has 1 error" in driver.find_element(By.ID, "problems").text
+    screenshot(driver, "template-editor-errors")
+    assert_accessible(driver)
+
+    # Fixed, it is uploaded; "Start now" books it from now and opens the lab when it exists.
+    set_textarea(driver, "topology", E2E_TOPOLOGY)
+    driver.find_element(By.CSS_SELECTOR, "form.template-form button[type=submit]").click()
+    wait(driver, lambda d: re.fullmatch(r"/templates/\d+", path_of(d)), what="the template")
+    assert driver.find_element(By.CSS_SELECTOR, "img.picture").get_attribute("alt")
+    driver.find_element(By.ID, "start-now").click()
+    wait(driver, lambda d: re.fullmatch(r"/labs/\d+", path_of(d)), 120, "the lab page")
+    lab_id = int(path_of(driver).rsplit("/", 1)[1])
+    with store() as session:
+        lab = session.get(Lab, lab_id)
+        assert lab.owner_id == student.id and lab.name.startswith("u2-")
+        cleanup[lab.name] = lab.topology
+        lab_name = lab.name
+    removed = False
+    try:
+        # The deploy's events arrive live (server-sent events) while it runs ...
+        live_events = 0
+
+        def running(d) -> bool:
+            nonlocal live_events
+            if d.find_elements(By.CSS_SELECTOR, '#progress[data-active="true"]'):
+                live_events = max(live_events, len(d.find_elements(By.CSS_SELECTOR, "li.event")))
+            return bool(d.find_elements(By.CSS_SELECTOR, "#lab-state .state-running"))
+
+        wait(driver, running, TASK_WAIT, "the lab running")
+        assert live_events > 5, live_events
+        # ... and the page, reloaded at its end, shows the lab running with them.
+        assert "deploy: successful" in driver.find_element(By.ID, "job-status").text
+        assert len(driver.find_elements(By.CSS_SELECTOR, "li.event")) > 5
+        ssh = driver.find_element(By.ID, "ssh-r1").text
+        assert ssh.startswith("ssh -i ") and "@" in ssh
+        screenshot(driver, "lab-running")
+        assert_accessible(driver)
+
+        # Device information of the router: its running configuration from FRR.
+        driver.find_element(By.XPATH, "//button[text()='Device information of r1']").click()
+        config = wait(
+            driver,
+            lambda d: d.find_elements(By.CSS_SELECTOR, "#info-r1 pre.running-config"),
+            60,
+            "r1's running configuration",
+        )[0]
+        assert "ip route 10.212.9.0/24 10.212.1.2" in config.text
+
+        # A 5-second capture of the link, downloaded with the page's session, while r1 pings.
+        container = docker.from_env().containers.get(
+            load_deployed_lab(lab_name).container_name("r1")
+        )
+        container.exec_run(["ping", "-c", "60", "-i", "0.1", "10.212.1.2"], detach=True)
+        form = driver.find_element(By.CSS_SELECTOR, "form.capture")
+        endpoint = Select(driver.find_element(By.ID, "capture-endpoint"))
+        endpoint.select_by_value("r1:eth1")
+        url = f"{form.get_attribute('action')}?endpoint=r1:eth1&seconds=5"
+        driver.set_script_timeout(60)
+        pcap = driver.execute_async_script(FETCH_BYTES, url)
+        assert pcap.get("status") == 200, pcap
+        assert pcap["type"] == "application/vnd.tcpdump.pcap"
+        assert bytes(pcap["head"][:4]) in PCAP_MAGIC
+        # The global header (24 bytes), then packets: each a 16-byte header and its bytes.
+        assert pcap["length"] > 24 + 16 + 60, pcap["length"]
+
+        # Remove, confirmed; the page follows the remove to the lab's end.
+        driver.find_element(By.ID, "remove").click()
+        wait(driver, EC.alert_is_present(), what="the confirmation")
+        driver.switch_to.alert.accept()
+        wait(
+            driver,
+            lambda d: d.find_elements(By.CSS_SELECTOR, "#lab-state .state-removed"),
+            TASK_WAIT,
+            "the lab removed",
+        )
+        removed = True
+        assert "remove: successful" in driver.find_element(By.ID, "job-status").text
+    finally:
+        if not removed:
+            job_id = submit(lab_name, "remove")
+            wait_for(lambda: job_ended(store, job_id), TASK_WAIT, "remove", processes)
