@@ -10,6 +10,7 @@ import re
 
 from apiflask import HTTPError
 from flask import flash, redirect, render_template, request, url_for
+from redis.exceptions import RedisError
 from sqlalchemy import or_, select
 
 from portal import courses as rules
@@ -178,7 +179,12 @@ def course_reset(course_id: int):
     """Reset one student's lab (form field `student`) or every started one."""
     found = taught_course_or_404(course_id)
     student = _student_or_all(found)
-    done = rules.reset_students(found, [student.id] if student else None)
+    try:
+        done = rules.reset_students(found, [student.id] if student else None)
+    except RedisError:
+        # The resets go through rq-scheduler; nothing was queued.
+        flash("No reset was queued: the job queue is out of reach. Try again in a minute.")
+        return redirect(url_for("ui.course", course_id=course_id))
     names = {m.user_id: m.user.username for m in found.members}
     reset = ", ".join(names[i] for i in done["reset"]) or "nobody"
     message = f"Reset queued for: {reset}."

@@ -18,6 +18,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 from sqlalchemy import select
 
+from jobs.reservations import held_edges, scheduler
 from store.models import (
     Course,
     Lab,
@@ -217,6 +218,28 @@ def test_a_reset_asks_first_and_says_whose_labs_were_not_running(course, browser
     html = page(client.get(f"/courses/{course_id}"))
     assert f"Not running, so not reset: {ann.username}." in html
     assert client.get(f"/courses/{course_id}/reset?student=999999").status_code == 404
+
+
+def test_the_teacher_sees_each_labs_state_and_resets_the_started_ones(
+    course,
+    browser_of,
+    store,
+    redis_db,  # noqa: F811
+):
+    course_id, teacher, (ann, bob), reservations = course
+    started_labs(store, reservations)
+    with store() as session:
+        session.get(Reservation, reservations[ann.id].id).state = ReservationState.STARTED.value
+        session.commit()
+    client, csrf = browser_of(teacher)
+    html = page(client.get(f"/courses/{course_id}"))
+    assert html.count('<span class="state state-running">running</span>') == 2
+    assert html.count('<span class="state state-started">started</span>') == 1
+    assert client.post(f"/courses/{course_id}/reset", data={"csrf": csrf}).status_code == 302
+    html = page(client.get(f"/courses/{course_id}"))
+    assert f"Reset queued for: {ann.username}. Not running, so not reset: {bob.username}." in html
+    assert (reservations[ann.id].id, "reset") in held_edges(scheduler())
+    assert (reservations[bob.id].id, "reset") not in held_edges(scheduler())
 
 
 def test_a_student_joins_a_course_with_its_code_and_gets_their_own_booking(
