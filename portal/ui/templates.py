@@ -136,7 +136,6 @@ def list_page(form: dict[str, str] | None = None, result: dict[str, Any] | None 
         form=form or {"name": "", "description": "", "topology": ""},
         result=result,
         bad_lines=bad_lines(result["problems"]),
-        may_change=lambda t: may_change_template(user, t),
     )
 
 

@@ -113,5 +113,10 @@
   document.addEventListener("DOMContentLoaded", function () {
     var section = document.getElementById("progress");
     if (section && section.dataset.active === "true") follow(section);
+    // A lab between states with no task of its own yet: look again shortly.
+    var state = document.getElementById("lab-state");
+    if (state && state.dataset.settling === "true") {
+      window.setTimeout(function () { window.location.reload(); }, 5000);
+    }
   });
 })();
