@@ -86,9 +86,18 @@ def has_page(endpoint: str) -> bool:
     return endpoint in current_app.view_functions
 
 
+def page_user():
+    """The logged-in user for a page's header and navigation. A post whose CSRF token is wrong
+    has no user (current_user refuses it): its error page is shown logged out, not a 500."""
+    try:
+        return current_user()
+    except HTTPError:
+        return None
+
+
 @bp.app_context_processor
 def page_globals() -> dict[str, Any]:
-    return {"current_user": current_user, "csrf_token": csrf_token, "has_page": has_page}
+    return {"current_user": page_user, "csrf_token": csrf_token, "has_page": has_page}
 
 
 @bp.errorhandler(HTTPException)
