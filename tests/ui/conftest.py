@@ -99,6 +99,7 @@ def browser(live_server) -> Iterator[webdriver.Chrome]:
     chrome = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     chrome.set_page_load_timeout(60)
     chrome.base_url = live_server.url
+    chrome.live_app = live_server.app
     try:
         yield chrome
     finally:
