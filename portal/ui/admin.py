@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import yaml
 from apiflask import HTTPError
 from flask import flash, redirect, render_template, request, url_for
 from marshmallow import ValidationError
@@ -268,7 +269,7 @@ def admin_hypervisors():
     problem, total = None, None
     try:
         total = capacity()
-    except (OSError, ValueError, AttributeError) as error:
+    except (OSError, ValueError, AttributeError, yaml.YAMLError) as error:
         problem = f"The hypervisors' inventory cannot be read: {error}"
     held = bookings(db.session, now, now + timedelta(seconds=1), now=now)
     used, count = load_at(now, held)

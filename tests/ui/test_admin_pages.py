@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from portal import create_app
 from store.models import Job, JobEvent, Lab, User, utcnow
+from tests.jobs.conftest import job_settings  # noqa: F401
 from tests.portal.conftest import app, client, login, make_user  # noqa: F401
 
 ADMIN_PAGES = ("/admin", "/admin/labs", "/admin/jobs", "/admin/hypervisors")
@@ -173,3 +175,24 @@ def test_failed_jobs_show_their_error_and_events(admin_client, make_user, store)
     assert "Start the container" in page and "image ltb/none not found" in page
     labs = admin_client.get("/admin/labs").text
     assert f"u1-failed-{owner.id}" in labs and owner.username in labs
+
+
+def test_the_hypervisors_page_says_when_the_inventory_cannot_be_read(
+    job_settings,  # noqa: F811
+    make_user,  # noqa: F811
+    login,  # noqa: F811
+    tmp_path,
+):
+    config = {
+        "TESTING": True,
+        "SECRET_KEY": "test",
+        "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
+        "SESSION_COOKIE_SECURE": False,
+        "LTB_HYPERVISORS": str(tmp_path),  # no hosts.yaml
+    }
+    browser = create_app(config).test_client()
+    login(browser, make_user("admin"))
+    answer = browser.get("/admin/hypervisors")
+    assert answer.status_code == 200
+    assert "The hypervisors&#39; inventory cannot be read" in answer.text
+    assert "hosts.yaml" in answer.text
