@@ -146,7 +146,9 @@ def test_a_template_is_uploaded_from_a_file_edited_into_versions_shared_and_dele
     assert web.get(f"/templates/{template_id}").status_code == 404
 
 
-def test_another_students_template_and_lab_are_404_pages(web, student, make_user, store):
+def test_another_students_template_and_lab_are_404_pages_and_forms_need_the_csrf_token(
+    web, student, make_user, store
+):
     template_id = template_id_of(upload(web, unique(), PAIR))
     other = make_user(Role.STUDENT)
     with web.session_transaction() as session:
@@ -168,6 +170,8 @@ def test_another_students_template_and_lab_are_404_pages(web, student, make_user
     if lab is not None and lab.owner_id != other.id:
         assert web.get(f"/labs/{lab.id}").status_code == 404
     assert web.get("/labs/2147483648").status_code == 404
+    forged = web.post(f"/templates/{template_id}/delete", data={"csrf": "forged"})
+    assert forged.status_code == 403 and "expired" in page_text(forged)
 
 
 def csrf_of_login(web) -> str:
@@ -292,6 +296,17 @@ def set_textarea(driver, element_id: str, text: str) -> None:
     )
 
 
+def submit_and_wait(driver, button) -> None:
+    """Click a button that loads a new page, and wait until the new page has loaded."""
+    driver.execute_script("document.body.dataset.leaving = 'yes'")
+    button.click()
+    WebDriverWait(driver, WAIT).until(
+        lambda d: d.execute_script(
+            "return document.readyState === 'complete' && !document.body.dataset.leaving"
+        )
+    )
+
+
 def wait(driver, check, timeout: float = WAIT, what: str = "the page"):
     return WebDriverWait(driver, timeout, poll_frequency=0.3).until(
         lambda d: check(d), message=f"timed out waiting for {what} on {path_of(driver)}"
@@ -336,22 +351,27 @@ def test_a_student_fixes_a_template_starts_it_now_follows_it_reads_a_router_capt
     problem = jump.find_element(By.XPATH, "..").text
     assert "line 5" in problem and "nodes.r1.interfacez" in problem, problem
     gutter = driver.find_elements(By.CSS_SELECTOR, ".editor .gutter li")
-    assert [li.text.strip("! ") for li in gutter if "bad" in li.get_attribute("class")] == ["5"]
+    marked = [li.text.strip("! ") for li in gutter if "bad" in (li.get_attribute("class") or "")]
+    assert marked == ["5"]
     jump.click()
     selected = driver.execute_script(
         "const a = document.getElementById('topology');"
         "return a.value.slice(a.selectionStart, a.selectionEnd);"
     )
     assert selected == "    interfacez:"
-    driver.find_element(By.CSS_SELECTOR, "form.template-form button[type=submit]").click()
-    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#problems [role=alert]"))
+    submit_and_wait(
+        driver, driver.find_element(By.CSS_SELECTOR, "form.template-form [type=submit]")
+    )
+    assert "/templates" in path_of(driver)
     assert "The topology has 1 error" in driver.find_element(By.ID, "problems").text
     screenshot(driver, "template-editor-errors")
     assert_accessible(driver)
 
     # Fixed, it is uploaded; "Start now" books it from now and opens the lab when it exists.
     set_textarea(driver, "topology", E2E_TOPOLOGY)
-    driver.find_element(By.CSS_SELECTOR, "form.template-form button[type=submit]").click()
+    submit_and_wait(
+        driver, driver.find_element(By.CSS_SELECTOR, "form.template-form [type=submit]")
+    )
     wait(driver, lambda d: re.fullmatch(r"/templates/\d+", path_of(d)), what="the template")
     assert driver.find_element(By.CSS_SELECTOR, "img.picture").get_attribute("alt")
     driver.find_element(By.ID, "start-now").click()
