@@ -268,6 +268,7 @@ def test_a_course_with_an_unknown_student_is_refused_naming_them_and_not_recorde
     answer = create_course(client, csrf, template, week, ["u3-nobody-here"])
     assert answer.status_code == 422
     assert "no such users: u3-nobody-here" in alert(page(answer), "create-error")
+    assert 'name="students" aria-invalid="true"' in page(answer)
     with store() as session:
         assert not session.scalars(select(Course).where(Course.teacher_id == teacher.id)).all()
 
@@ -302,21 +303,25 @@ def test_a_booking_refused_for_capacity_shows_the_reason_next_to_the_form(
 
 
 @pytest.mark.parametrize(
-    ("start", "end", "words"),
+    ("start", "end", "words", "field"),
     [
-        (9, 8, "is not after start_at"),
-        (9, 30, "longer than the maximum of 8 h"),
-        (-24 * 7 * 2000, 1, "is in the past"),
-        (None, 1, "Start is missing"),
+        (9, 8, "is not after start_at", "end_at"),
+        (9, 30, "longer than the maximum of 8 h", "end_at"),
+        (-24 * 7 * 2000, 1, "is in the past", "start_at"),
+        (None, 1, "Start is missing", "start_at"),
     ],
 )
-def test_a_booking_with_wrong_times_is_refused_in_words(
-    browser_of, make_user, template, week, start, end, words
+def test_a_booking_with_wrong_times_is_refused_in_words_at_the_field(
+    browser_of, make_user, template, week, start, end, words, field
 ):
     client, csrf = browser_of(make_user("student"))
     answer = book(client, csrf, template, "" if start is None else at(week, start), at(week, end))
     assert answer.status_code == 422
     assert words in alert(page(answer), "book-error")
+    marked = re.findall(
+        r'name="(\w+)" aria-invalid="true" aria-describedby="book-error"', page(answer)
+    )
+    assert marked == [field]
 
 
 def test_bookings_move_and_cancel_through_the_forms_after_a_confirmation(
