@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from html.parser import HTMLParser
 
 import docker
 import pytest
@@ -45,6 +46,35 @@ def unique(prefix: str = "u2") -> str:
 
 def page_text(answer) -> str:
     return answer.get_data(as_text=True)
+
+
+class PageStructure(HTMLParser):
+    """Ids, label targets and form controls of a page, for checks without a browser."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+        self.label_targets: list[str] = []
+        self.controls: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if "id" in attributes:
+            self.ids.append(attributes["id"])
+        if tag == "label":
+            self.label_targets.append(attributes.get("for", ""))
+        if tag in ("input", "select", "textarea") and attributes.get("type") != "hidden":
+            self.controls.append(attributes.get("id", ""))
+
+
+def assert_well_formed(text: str) -> None:
+    """Ids are unique and every visible form control has a <label for> (axe checks the rest
+    in the browser test)."""
+    page = PageStructure()
+    page.feed(text)
+    assert len(page.ids) == len(set(page.ids)), sorted(i for i in page.ids if page.ids.count(i) > 1)
+    assert set(page.controls) <= set(page.label_targets), (page.controls, page.label_targets)
+    assert set(page.label_targets) <= set(page.ids)
 
 
 def csrf_of(web) -> str:
@@ -87,6 +117,7 @@ def test_an_upload_with_an_unknown_key_shows_the_problem_at_its_line_and_stores_
     assert 'data-bad-lines="5"' in text and '<li class="bad">5</li>' in text
     # The form keeps what the user typed, to fix it.
     assert "interfacez:" in text and f'value="{name}"' in text
+    assert_well_formed(text)
     with store() as session:
         assert session.query(Template).filter_by(name=name).count() == 0
 
@@ -125,6 +156,7 @@ def test_a_template_is_uploaded_from_a_file_edited_into_versions_shared_and_dele
     saved = web.post(f"/templates/{template_id}", data=form | {"topology": PAIR + "# v2\n"})
     assert saved.status_code == 302
     detail = page_text(web.get(f"/templates/{template_id}"))
+    assert_well_formed(detail)
     assert "View version 2" in detail and "View version 1" in detail and "two hosts" in detail
     version = page_text(web.get(f"/templates/{template_id}/versions/1"))
     assert "version 1" in version and "# v2" not in version
@@ -194,6 +226,7 @@ def test_a_started_lab_shows_its_nodes_ssh_and_progress_and_refuses_actions_in_w
     job_id = re.search(r'data-job-id="([^"]+)"', page).group(1)
     try:
         assert "Lab my lab" in page and 'data-active="true"' in page
+        assert_well_formed(page)
         assert f"/api/jobs/{job_id}/stream" in page and f"/api/jobs/{job_id}/events" in page
         assert page.count("ssh -i") == 2 and "Copy SSH command for a" in page
         assert '<option value="a:eth1">' in page and '<option value="b:eth1">' in page
