@@ -295,6 +295,12 @@ def test_start_now_books_from_now_and_waits_for_the_lab_of_the_reservation(
         session.commit()
     found = web.get(waiting_path, headers={"HX-Request": "true"})
     assert found.headers["HX-Redirect"] == f"/labs/{lab_id}"
+    with store() as session:
+        session.query(Lab).filter_by(id=lab_id).delete()
+        session.commit()
+    # A reservation that will make no lab says so instead of waiting.
+    ended = page_text(web.get(waiting_path, headers={"HX-Request": "true"}))
+    assert "is cancelled: it has no lab to open" in ended and "hx-trigger" not in ended
 
 
 # The end-to-end lab: an FRR router (a static route in its running configuration) and a host.
