@@ -240,6 +240,10 @@ def test_a_started_lab_shows_its_nodes_ssh_and_progress_and_refuses_actions_in_w
         text = page_text(bad_name)
         # The refusal is next to the snapshot button, in the whole lab page.
         assert re.search(r'id="snapshot-message"><p class="error" role="alert">[^<]*name', text)
+        in_use = web.post(
+            f"/templates/{template_id}/delete", data={"csrf": csrf_of(web)}, headers=htmx
+        )
+        assert in_use.status_code == 200 and "is in use by lab" in page_text(in_use)
         info = web.get(f"{lab_path}/nodes/a/info", headers=htmx)
         assert info.status_code == 200 and "could not be read" in page_text(info)
         assert web.get(f"{lab_path}/nodes/zz/info").status_code == 404
