@@ -33,7 +33,8 @@
 
   function ended(status) {
     var line = document.getElementById("job-status");
-    if (line) line.lastElementChild.textContent = status;
+    var strong = line && line.querySelector("strong");
+    if (strong) strong.textContent = status;
     // The lab's state changed: show the page as it is now.
     window.setTimeout(function () { window.location.reload(); }, 1000);
   }
