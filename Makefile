@@ -37,7 +37,7 @@ setup: bootstrap
 
 test: up
 	$(MAKE) lint
-	$(VENV)/bin/pytest tests/
+	$(VENV)/bin/pytest --durations=25 tests/
 
 lint:
 ifneq ($(PY_DIRS),)
