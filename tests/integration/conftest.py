@@ -19,7 +19,8 @@ from typing import Any
 import docker
 import pytest
 
-from ltb.deployed import load_deployed_lab
+from ltb.allocation import Registry
+from ltb.deployed import DEFAULT_STATE_DIR, lab_dir, load_deployed_lab
 from ltb.resources import find_lab_resources
 from ltb.topology import load_lab
 
@@ -136,13 +137,21 @@ def assert_no_leftovers(lab: str) -> None:
 
 
 @pytest.fixture
-def lab_file(tmp_path) -> Callable[[str, str], Path]:
-    """Write a topology for one test, from a file in topologies/ with its name replaced."""
+def lab_file(tmp_path) -> Iterator[Callable[[str, str], Path]]:
+    """Write a topology for one test, from a file in topologies/ with its name replaced.
+    Labs the test leaves undeployed give back the allocation their runs took (a deploy that
+    failed its checks, a refused snapshot): only remove gives it back otherwise."""
+    names: list[str] = []
 
     def write(template: str, name: str) -> Path:
         text = (TOPOLOGIES / template).read_text().replace("name: NAME", f"name: {name}")
         path = tmp_path / f"{name}.lab.yml"
         path.write_text(text)
+        names.append(name)
         return path
 
-    return write
+    yield write
+    registry = Registry(DEFAULT_STATE_DIR)
+    for name in names:
+        if not lab_dir(name).exists():
+            registry.release(name)
