@@ -110,7 +110,8 @@ def browser(live_server) -> Iterator[webdriver.Chrome]:
 def driver(browser) -> webdriver.Chrome:
     """The browser, logged out, at 1280x800, on a blank page."""
     browser.get("about:blank")
-    browser.delete_all_cookies()
+    # delete_all_cookies() clears only the current page's site (none on about:blank).
+    browser.execute_cdp_cmd("Network.clearBrowserCookies", {})
     browser.set_window_size(*DESKTOP)
     return browser
 
