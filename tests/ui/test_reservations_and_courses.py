@@ -32,7 +32,16 @@ from store.models import (
 from tests.jobs.conftest import redis_db  # noqa: F401
 from tests.portal import test_reservations as booking
 from tests.portal.conftest import login  # noqa: F401
-from tests.ui.conftest import WAIT, assert_accessible, log_in, open_page, path_of, screenshot
+from tests.ui.conftest import (
+    PHONE,
+    WAIT,
+    assert_accessible,
+    log_in,
+    open_page,
+    path_of,
+    phone,
+    screenshot,
+)
 
 # The application with a test inventory (its capacity set per test) and a public template of
 # two nodes (2 CPUs, 512 MiB), as the API's reservation tests have them.
@@ -402,6 +411,14 @@ def test_a_week_that_is_not_a_date_is_a_page_in_words(browser_of, make_user):
 # In Chromium: the live server of tests/ui/conftest.py (roomy hypervisors) --------------------
 
 
+def log_in_afresh(driver, user) -> None:
+    """Log in with no earlier session: cookies are the live server's, so they are deleted on
+    one of its pages (on about:blank they would stay)."""
+    open_page(driver, "/login")
+    driver.delete_all_cookies()
+    log_in(driver, user)
+
+
 def public_template(store, owner) -> int:
     """A public template of the two-node lab, owned by `owner`; its id."""
     now = utcnow()
@@ -430,7 +447,7 @@ def test_in_the_browser_a_teacher_creates_a_course_for_two_students_who_see_thei
     ann, bob = make_user("student"), make_user("student")
     template_id = public_template(store, teacher)
     start = utcnow().replace(minute=0, second=0, microsecond=0) + timedelta(weeks=next(_weeks))
-    log_in(driver, teacher)
+    log_in_afresh(driver, teacher)
     open_page(driver, "/courses")
     driver.find_element(By.ID, "course-name").send_keys("u3 routing lab")
     Select(driver.find_element(By.ID, "course-template")).select_by_value(str(template_id))
@@ -453,8 +470,7 @@ def test_in_the_browser_a_teacher_creates_a_course_for_two_students_who_see_thei
     course_id = int(course_path.rsplit("/", 1)[1])
     reservations = reservations_of(store, course_id)
     for me, other in ((ann, bob), (bob, ann)):
-        driver.delete_all_cookies()
-        log_in(driver, me)
+        log_in_afresh(driver, me)
         open_page(driver, course_path)
         text = driver.find_element(By.ID, "main").text
         assert reservations[me.id].lab_name in text
@@ -465,10 +481,17 @@ def test_in_the_browser_a_teacher_creates_a_course_for_two_students_who_see_thei
 
 @pytest.mark.integration
 def test_in_the_browser_the_calendar_is_accessible(driver, make_user):
-    log_in(driver, make_user("student"))
+    log_in_afresh(driver, make_user("student"))
     open_page(driver, "/reservations")
     assert "(UTC)" in driver.find_element(By.ID, "week-heading").text
     assert_accessible(driver)
+    driver.execute_script("document.getElementById('week-heading').scrollIntoView()")
     screenshot(driver, "reservations-calendar")
     open_page(driver, "/courses")
     assert_accessible(driver)
+    # On a phone the page keeps its width; the calendar scrolls sideways in its own region.
+    phone(driver)
+    open_page(driver, "/reservations")
+    width = driver.execute_script("return document.documentElement.scrollWidth")
+    assert width <= PHONE[0], f"the page is {width} px wide on a phone"
+    screenshot(driver, "reservations-calendar-phone")
