@@ -157,9 +157,12 @@ MATRIX: dict[tuple[str, str], dict[str, object]] = {
 
 
 def endpoints_of(app) -> set[tuple[str, str]]:
+    """The API's endpoints; the browser pages (blueprint `ui`) have their own check,
+    tests/ui/test_pages_need_login.py."""
     return {
         (method, rule.rule)
         for rule in app.url_map.iter_rules()
+        if not rule.endpoint.startswith("ui.")
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }
 
