@@ -475,7 +475,7 @@ def test_a_student_fixes_a_template_starts_it_now_follows_it_reads_a_router_capt
 
         # Remove, confirmed; the page follows the remove to the lab's end.
         driver.find_element(By.ID, "remove").click()
-        wait(driver, EC.alert_is_present(), what="the confirmation")
+        WebDriverWait(driver, WAIT).until(EC.alert_is_present())
         driver.switch_to.alert.accept()
         wait(
             driver,
