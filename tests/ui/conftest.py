@@ -112,7 +112,7 @@ def driver(browser) -> webdriver.Chrome:
     browser.get("about:blank")
     # delete_all_cookies() clears only the current page's site (none on about:blank).
     browser.execute_cdp_cmd("Network.clearBrowserCookies", {})
-    browser.set_window_size(*DESKTOP)
+    viewport(browser, DESKTOP)
     return browser
 
 
@@ -148,9 +148,16 @@ def log_out(driver) -> None:
     WebDriverWait(driver, WAIT).until(lambda d: path_of(d).startswith("/login"))
 
 
+def viewport(driver, size: tuple[int, int], mobile: bool = False) -> None:
+    """Exactly this viewport (a window's size would include the browser's own bars)."""
+    width, height = size
+    metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+
+
 def phone(driver) -> None:
-    """A phone's viewport (390x844) for the rest of the test."""
-    driver.set_window_size(*PHONE)
+    """A phone's viewport (390x844, a mobile browser) for the rest of the test."""
+    viewport(driver, PHONE, mobile=True)
 
 
 def screenshot(driver, name: str) -> Path:
