@@ -407,6 +407,8 @@ def test_a_student_fixes_a_template_starts_it_now_follows_it_reads_a_router_capt
     )
     assert "/templates" in path_of(driver)
     assert "The topology has 1 error" in driver.find_element(By.ID, "problems").text
+    # The shot shows the marked gutter line and the problem list below it.
+    driver.execute_script("document.querySelector('.editor').scrollIntoView()")
     screenshot(driver, "template-editor-errors")
     assert_accessible(driver)
 
