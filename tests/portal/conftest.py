@@ -18,10 +18,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select, update
 
 from portal import create_app
 from portal.auth import hash_password, new_token, token_hash
-from store.models import ApiToken, Role, User, utcnow
+from store.models import ApiToken, Reservation, ReservationState, Role, User, utcnow
 from tests.jobs.conftest import job_settings, store  # noqa: F401
 
 PASSWORD = "correct horse battery"  # noqa: S105 - test users' password
@@ -38,6 +39,25 @@ def roomy_inventory(tmp_path_factory) -> Path:
         "      ltb_capacity_cpus: 10000\n      ltb_capacity_memory: 10000GiB\n"
     )
     return inventory
+
+
+@pytest.fixture(autouse=True)
+def no_booking_outlives_its_test(store):  # noqa: F811
+    """Reservations a test books and leaves scheduled are cancelled when it ends: the run's
+    database is shared, and a later test that starts a scheduler would deploy them (the
+    scheduler reconciles every scheduled reservation with rq-scheduler)."""
+    with store() as session:
+        before = session.scalar(select(func.coalesce(func.max(Reservation.id), 0)))
+    yield
+    with store.begin() as session:
+        session.execute(
+            update(Reservation)
+            .where(
+                Reservation.id > before,
+                Reservation.state == ReservationState.SCHEDULED.value,
+            )
+            .values(state=ReservationState.CANCELLED.value)
+        )
 
 
 @pytest.fixture

@@ -35,7 +35,12 @@ from werkzeug.serving import make_server
 
 from portal import create_app
 from tests.jobs.conftest import job_settings, store  # noqa: F401
-from tests.portal.conftest import PASSWORD, make_user, roomy_inventory  # noqa: F401
+from tests.portal.conftest import (  # noqa: F401
+    PASSWORD,
+    make_user,
+    no_booking_outlives_its_test,
+    roomy_inventory,
+)
 
 ROOT = Path(__file__).parents[2]
 CHROMIUM = "/usr/bin/chromium"
