@@ -33,7 +33,16 @@ from tests.jobs.conftest import (  # noqa: F401
 )
 from tests.portal.conftest import app, login  # noqa: F401
 from tests.portal.test_labs import PCAP_MAGIC
-from tests.ui.conftest import WAIT, assert_accessible, log_in, open_page, path_of, screenshot
+from tests.ui.conftest import (
+    PHONE,
+    WAIT,
+    assert_accessible,
+    log_in,
+    open_page,
+    path_of,
+    phone,
+    screenshot,
+)
 
 PAIR = (TOPOLOGIES / "pair.lab.yml").read_text().replace("name: NAME", "name: pair")
 # The pair lab with an unknown key on line 5 (a typo of "interfaces").
@@ -491,3 +500,38 @@ def test_a_student_fixes_a_template_starts_it_now_follows_it_reads_a_router_capt
         if not removed:
             job_id = submit(lab_name, "remove")
             wait_for(lambda: job_ended(store, job_id), TASK_WAIT, "remove", processes)
+
+
+# The innermost elements that reach past the screen's right edge, to name them in a failure.
+WIDER_THAN_THE_SCREEN = """
+const right = e => e.getBoundingClientRect().right, edge = window.innerWidth + 1;
+return [...document.body.querySelectorAll('*')]
+  .filter(e => right(e) > edge && ![...e.children].some(c => right(c) > edge))
+  .slice(0, 5).map(e => `${e.tagName}.${e.className} ${Math.round(right(e))}`);
+"""
+
+
+def test_the_template_and_lab_pages_are_readable_on_a_phone(
+    web,
+    student,
+    driver,
+    redis_db,  # noqa: F811
+):
+    template_id = template_id_of(upload(web, unique(), PAIR))
+    started = web.post(f"/templates/{template_id}/start", data={"csrf": csrf_of(web)})
+    lab_path = started.headers["Location"]
+    job_id = re.search(r'data-job-id="([^"]+)"', page_text(web.get(lab_path))).group(1)
+    try:
+        log_in(driver, student)
+        phone(driver)
+        for path, name in (
+            (f"/templates/{template_id}", "template-phone"),
+            (lab_path, "lab-phone"),
+        ):
+            open_page(driver, path)
+            width = driver.execute_script("return document.documentElement.scrollWidth")
+            wide = driver.execute_script(WIDER_THAN_THE_SCREEN)
+            assert width <= PHONE[0], f"{path} is {width} px wide on a phone: {wide}"
+            screenshot(driver, name)
+    finally:
+        cancel(job_id)
