@@ -56,3 +56,12 @@ def test_an_anonymous_visitor_sees_no_page_but_the_login(client):
             else:
                 # Refused for its missing CSRF token before any view runs, or sent to log in.
                 assert answer.status_code in (302, 403), (method, path, answer.status_code)
+
+
+def test_a_url_no_route_serves_is_a_page_for_a_browser_and_json_for_the_api(client):
+    _, http = client
+    page = http.get("/reservations/2147483648", headers={"Accept": "text/html"})
+    assert page.status_code == 404 and page.mimetype == "text/html"
+    assert b"Not found" in page.data
+    api = http.get("/api/nothing-here", headers={"Accept": "text/html"})
+    assert api.status_code == 404 and api.get_json()["error"]["status"] == 404
