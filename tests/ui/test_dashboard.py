@@ -44,8 +44,8 @@ def reservation_of(user, lab_name: str) -> Reservation:
 
 
 def test_the_dashboard_shows_my_labs_reservations_courses_and_quota_use(
-    client,
-    login,
+    client,  # noqa: F811
+    login,  # noqa: F811
     make_user,
     store,  # noqa: F811
 ):
