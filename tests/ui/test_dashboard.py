@@ -47,7 +47,7 @@ def test_the_dashboard_shows_my_labs_reservations_courses_and_quota_use(
     client,  # noqa: F811
     login,  # noqa: F811
     make_user,
-    store,  # noqa: F811
+    store,
 ):
     student, other, teacher = make_user("student"), make_user("student"), make_user("teacher")
     suffix = student.username[-6:]
