@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from store.models import Lab, utcnow
@@ -38,9 +40,11 @@ def test_only_admins_manage_users(client, make_user, token_for, method, path, bo
 
 def test_an_admin_creates_lists_shows_and_deletes_a_user(client, admin_token):
     headers = bearer(admin_token)
+    # A name of its own: the run's database holds users of other tests (schemathesis's too).
+    name = f"ada-{uuid.uuid4().hex[:8]}"
     created = client.post(
         "/api/users",
-        json={**NEW, "username": "ada", "role": "teacher", "quotas": {"nodes": 4}},
+        json={**NEW, "username": name, "role": "teacher", "quotas": {"nodes": 4}},
         headers=headers,
     )
     assert created.status_code == 201, created.get_json()
@@ -48,13 +52,13 @@ def test_an_admin_creates_lists_shows_and_deletes_a_user(client, admin_token):
     assert user["role"] == "teacher"
     assert user["quotas"]["nodes"] == 4
     assert user["quotas"]["running_labs"] == 2  # the platform's default
-    listed = client.get("/api/users?q=ada&per_page=5", headers=headers).get_json()
-    assert [row["username"] for row in listed["users"]] == ["ada"]
+    listed = client.get(f"/api/users?q={name}&per_page=5", headers=headers).get_json()
+    assert [row["username"] for row in listed["users"]] == [name]
     assert listed["per_page"] == 5 and listed["total"] == 1
     assert client.get(f"/api/users/{user['id']}", headers=headers).get_json() == user
     assert client.delete(f"/api/users/{user['id']}", headers=headers).status_code == 204
     assert client.get(f"/api/users/{user['id']}", headers=headers).status_code == 404
-    login = client.post("/api/auth/login", json={"username": "ada", "password": NEW["password"]})
+    login = client.post("/api/auth/login", json={"username": name, "password": NEW["password"]})
     assert login.status_code == 401
 
 
