@@ -37,7 +37,7 @@ from tests.jobs.conftest import (
     job_ended,
     job_row,
     lab_row,
-    reservation_row,
+    reservation_runs_its_course,
     run_to_end,
     wait_for,
 )
@@ -259,19 +259,7 @@ def test_redis_flushed_under_running_scheduler_and_workers_loses_no_reservation_
     swept = wait_for(lambda: job_ended(store, orphan), 30, "the sweep to run", processes)
     assert swept.status == JobStatus.FAILED and "orphaned" in swept.result["error"]
 
-    wait_for(
-        lambda: reservation_row(store, reservation.id).deploy_job_id, 60, "the start", processes
-    )
-    started = reservation_row(store, reservation.id)
-    assert not started.late
-    deployed = run_to_end(store, processes, started.deploy_job_id)
-    assert deployed.status == JobStatus.SUCCESSFUL, deployed.result
-    wait_for(
-        lambda: reservation_row(store, reservation.id).remove_job_id, 120, "the end", processes
-    )
-    removal = run_to_end(store, processes, reservation_row(store, reservation.id).remove_job_id)
-    assert removal.status == JobStatus.SUCCESSFUL, removal.result
-    assert_no_leftovers(reserved)
+    reservation_runs_its_course(store, processes, reservation.id, reserved)
 
     assert run_to_end(store, processes, submit(cancelled, "remove")).status == "successful"
     assert_no_leftovers(cancelled)

@@ -29,8 +29,14 @@ from ltb.allocation import Registry
 from ltb.deployed import DEFAULT_STATE_DIR, lab_dir
 from ltb.resources import find_lab_resources
 from store.db import DEFAULT_DATABASE_URL, session_factory, upgrade_database
-from store.models import Job, Lab, Reservation
-from tests.integration.conftest import TOPOLOGIES, docker_client, remove, wait_until  # noqa: F401
+from store.models import Job, JobStatus, Lab, Reservation
+from tests.integration.conftest import (  # noqa: F401
+    TOPOLOGIES,
+    assert_no_leftovers,
+    docker_client,
+    remove,
+    wait_until,
+)
 
 ROOT = Path(__file__).parents[2]
 TEST_REDIS_URL = os.environ.get("LTB_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -231,3 +237,21 @@ def cleanup(tmp_path):
 def run_to_end(store, processes, job_id: str) -> Job:
     """The job's row once it has ended (or fail with the processes' log)."""
     return wait_for(lambda: job_ended(store, job_id), TASK_WAIT, f"job {job_id}", processes)
+
+
+def reservation_runs_its_course(store, processes, reservation_id: int, lab: str) -> None:
+    """The reservation's lab is deployed at its start (on time, not late) and removed at its
+    end, leaving nothing."""
+    wait_for(
+        lambda: reservation_row(store, reservation_id).deploy_job_id, 60, "the start", processes
+    )
+    started = reservation_row(store, reservation_id)
+    assert not started.late
+    deployed = run_to_end(store, processes, started.deploy_job_id)
+    assert deployed.status == JobStatus.SUCCESSFUL, deployed.result
+    wait_for(
+        lambda: reservation_row(store, reservation_id).remove_job_id, 120, "the end", processes
+    )
+    removal = run_to_end(store, processes, reservation_row(store, reservation_id).remove_job_id)
+    assert removal.status == JobStatus.SUCCESSFUL, removal.result
+    assert_no_leftovers(lab)

@@ -34,6 +34,7 @@ from tests.jobs.conftest import (
     job_row,
     lab_row,
     reservation_row,
+    reservation_runs_its_course,
     run_to_end,
     wait_for,
 )
@@ -315,19 +316,7 @@ def test_pending_reservation_runs_after_redis_is_flushed_and_the_scheduler_resta
     processes.start("scheduler")
     processes.start("worker")
 
-    wait_for(
-        lambda: reservation_row(store, reservation.id).deploy_job_id, 60, "the start", processes
-    )
-    started = reservation_row(store, reservation.id)
-    assert not started.late
-    deploy = run_to_end(store, processes, started.deploy_job_id)
-    assert deploy.status == JobStatus.SUCCESSFUL, deploy.result
-    wait_for(
-        lambda: reservation_row(store, reservation.id).remove_job_id, 120, "the end", processes
-    )
-    removal = run_to_end(store, processes, reservation_row(store, reservation.id).remove_job_id)
-    assert removal.status == JobStatus.SUCCESSFUL
-    assert_no_leftovers(lab)
+    reservation_runs_its_course(store, processes, reservation.id, lab)
 
 
 def test_reconcile_starts_a_passed_start_late_and_ends_a_passed_end(store, topology, redis_db):
