@@ -8,6 +8,7 @@ import struct
 import subprocess
 import sys
 import uuid
+from datetime import timedelta
 
 import docker
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from jobs.queue import cancel
 from ltb.deployed import load_deployed_lab
 from store.models import Role, Template, TemplateVersion, Visibility, utcnow
-from tests.integration.conftest import TOPOLOGIES
+from tests.integration.conftest import TOPOLOGIES, assert_no_leftovers
 from tests.jobs.conftest import (  # noqa: F401
     TASK_WAIT,
     job_ended,
@@ -158,20 +159,72 @@ def test_a_started_lab_is_its_owners_alone_and_refuses_tasks_it_cannot_run(
         cancel(job["id"])
 
 
+# Two FRR routers: a frr.conf alone makes a node run zebra and staticd (docs/topology.md).
+FRR_PAIR = """\
+name: pe-frr-pair
+nodes:
+  r1:
+    interfaces:
+      eth1: {ipv4: 10.201.14.1/24}
+    files:
+      /etc/frr/frr.conf: |
+        frr defaults traditional
+        hostname r1
+        ip route 10.254.2.0/24 10.201.14.2
+  r2:
+    interfaces:
+      eth1: {ipv4: 10.201.14.2/24}
+    files:
+      /etc/frr/frr.conf: |
+        frr defaults traditional
+        hostname r2
+        ip route 10.254.1.0/24 10.201.14.1
+links:
+  - endpoints: [r1:eth1, r2:eth1]
+"""
+
+
 @pytest.mark.integration
-def test_a_student_deploys_a_template_follows_it_reads_its_nodes_captures_and_removes_it(
+def test_a_template_reserved_from_now_runs_shows_frr_config_captures_and_leaves_nothing(
     client,
-    template,
     students,
     processes,  # noqa: F811
     store,
 ):
+    """The issue's end-to-end path, all through the API with the real worker and scheduler:
+    upload a template, reserve it from now, the scheduler deploys it, read a router's running
+    config, download a capture, cancel the reservation (it ends now), nothing is left."""
     owner, other = students
+    uploaded = client.post(
+        "/api/templates",
+        json={"name": f"pe-{uuid.uuid4().hex[:4]}", "topology": FRR_PAIR},
+        headers=owner,
+    )
+    assert uploaded.status_code == 201, uploaded.get_json()
     processes.start("worker")
-    started = start(client, owner, template)
-    lab_id, deploy = started["lab"]["id"], started["job"]["id"]
-    removed = False
+    processes.start("scheduler")
+    end_at = (utcnow() + timedelta(minutes=30)).isoformat()
+    booked = client.post(
+        "/api/reservations",
+        json={"template_id": uploaded.get_json()["id"], "start_at": "now", "end_at": end_at},
+        headers=owner,
+    )
+    assert booked.status_code == 201, booked.get_json()
+    reservation = f"/api/reservations/{booked.get_json()['id']}"
+    lab_name = booked.get_json()["lab_name"]
+    ended = False
     try:
+        # The scheduler's begin edge requests the deploy.
+        deploy = wait_for(
+            lambda: client.get(reservation, headers=owner).get_json()["deploy_job_id"],
+            60,
+            "the reservation's start",
+            processes,
+        )
+        assert client.get(reservation, headers=owner).get_json()["state"] == "started"
+        listed = client.get("/api/labs", headers=owner).get_json()["items"]
+        lab_id = next(item["id"] for item in listed if item["name"] == lab_name)
+
         # Server-sent events of the deploy: every event with its id, then its end.
         stream = client.get(f"/api/jobs/{deploy}/stream", headers=owner)
         assert stream.status_code == 200 and stream.mimetype == "text/event-stream"
@@ -204,26 +257,26 @@ def test_a_student_deploys_a_template_follows_it_reads_its_nodes_captures_and_re
         followed = jobs_command("follow", deploy)
         assert followed.returncode == 0 and f"job {deploy} successful" in followed.stdout
         assert len(followed.stdout.splitlines()) == len(progress) + 1  # and its end
-        assert deploy in jobs_command("jobs", "--lab", lab["name"]).stdout
-        assert f"{lab['name']} " in jobs_command("labs").stdout
+        assert deploy in jobs_command("jobs", "--lab", lab_name).stdout
+        assert f"{lab_name} " in jobs_command("labs").stdout
 
-        node = client.get(f"/api/labs/{lab_id}/nodes/a", headers=owner).get_json()
-        assert node["kind"] == "container" and node["startup_files"] == ["/etc/ltb/template.txt"]
+        # Device information: the router's running config, read from FRR itself.
+        node = client.get(f"/api/labs/{lab_id}/nodes/r1", headers=owner).get_json()
+        assert node["kind"] == "container" and node["startup_files"] == ["/etc/frr/frr.conf"]
         assert node["ssh"].startswith("ssh -i ") and node["mgmt_ipv4"].split("/")[0] in node["ssh"]
         live = node["live"]
-        assert live["reachable"] is True and live["os_release"], live
-        if live["frr_running"]:
-            assert "frr version" in live["running_config"]
-        else:
-            assert "10.201.12.1/24" in live["addresses"] and "10.201.12.0/24" in live["routes"]
+        assert live["reachable"] is True and live["frr_running"] is True, live
+        assert live["frr_version"] and "frr version" in live["running_config"], live
+        assert "hostname r1" in live["running_config"]
+        assert "ip route 10.254.2.0/24 10.201.14.2" in live["running_config"]
 
         # A capture while a ping runs: a pcap with packets, then the mirror is gone.
         container = docker.from_env().containers.get(
-            load_deployed_lab(lab["name"]).container_name("a")
+            load_deployed_lab(lab_name).container_name("r1")
         )
-        container.exec_run(["ping", "-c", "30", "-i", "0.1", "10.201.12.2"], detach=True)
+        container.exec_run(["ping", "-c", "30", "-i", "0.1", "10.201.14.2"], detach=True)
         capture = client.get(
-            f"/api/labs/{lab_id}/capture?endpoint=a:eth1&seconds=3&packets=1000", headers=owner
+            f"/api/labs/{lab_id}/capture?endpoint=r1:eth1&seconds=3&packets=1000", headers=owner
         )
         assert capture.status_code == 200
         assert capture.mimetype == "application/vnd.tcpdump.pcap"
@@ -234,24 +287,40 @@ def test_a_student_deploys_a_template_follows_it_reads_its_nodes_captures_and_re
         assert first_length > 0
 
         # A node that is down answers with what is wrong, not an error.
-        docker.from_env().containers.get(load_deployed_lab(lab["name"]).container_name("b")).stop(
+        docker.from_env().containers.get(load_deployed_lab(lab_name).container_name("r2")).stop(
             timeout=1
         )
-        down = client.get(f"/api/labs/{lab_id}/nodes/b", headers=owner)
+        down = client.get(f"/api/labs/{lab_id}/nodes/r2", headers=owner)
         assert down.status_code == 200
         assert down.get_json()["live"]["reachable"] is False
         assert "exited" in down.get_json()["live"]["error"]
 
-        gone = client.delete(f"/api/labs/{lab_id}", headers=owner)
-        assert gone.status_code == 202 and gone.get_json()["task"] == "remove"
-        wait_for(lambda: job_ended(store, gone.get_json()["id"]), TASK_WAIT, "remove", processes)
-        removed = True
+        # Cancelling a started reservation ends it now: its lab is removed, nothing is left.
+        cancelled = client.delete(reservation, headers=owner)
+        assert cancelled.status_code == 200, cancelled.get_json()
+        remove_job = cancelled.get_json()["remove_job_id"]
+        assert cancelled.get_json()["state"] == "ended" and remove_job
+        removal = wait_for(lambda: job_ended(store, remove_job), TASK_WAIT, "remove", processes)
+        ended = True
+        assert removal.status == "successful", removal.result
         assert client.get(f"/api/labs/{lab_id}", headers=owner).get_json()["state"] == "removed"
+        assert_no_leftovers(lab_name)
     finally:
-        if not removed:
-            from jobs.queue import submit
+        if not ended:
+            _end_reservation(client, owner, reservation, store, processes)
 
-            lab_name = client.get(f"/api/labs/{lab_id}", headers=owner).get_json()["name"]
-            wait_for(lambda: job_ended(store, deploy), TASK_WAIT, "deploy", processes)
-            job_id = submit(lab_name, "remove")
-            wait_for(lambda: job_ended(store, job_id), TASK_WAIT, "remove", processes)
+
+def _end_reservation(client, headers, reservation: str, store, procs) -> None:
+    """After a failure: end the reservation (its lab's remove) once its deploy has ended."""
+    from jobs.queue import submit
+
+    row = client.get(reservation, headers=headers).get_json()
+    if row["deploy_job_id"]:
+        wait_for(lambda: job_ended(store, row["deploy_job_id"]), TASK_WAIT, "deploy", procs)
+    remove_job = row["remove_job_id"]
+    if row["state"] in ("scheduled", "started"):
+        remove_job = client.delete(reservation, headers=headers).get_json().get("remove_job_id")
+    if row["deploy_job_id"] and not remove_job:
+        remove_job = submit(row["lab_name"], "remove")
+    if remove_job:
+        wait_for(lambda: job_ended(store, remove_job), TASK_WAIT, "remove", procs)
