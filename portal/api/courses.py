@@ -1,13 +1,17 @@
 """The API of courses: teachers (and admins) create a course with students or a join code,
 a template and a time slot, and every student gets their own reservation of it; students
 join with the code; the teacher sees each student's reservation and lab and resets one or
-all. The rules are in portal/courses.py.
+all. Teachers edit a course (name, template,
+time slot: the students' reservations move with it) and add and remove students. The rules
+are in portal/courses.py.
 
 A student sees their course and, in it, only their own entry; a user outside the course
 gets 404 for it, as for a course that does not exist.
 """
 
 from __future__ import annotations
+
+from datetime import UTC
 
 from apiflask import APIBlueprint, HTTPError, Schema
 from apiflask.fields import Boolean, Integer, List, Nested, String
@@ -40,6 +44,22 @@ class CourseIn(Schema):
         validate=Length(max=MAX_STUDENTS),
     )
     join_code = Boolean(load_default=False, metadata={"description": "make a join code"})
+
+
+class CourseChangeIn(Schema):
+    name = String(validate=Length(min=1, max=128))
+    template_id = Integer(validate=Range(min=1))
+    version = Integer(load_default=None, validate=Range(min=1))
+    start_at = StartTime(metadata={"description": 'ISO 8601 with zone, or "now"'})
+    end_at = Time()
+
+
+class StudentsIn(Schema):
+    students = List(
+        String(validate=Length(min=1, max=32)),
+        required=True,
+        validate=Length(min=1, max=MAX_STUDENTS),
+    )
 
 
 class JoinIn(Schema):
@@ -161,6 +181,66 @@ def create_course(body):
     )
     db.session.commit()
     schedule(booked)
+    return course_out(course)
+
+
+@bp.patch("/courses/<int:course_id>")
+@login_required(Role.ADMIN, Role.TEACHER)
+@bp.input(CourseChangeIn, arg_name="body")
+@bp.output(CourseOut)
+@bp.doc(responses={409: "A student's reservation cannot move (capacity, quota, started)"})
+def change_course(course_id: int, body):
+    """Change the course's name, template (version) or time slot. A new template or slot
+    moves every student's reservation, or none (a refusal names the student); a started
+    lab keeps its start and template, only its end moves."""
+    course = taught_course_or_404(course_id)
+    slot = None
+    if body.get("start_at") is not None or body.get("end_at") is not None:
+        start_at = body.get("start_at") or course.start_at
+        end_at = body.get("end_at") or course.end_at
+        if start_at is None or end_at is None:
+            raise HTTPError(422, "give start_at and end_at", {"start_at": ["missing"]})
+        slot = Slot(start_at.astimezone(UTC), end_at.astimezone(UTC))
+    template_id = body.get("template_id")
+    if template_id is None and body["version"] is not None:
+        template_id = rules.course_template_id(course)  # another version of the same template
+    moved = rules.edit_course(
+        current_user(),
+        course,
+        name=body.get("name"),
+        template_id=template_id,
+        version=body["version"],
+        slot=slot,
+    )
+    db.session.commit()
+    rules.reschedule(moved)
+    return course_out(course)
+
+
+@bp.post("/courses/<int:course_id>/students")
+@login_required(Role.ADMIN, Role.TEACHER)
+@bp.input(StudentsIn, arg_name="body")
+@bp.output(CourseOut, status_code=201)
+@bp.doc(responses={409: "Already a student, no slot ahead, or a reservation does not fit"})
+def add_students(course_id: int, body):
+    """Add students by username: each gets their own reservation of the rest of the slot.
+    Nothing is recorded if one of them is refused."""
+    course = taught_course_or_404(course_id)
+    booked = rules.add_students(current_user(), course, body["students"])
+    db.session.commit()
+    schedule(booked)
+    return course_out(course)
+
+
+@bp.delete("/courses/<int:course_id>/students/<int:user_id>")
+@login_required(Role.ADMIN, Role.TEACHER)
+@bp.output(CourseOut)
+@bp.doc(responses={409: "A lab of the student is busy"})
+def remove_student(course_id: int, user_id: int):
+    """Remove a student: their reservation of the course is cancelled (ended now if it
+    runs, which removes its lab) and their other labs of the course are removed."""
+    course = taught_course_or_404(course_id)
+    rules.remove_student(course, user_id)
     return course_out(course)
 
 

@@ -118,6 +118,15 @@ MATRIX: dict[tuple[str, str], dict[str, object]] = {
     ("POST", "/api/courses/<int:course_id>/students/<int:user_id>/reset"): roles_only(
         COURSE_TEACHER, ADMIN, hidden=(OTHER_TEACHER,)
     ),
+    ("PATCH", "/api/courses/<int:course_id>"): roles_only(
+        COURSE_TEACHER, ADMIN, hidden=(OTHER_TEACHER,)
+    ),
+    ("POST", "/api/courses/<int:course_id>/students"): roles_only(
+        COURSE_TEACHER, ADMIN, hidden=(OTHER_TEACHER,)
+    ),
+    ("DELETE", "/api/courses/<int:course_id>/students/<int:user_id>"): roles_only(
+        COURSE_TEACHER, ADMIN, hidden=(OTHER_TEACHER,)
+    ),
     ("GET", "/api/jobs/<job_id>"): seen_by(*LAB_SEERS),
     ("GET", "/api/jobs/<job_id>/events"): seen_by(*LAB_SEERS),
     ("GET", "/api/jobs/<job_id>/stream"): seen_by(*LAB_SEERS),
@@ -346,10 +355,25 @@ def world(job_settings, tmp_path_factory) -> Iterator[World]:
         redis.close()
 
 
+def fresh_student(world: World, in_course: bool) -> User:
+    """A student made for one request that adds or removes a student of the course, so that
+    no caller's request changes what the next one finds (or the owner's membership)."""
+    with session_factory(world.app.config["SQLALCHEMY_DATABASE_URI"])() as session:
+        user = _user(session, Role.STUDENT, "newcomer")
+        if in_course:
+            session.add(CourseMember(course_id=world.course, user_id=user.id))
+        session.commit()
+        session.refresh(user)
+        session.expunge(user)
+        return user
+
+
 def request_of(world: World, method: str, rule: str) -> tuple[str, dict | None]:
     """The URL and JSON body that reach the matrix's object through `rule`: valid input, so
     that an answer tells who may reach the object, not what the input lacks."""
     owner = world.users[OWNER]
+    if (method, rule) == ("DELETE", "/api/courses/<int:course_id>/students/<int:user_id>"):
+        owner = fresh_student(world, in_course=True)
     url = (
         rule.replace("<int:token_id>", str(world.spare_token))
         .replace("<int:course_id>", str(world.course))
@@ -376,6 +400,12 @@ def request_of(world: World, method: str, rule: str) -> tuple[str, dict | None]:
             "end_at": end,
         },
         ("POST", "/api/courses/join"): {"code": world.join_code},
+        ("PATCH", "/api/courses/<int:course_id>"): {"name": "p5 course"},
+        ("POST", "/api/courses/<int:course_id>/students"): (
+            {"students": [fresh_student(world, in_course=False).username]}
+            if rule == "/api/courses/<int:course_id>/students"
+            else None
+        ),
         ("POST", "/api/labs"): {"template_id": world.public_template},
         ("POST", "/api/labs/<int:lab_id>/tasks/<task>"): {"params": {}},
         ("POST", "/api/reservations"): {
