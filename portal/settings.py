@@ -11,6 +11,7 @@ application is made (so tests and each gunicorn worker see their own environment
     LTB_QUOTA_MEMORY_BYTES    memory over all their running labs             8 GiB
     LTB_QUOTA_RESERVATION_HOURS_WEEK  hours of reservations per week              20
     LTB_MAX_RESERVATION_HOURS  the longest a reservation may be, in hours          8
+    LTB_PROMETHEUS_URL      Prometheus of the resource pages (portal.usage)   http://127.0.0.1:9090
     LTB_HYPERVISORS         inventory directory of the hypervisors (their capacity)
                             <repo>/inventory, as the job layer's (jobs.settings)
 """
@@ -47,6 +48,7 @@ def load_settings() -> dict[str, Any]:
         "LTB_QUOTA_MEMORY_BYTES": int(env("LTB_QUOTA_MEMORY_BYTES", str(8 * 1024**3))),
         "LTB_QUOTA_RESERVATION_HOURS_WEEK": int(env("LTB_QUOTA_RESERVATION_HOURS_WEEK", "20")),
         "LTB_MAX_RESERVATION_HOURS": float(env("LTB_MAX_RESERVATION_HOURS", "8")),
+        "LTB_PROMETHEUS_URL": env("LTB_PROMETHEUS_URL", "http://127.0.0.1:9090"),
         "LTB_HYPERVISORS": env("LTB_HYPERVISORS", str(ROOT / "inventory")),
         # Error bodies are JSON with the same envelope for every error (portal.errors).
         "VALIDATION_ERROR_STATUS_CODE": 422,
