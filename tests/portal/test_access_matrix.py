@@ -108,6 +108,7 @@ MATRIX: dict[tuple[str, str], dict[str, object]] = {
     # Tokens are their user's own: nobody else, not even an admin, reaches one.
     ("DELETE", "/api/auth/tokens/<int:token_id>"): seen_by(OWNER),
     ("GET", "/api/capacity"): any_user(),
+    ("GET", "/api/hypervisors/usage"): roles_only(ADMIN),
     ("POST", "/api/courses"): roles_only(*TEACHERS),
     ("GET", "/api/courses"): any_user(),
     ("POST", "/api/courses/join"): any_user(),
@@ -137,6 +138,7 @@ MATRIX: dict[tuple[str, str], dict[str, object]] = {
     ("GET", "/api/labs/<int:lab_id>/capture"): seen_by(*LAB_SEERS),
     ("GET", "/api/labs/<int:lab_id>/nodes/<name>"): seen_by(*LAB_SEERS),
     ("GET", "/api/labs/<int:lab_id>/picture.svg"): seen_by(*LAB_SEERS),
+    ("GET", "/api/labs/<int:lab_id>/usage"): seen_by(*LAB_SEERS),
     ("POST", "/api/labs/<int:lab_id>/tasks/<task>"): seen_by(*LAB_SEERS),
     ("POST", "/api/reservations"): any_user(),
     ("GET", "/api/reservations"): any_user(),
