@@ -120,22 +120,36 @@ def course_join():
     return redirect(url_for("ui.course", course_id=course.id))
 
 
-def _course_page(course: Course, error=None, status=200):
+def _course_page(course: Course, status=200, **forms):
+    """The course's page; `forms`: edit_error/edit_form and add_error/add_form, a refused
+    form shown again with its words next to it."""
     user = current_user()
     version = (
         db.session.get(TemplateVersion, course.template_version_id)
         if course.template_version_id
         else None
     )
+    teaches = rules.may_teach(user, course)
+    current = {
+        "name": course.name,
+        "template_id": str(version.template_id) if version else "",
+        "version": str(version.number) if version else "",
+        "start_at": form_time(course.start_at),
+        "end_at": form_time(course.end_at),
+    }
     page = render_template(
         "course.html",
         course=course,
         version=version,
-        teaches=rules.may_teach(user, course),
+        teaches=teaches,
         students=rules.students_view(user, course),
+        templates=templates_for(user) if teaches else [],
         form_time=form_time,
         now=utcnow(),
-        error=error,
+        edit_form=forms.get("edit_form") or current,
+        edit_error=forms.get("edit_error"),
+        add_form=forms.get("add_form") or {},
+        add_error=forms.get("add_error"),
     )
     return page, status
 
@@ -192,4 +206,99 @@ def course_reset(course_id: int):
         waiting = ", ".join(names[i] for i in done["not_running"])
         message += f" Not running, so not reset: {waiting}."
     flash(message)
+    return redirect(url_for("ui.course", course_id=course_id))
+
+
+def _form_time_or(value: str | None, field: str, label: str, kept) -> object:
+    """The form's time, or the course's own where the form shows it unchanged (the form
+    has minutes; the course may have seconds)."""
+    if kept is not None and (value or "").strip() == form_time(kept):
+        return kept
+    return parse_time(field, label, value)
+
+
+@bp.post("/courses/<int:course_id>/edit")
+@page_login_required(*TEACHERS)
+def course_edit(course_id: int):
+    """Change the course's name, template or time slot: every student's reservation moves
+    with it, or the refusal is shown next to the form."""
+    found = taught_course_or_404(course_id)
+    form = request.form.to_dict()
+    try:
+        name = form.get("name", "").strip()
+        if not name or len(name) > 128:
+            raise HTTPError(422, "Name must be 1 to 128 characters", {"name": ["length"]})
+        slot = Slot(
+            _form_time_or(form.get("start_at"), "start_at", "Start", found.start_at),
+            _form_time_or(form.get("end_at"), "end_at", "End", found.end_at),
+        )
+        moved = rules.edit_course(
+            current_user(),
+            found,
+            name=name,
+            template_id=parse_id("template_id", "Template", form.get("template_id")),
+            version=parse_id("version", "Version", form.get("version"), optional=True),
+            slot=slot,
+        )
+        db.session.commit()
+    except HTTPError as error:
+        db.session.rollback()
+        found = taught_course_or_404(course_id)
+        return _course_page(found, error.status_code, edit_error=error, edit_form=form)
+    rules.reschedule(moved)
+    flash(f"Course changed; {len(moved)} student reservations follow it.")
+    return redirect(url_for("ui.course", course_id=course_id))
+
+
+@bp.post("/courses/<int:course_id>/students")
+@page_login_required(*TEACHERS)
+def course_add_students(course_id: int):
+    """Add students by name: each gets their own reservation of the rest of the slot."""
+    found = taught_course_or_404(course_id)
+    form = request.form.to_dict()
+    try:
+        names = student_names(form.get("students", ""))
+        if not names:
+            raise HTTPError(422, "Name at least one student", {"students": ["missing"]})
+        booked = rules.add_students(current_user(), found, names)
+        db.session.commit()
+    except HTTPError as error:
+        db.session.rollback()
+        found = taught_course_or_404(course_id)
+        return _course_page(found, error.status_code, add_error=error, add_form=form)
+    schedule(booked)
+    flash(f"Added: {', '.join(names)}.")
+    return redirect(url_for("ui.course", course_id=course_id))
+
+
+def _member_or_404(course: Course, user_id: int) -> User:
+    if user_id not in {member.user_id for member in course.members}:
+        raise not_found("student")
+    return db.session.get(User, user_id)
+
+
+@bp.get("/courses/<int:course_id>/students/<int:user_id>/remove")
+@page_login_required(*TEACHERS)
+def course_remove_student_confirm(course_id: int, user_id: int):
+    found = taught_course_or_404(course_id)
+    return render_template(
+        "course_remove_student.html", course=found, student=_member_or_404(found, user_id)
+    )
+
+
+@bp.post("/courses/<int:course_id>/students/<int:user_id>/remove")
+@page_login_required(*TEACHERS)
+def course_remove_student(course_id: int, user_id: int):
+    """Take a student out: their reservation is cancelled (ended now if it runs) and their
+    labs of the course are removed."""
+    found = taught_course_or_404(course_id)
+    student = _member_or_404(found, user_id)
+    try:
+        done = rules.remove_student(found, user_id)
+    except HTTPError as error:
+        db.session.rollback()
+        flash(f"{student.username} was not removed: {error.message}")
+        return redirect(url_for("ui.course", course_id=course_id))
+    labs = f" Labs being removed: {', '.join(done['labs'])}." if done["labs"] else ""
+    flash(f"{student.username} is no longer a student of the course.{labs}")
     return redirect(url_for("ui.course", course_id=course_id))
