@@ -30,6 +30,7 @@ from jobs.settings import load
 from store.db import engine
 from store.labs import finish_job
 from store.models import Job, JobEvent, JobStatus, utcnow
+from store.sshkeys import lab_authorized_keys
 from store.tasks import TASKS, TaskError, lab_task
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,9 @@ RUNNER_STATUSES = {
 }
 # Seconds between writes of progress and events while a playbook runs.
 FLUSH_INTERVAL = 1.0
+# Tasks that (re)write nodes' authorized_keys: they get the lab owner's (and the course
+# teacher's) SSH keys as `ltb_user_authorized_keys` (store.sshkeys.lab_authorized_keys).
+TASKS_WITH_USER_KEYS = ("deploy", "restore")
 # How long a job tries to record its end while the database is away (e.g. restarting); the
 # sweep (jobs.health) fails the job if this never gets through.
 FINAL_RECORD_TIMEOUT = 120.0
@@ -88,6 +92,10 @@ def run_task(task: str, lab: str) -> dict[str, Any]:
             finish_job(session, job, JobStatus.FAILED, {"error": f"not run: {error}"})
             log.warning("job %s (%s of lab %s) not run: %s", job_id, task, lab, error)
             return {"status": "refused", "error": str(error)}
+        if task in TASKS_WITH_USER_KEYS:
+            # Read now, not when the task was requested: the keys the owner has at deploy.
+            keys = lab_authorized_keys(session, job.lab)
+            extravars = {**extravars, "ltb_user_authorized_keys": keys}
         lab_id, topology, hypervisor = job.lab_id, job.lab.topology, job.lab.hypervisor
         previous = session.scalars(
             select(Job)

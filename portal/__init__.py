@@ -26,7 +26,17 @@ from portal.ui import register as register_pages
 from store.db import db, upgrade_database
 
 # The API's areas, each a module of portal/api with a blueprint `bp`.
-BLUEPRINTS = ("auth", "users", "templates", "labs", "reservations", "courses", "usage")
+BLUEPRINTS = (
+    "auth",
+    "users",
+    "templates",
+    "labs",
+    "reservations",
+    "courses",
+    "usage",
+    "keys",
+    "bastion",
+)
 
 
 class IdConverter(IntegerConverter):

@@ -12,6 +12,10 @@ application is made (so tests and each gunicorn worker see their own environment
     LTB_QUOTA_RESERVATION_HOURS_WEEK  hours of reservations per week              20
     LTB_MAX_RESERVATION_HOURS  the longest a reservation may be, in hours          8
     LTB_PROMETHEUS_URL      Prometheus of the resource pages (portal.usage)   http://127.0.0.1:9090
+    LTB_BASTION_HOST        host name of the SSH bastion as users reach it    the portal's host name
+    LTB_BASTION_PORT        its port                                                  2222
+    LTB_BASTION_SECRET_HASH_FILE  SHA-256 of the bastion's secret (platform_bastion)
+                            /etc/ltb/bastion/portal-secret.sha256
     LTB_HYPERVISORS         inventory directory of the hypervisors (their capacity)
                             <repo>/inventory, as the job layer's (jobs.settings)
 """
@@ -49,6 +53,11 @@ def load_settings() -> dict[str, Any]:
         "LTB_QUOTA_RESERVATION_HOURS_WEEK": int(env("LTB_QUOTA_RESERVATION_HOURS_WEEK", "20")),
         "LTB_MAX_RESERVATION_HOURS": float(env("LTB_MAX_RESERVATION_HOURS", "8")),
         "LTB_PROMETHEUS_URL": env("LTB_PROMETHEUS_URL", "http://127.0.0.1:9090"),
+        "LTB_BASTION_HOST": env("LTB_BASTION_HOST", ""),
+        "LTB_BASTION_PORT": int(env("LTB_BASTION_PORT", "2222")),
+        "LTB_BASTION_SECRET_HASH_FILE": env(
+            "LTB_BASTION_SECRET_HASH_FILE", "/etc/ltb/bastion/portal-secret.sha256"
+        ),
         "LTB_HYPERVISORS": env("LTB_HYPERVISORS", str(ROOT / "inventory")),
         # Error bodies are JSON with the same envelope for every error (portal.errors).
         "VALIDATION_ERROR_STATUS_CODE": 422,

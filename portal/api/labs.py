@@ -97,6 +97,9 @@ class NodeInfoOut(Schema):
     image = String(allow_none=True)
     mgmt_ipv4 = String()
     ssh = String(metadata={"description": "the command that reaches the node from the host"})
+    ssh_bastion = String(
+        metadata={"description": "the command that reaches the node through the bastion"}
+    )
     groups = List(String())
     startup_files = List(String())
     interfaces = List(Dict())

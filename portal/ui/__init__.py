@@ -32,7 +32,17 @@ bp = APIBlueprint(
     enable_openapi=False,
 )
 # The areas of the UI, each a module of portal/ui that adds its routes to `bp`.
-PAGES = ("auth", "dashboard", "templates", "labs", "reservations", "courses", "admin", "usage")
+PAGES = (
+    "auth",
+    "dashboard",
+    "templates",
+    "labs",
+    "reservations",
+    "courses",
+    "admin",
+    "usage",
+    "keys",
+)
 
 
 def page_login_required(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -108,6 +108,8 @@ MATRIX: dict[tuple[str, str], dict[str, object]] = {
     # Tokens are their user's own: nobody else, not even an admin, reaches one.
     ("DELETE", "/api/auth/tokens/<int:token_id>"): seen_by(OWNER),
     ("GET", "/api/capacity"): any_user(),
+    # The bastion's own question: only its secret opens it, no user identity does.
+    ("GET", "/api/bastion/authorized-keys"): dict.fromkeys(CALLERS, 401),
     ("GET", "/api/hypervisors/usage"): roles_only(ADMIN),
     ("POST", "/api/courses"): roles_only(*TEACHERS),
     ("GET", "/api/courses"): any_user(),
@@ -140,6 +142,7 @@ MATRIX: dict[tuple[str, str], dict[str, object]] = {
     ("GET", "/api/labs/<int:lab_id>/picture.svg"): seen_by(*LAB_SEERS),
     ("GET", "/api/labs/<int:lab_id>/usage"): seen_by(*LAB_SEERS),
     ("POST", "/api/labs/<int:lab_id>/tasks/<task>"): seen_by(*LAB_SEERS),
+    ("GET", "/api/labs/<int:lab_id>/ssh_config"): seen_by(*LAB_SEERS),
     ("POST", "/api/reservations"): any_user(),
     ("GET", "/api/reservations"): any_user(),
     ("GET", "/api/reservations/<int:reservation_id>"): seen_by(*LAB_SEERS),
@@ -154,6 +157,10 @@ MATRIX: dict[tuple[str, str], dict[str, object]] = {
     ("DELETE", "/api/templates/<int:template_id>"): seen_by(OWNER, ADMIN),
     ("GET", "/api/templates/<int:template_id>/picture.svg"): seen_by(OWNER, ADMIN),
     ("GET", "/api/templates/<int:template_id>/versions/<int:number>"): seen_by(OWNER, ADMIN),
+    ("GET", "/api/users/me/keys"): any_user(),
+    ("POST", "/api/users/me/keys"): any_user(),
+    # Keys are their user's own; the matrix's key is nobody's here: 404 for everyone.
+    ("DELETE", "/api/users/me/keys/<int:key_id>"): seen_by(),
     ("GET", "/api/users"): roles_only(ADMIN),
     ("POST", "/api/users"): roles_only(ADMIN),
     ("GET", "/api/users/<int:user_id>"): roles_only(ADMIN),
@@ -378,6 +385,7 @@ def request_of(world: World, method: str, rule: str) -> tuple[str, dict | None]:
         owner = fresh_student(world, in_course=True)
     url = (
         rule.replace("<int:token_id>", str(world.spare_token))
+        .replace("<int:key_id>", "2147483647")
         .replace("<int:course_id>", str(world.course))
         .replace("<int:user_id>", str(owner.id))
         .replace("<job_id>", world.job)
