@@ -79,3 +79,10 @@ def test_the_exposition_labels_each_node_and_escapes_label_values():
         'interface="eth1"} 20' in text
     )
     assert "# TYPE ltb_node_cpu_seconds_total counter" in text
+
+
+def test_the_exporter_finds_containers_by_the_labels_the_container_role_gives_them():
+    role = (SCRIPT.parents[3] / "roles/container_node/tasks/container.yml").read_text()
+    assert 'ltb.lab: "{{ ltb_lab }}"' in role
+    assert 'ltb.node: "{{ ltb_node.name }}"' in role
+    assert '"label":["ltb.lab","ltb.node"]' in SCRIPT.read_text()
