@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from apiflask import HTTPError
-from sqlalchemy import func, select
+from flask import g
+from sqlalchemy import case, func, select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import selectinload
 
 from jobs.queue import submit
@@ -28,7 +30,6 @@ from ltb.picture import topology_svg
 from ltb.ssh import ssh_argv
 from ltb.topology import TopologyError, parse_lab
 from portal.access import is_admin, taught_course_ids
-from portal.keys import ssh_one_liner
 from portal.quotas import check_lab_start
 from portal.templates import usable_version
 from store.capacity import lab_needs
@@ -116,11 +117,11 @@ def remove_lab(lab: Lab) -> Job:
 
 
 # What a lab's description shows, loaded for a whole page in one query per relationship
-# (not one per lab and per node: bench/portal.py measured 124 queries for 20 labs).
+# (not one per lab and per node: bench/portal.py measured 124 queries for 20 labs). Its
+# jobs are not: a lab may have thousands; current_jobs reads one per lab.
 LAB_DETAILS = (
     selectinload(Lab.nodes).selectinload(Node.interfaces),
     selectinload(Lab.connections),
-    selectinload(Lab.jobs),
 )
 
 
@@ -140,13 +141,47 @@ def visible_labs(user: User, state: str | None, page: int, per_page: int) -> tup
         .offset((page - 1) * per_page)
         .limit(per_page)
     ).all()
+    # The page's current jobs in one query, kept for the request (current_job).
+    ids = [lab.id for lab in labs]
+    g.ltb_current_jobs = dict.fromkeys(ids) | current_jobs(ids)
     return list(labs), total or 0
 
 
+def current_jobs(lab_ids: list[int]) -> dict[int, Job]:
+    """Each lab's queued or running job, else its latest: one row per lab (PostgreSQL's
+    DISTINCT ON), never all its jobs."""
+    if not lab_ids:
+        return {}
+    active_first = case((Job.status.in_(ACTIVE_JOB_STATUSES), 0), else_=1)
+    jobs = db.session.scalars(
+        select(Job)
+        .where(Job.lab_id.in_(lab_ids))
+        .ext(distinct_on(Job.lab_id))
+        .order_by(Job.lab_id, active_first, Job.enqueued_at.desc(), Job.id.desc())
+    )
+    return {job.lab_id: job for job in jobs}
+
+
 def current_job(lab: Lab) -> Job | None:
-    """The lab's queued or running job, else its latest."""
-    active = [job for job in lab.jobs if job.status in ACTIVE_JOB_STATUSES]
-    return active[-1] if active else (lab.jobs[-1] if lab.jobs else None)
+    """The lab's queued or running job, else its latest (read with the page's labs where
+    visible_labs listed them)."""
+    known = g.get("ltb_current_jobs", {})
+    if lab.id in known:
+        return known[lab.id]
+    return current_jobs([lab.id]).get(lab.id)
+
+
+def lab_jobs(lab: Lab, page: int, per_page: int) -> tuple[list[Job], int]:
+    """One page of the lab's jobs, latest first, and how many it has."""
+    total = db.session.scalar(select(func.count()).where(Job.lab_id == lab.id))
+    jobs = db.session.scalars(
+        select(Job)
+        .where(Job.lab_id == lab.id)
+        .order_by(Job.enqueued_at.desc(), Job.id.desc())
+        .offset((page - 1) * per_page)
+        .limit(per_page)
+    ).all()
+    return list(jobs), total or 0
 
 
 def find_node(lab: Lab, name: str) -> Any:
@@ -166,7 +201,6 @@ def node_info(lab: Lab, name: str) -> dict[str, Any]:
         "image": row.image,
         "mgmt_ipv4": row.mgmt_ipv4,
         "ssh": " ".join(ssh_argv(row.mgmt_ipv4.split("/")[0], key=PLATFORM_SSH_KEY)),
-        "ssh_bastion": ssh_one_liner(row.mgmt_ipv4),
         "groups": list(model_node.groups),
         "startup_files": [path for path, _ in model_node.files],
         "interfaces": [{"name": i.name, "ipv4": i.ipv4, "ipv6": i.ipv6} for i in row.interfaces],

@@ -45,6 +45,11 @@ class LabListQuery(Schema):
     state = String(load_default=None, validate=OneOf([s.value for s in LabState]))
 
 
+class JobListQuery(Schema):
+    page = Integer(load_default=1, validate=Range(min=1, max=1_000_000))
+    per_page = Integer(load_default=20, validate=Range(min=1, max=MAX_PER_PAGE))
+
+
 class LabTaskIn(Schema):
     params = Dict(keys=String(), values=String(), load_default=dict)
 
@@ -118,6 +123,13 @@ class LabStartOut(Schema):
 
 class LabPageOut(Schema):
     items = List(Nested(LabOut))
+    page = Integer()
+    per_page = Integer()
+    total = Integer()
+
+
+class JobPageOut(Schema):
+    items = List(Nested(JobOut))
     page = Integer()
     per_page = Integer()
     total = Integer()
@@ -222,6 +234,22 @@ def list_labs(query):
 def show_lab(lab_id: int):
     """A lab: its nodes, links, state and current job with its progress."""
     return lab_out(lab_or_404(current_user(), lab_id))
+
+
+@bp.get("/labs/<int:lab_id>/jobs")
+@login_required()
+@bp.input(JobListQuery, location="query", arg_name="query")
+@bp.output(JobPageOut)
+def list_lab_jobs(lab_id: int, query):
+    """The lab's jobs, latest first, one page at a time."""
+    lab = lab_or_404(current_user(), lab_id)
+    jobs, total = rules.lab_jobs(lab, query["page"], query["per_page"])
+    return {
+        "items": [job_out(job) for job in jobs],
+        "page": query["page"],
+        "per_page": query["per_page"],
+        "total": total,
+    }
 
 
 @bp.delete("/labs/<int:lab_id>")

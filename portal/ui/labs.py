@@ -28,6 +28,8 @@ from store.models import ACTIVE_JOB_STATUSES, Job, JobEvent, Lab, LabState
 
 # Events of an ended task shown on the page (the newest ones).
 SHOWN_EVENTS = 100
+# The lab page lists its jobs a page at a time (?page=&per_page=), latest first.
+JOBS_PER_PAGE, MAX_JOBS_PER_PAGE = 10, 100
 # What an ansible-runner event means, in words.
 EVENT_WORDS = {
     "playbook_on_start": "playbook started",
@@ -79,8 +81,18 @@ def snapshots_of(lab: Lab) -> list[dict[str, Any]]:
         return []
 
 
+def _number_arg(name: str, default: int, largest: int) -> int:
+    """A page number or size from the query string; a missing or wrong one is the default
+    (the page is a view: a bad number shows the first page, not an error)."""
+    value = request.args.get(name, "")
+    return min(int(value), largest) if value.isdigit() and int(value) >= 1 else default
+
+
 def lab_page(lab: Lab, action_errors: dict[str, str] | None = None, status: int = 200):
     job = rules.current_job(lab)
+    jobs_page = _number_arg("page", 1, 1_000_000)
+    per_page = _number_arg("per_page", JOBS_PER_PAGE, MAX_JOBS_PER_PAGE)
+    jobs, jobs_total = rules.lab_jobs(lab, jobs_page, per_page)
     active = job is not None and job.status in ACTIVE_JOB_STATUSES
     page = render_template(
         "lab.html",
@@ -95,6 +107,10 @@ def lab_page(lab: Lab, action_errors: dict[str, str] | None = None, status: int 
         running=lab.state == LabState.RUNNING.value,
         removed=lab.state == LabState.REMOVED.value,
         action_errors=action_errors or {},
+        jobs=jobs,
+        jobs_page=jobs_page,
+        jobs_pages=max(1, -(-jobs_total // per_page)),
+        jobs_per_page=per_page,
     )
     return page, status
 

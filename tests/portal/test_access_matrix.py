@@ -138,6 +138,7 @@ MATRIX: dict[tuple[str, str], dict[str, object]] = {
     ("GET", "/api/labs/<int:lab_id>"): seen_by(*LAB_SEERS),
     ("DELETE", "/api/labs/<int:lab_id>"): seen_by(*LAB_SEERS),
     ("GET", "/api/labs/<int:lab_id>/capture"): seen_by(*LAB_SEERS),
+    ("GET", "/api/labs/<int:lab_id>/jobs"): seen_by(*LAB_SEERS),
     ("GET", "/api/labs/<int:lab_id>/nodes/<name>"): seen_by(*LAB_SEERS),
     ("GET", "/api/labs/<int:lab_id>/picture.svg"): seen_by(*LAB_SEERS),
     ("GET", "/api/labs/<int:lab_id>/usage"): seen_by(*LAB_SEERS),
