@@ -6,9 +6,15 @@ each end; a shared segment is a small point joined to each of its interfaces. Ev
 data: it is escaped for DOT (graphviz.escape: no HTML label, no `\\N`-style sequences; '&' as
 `&amp;`, since Graphviz reads entities) and Graphviz escapes it for XML, so a hostile name
 shows as text and never becomes markup.
+
+Given the nodes' states (ltb.node_state), each node says its state in words on its last line
+and is filled with the state's colour (STATE_FILLS: light fills, so the black text keeps its
+contrast); the colour only repeats what the words say.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import graphviz
 
@@ -21,8 +27,22 @@ def _label(*lines: str) -> str:
     return graphviz.nohtml("\\n".join(graphviz.escape(line) for line in lines))
 
 
-def _node_label(node: Node, with_mgmt: bool) -> str:
-    return _label(node.name, node.kind, str(node.mgmt_ipv4.ip) if with_mgmt else "")
+# A node state's fill; states not named here (unknown, and any new one) are white.
+STATE_FILLS = {
+    "running": "#c8ecd0",
+    "starting": "#fff2b3",
+    "restarting": "#fff2b3",
+    "stopping": "#fff2b3",
+    "paused": "#fff2b3",
+    "unhealthy": "#ffd0cc",
+    "stopped": "#ffd0cc",
+    "missing": "#e2e2e2",
+}
+
+
+def _node_label(node: Node, with_mgmt: bool, state: str | None) -> str:
+    address = str(node.mgmt_ipv4.ip) if with_mgmt else ""
+    return _label(node.name, node.kind, address, f"state: {state}" if state else "")
 
 
 def _end_label(lab: Lab, endpoint: Endpoint) -> str:
@@ -35,8 +55,11 @@ def _end_label(lab: Lab, endpoint: Endpoint) -> str:
     return _label(*lines)
 
 
-def topology_graph(lab: Lab, with_mgmt: bool = False) -> graphviz.Graph:
-    """The lab as a Graphviz graph; `with_mgmt` adds the nodes' management addresses."""
+def topology_graph(
+    lab: Lab, with_mgmt: bool = False, states: Mapping[str, str] | None = None
+) -> graphviz.Graph:
+    """The lab as a Graphviz graph; `with_mgmt` adds the nodes' management addresses,
+    `states` (node name -> state) each node's state, in words and as its fill."""
     graph = graphviz.Graph(
         "lab",
         graph_attr={"label": _label(lab.name), "labelloc": "t", "fontname": "Helvetica"},
@@ -46,7 +69,9 @@ def topology_graph(lab: Lab, with_mgmt: bool = False) -> graphviz.Graph:
     # Graphviz IDs are made here, never from names, so a name cannot address another object.
     ids = {node.name: f"n{i}" for i, node in enumerate(lab.nodes)}
     for node in lab.nodes:
-        graph.node(ids[node.name], _node_label(node, with_mgmt))
+        state = (states or {}).get(node.name)
+        fill = {"style": "rounded,filled", "fillcolor": STATE_FILLS.get(state, "white")}
+        graph.node(ids[node.name], _node_label(node, with_mgmt, state), **(fill if state else {}))
     for link in lab.links:
         ends = [e for e in link.endpoints if e.node in ids]
         if len(ends) == 2 and len(link.endpoints) == 2:
@@ -65,6 +90,6 @@ def topology_graph(lab: Lab, with_mgmt: bool = False) -> graphviz.Graph:
     return graph
 
 
-def topology_svg(lab: Lab, with_mgmt: bool = False) -> str:
+def topology_svg(lab: Lab, with_mgmt: bool = False, states: Mapping[str, str] | None = None) -> str:
     """The SVG document of the lab's topology picture."""
-    return topology_graph(lab, with_mgmt).pipe(format="svg", encoding="utf-8")
+    return topology_graph(lab, with_mgmt, states).pipe(format="svg", encoding="utf-8")

@@ -102,8 +102,8 @@ def _memory(value: object, where: str) -> int:
         raise ValueError(f"{where}: {error}") from None
 
 
-def hypervisor_capacity(inventory: Path) -> Capacity:
-    """The CPUs and memory of the hypervisors of the inventory directory (hosts.yaml, group
+def hypervisor_capacities(inventory: Path) -> dict[str, Capacity]:
+    """The CPUs and memory of each hypervisor of the inventory directory (hosts.yaml, group
     `hypervisors`): each host's `ltb_capacity_cpus` and `ltb_capacity_memory` (bytes, or a
     size like 16GiB), from its host vars, else group_vars/hypervisors.yml, else all.yml,
     else this machine's own."""
@@ -114,13 +114,21 @@ def hypervisor_capacity(inventory: Path) -> Capacity:
         if path.exists():
             group_vars |= yaml.safe_load(path.read_text()) or {}
     machine = machine_capacity()
-    cpus, memory = 0.0, 0
+    found = {}
     for host, host_vars in (hosts.get("hosts") or {}).items():
-        found = group_vars | (host_vars or {})
+        host_found = group_vars | (host_vars or {})
         where = f"{inventory}: hypervisor {host}"
-        cpus += float(found.get("ltb_capacity_cpus", machine.cpus))
-        memory += _memory(found.get("ltb_capacity_memory", machine.memory_bytes), where)
-    return Capacity(cpus, memory)
+        found[str(host)] = Capacity(
+            float(host_found.get("ltb_capacity_cpus", machine.cpus)),
+            _memory(host_found.get("ltb_capacity_memory", machine.memory_bytes), where),
+        )
+    return found
+
+
+def hypervisor_capacity(inventory: Path) -> Capacity:
+    """The CPUs and memory of all the hypervisors of the inventory together (one pool)."""
+    each = hypervisor_capacities(inventory).values()
+    return Capacity(sum((c.cpus for c in each), 0.0), sum(c.memory_bytes for c in each))
 
 
 @dataclass(frozen=True)

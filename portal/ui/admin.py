@@ -9,25 +9,38 @@ a refusal is shown next to the form that asked.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import yaml
 from apiflask import HTTPError
-from flask import flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 from marshmallow import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from ltb.topology import TopologyError
 from portal.api.users import QuotasIn, UserChangeIn, UserIn
 from portal.auth import current_user
 from portal.capacity import GIB, capacity
 from portal.ui import bp, page_login_required
 from portal.users import QUOTAS, default_quotas, find_users, update_user, user_or_404
 from portal.users import create_user as create_user_rule
-from store.capacity import bookings, load_at
+from store.capacity import (
+    HOLDING_STATES,
+    NOTHING,
+    Capacity,
+    Needs,
+    bookings,
+    hypervisor_capacities,
+    load_at,
+    reservation_needs,
+    topology_needs,
+)
 from store.db import db
-from store.models import Job, JobEvent, JobStatus, Lab, LabState, Role, User, utcnow
+from store.models import Job, JobEvent, JobStatus, Lab, LabState, Reservation, Role, User, utcnow
 
 ADMIN = page_login_required(Role.ADMIN.value)
 USERS_PER_PAGE = 50
@@ -262,6 +275,76 @@ def admin_jobs():
     return render_template("admin_jobs.html", page=page, events=events, event_message=event_message)
 
 
+@dataclass
+class HypervisorUse:
+    """A hypervisor's capacity (None: not in the inventory) and what is placed on it now."""
+
+    name: str
+    capacity: Capacity | None
+    labs: int = 0
+    reservations: int = 0
+    needs: Needs = NOTHING
+
+    def use(self) -> list[tuple[str, float | None]]:
+        """CPUs and memory in use, each in words ("1.5 of 2 CPUs (75 %)") and as the part of
+        the capacity held (0..1, more when over-committed; None without a capacity)."""
+        shown = []
+        for resource, unit, scale in (("cpus", "CPUs", 1), ("memory_bytes", "GiB", GIB)):
+            used = getattr(self.needs, resource) / scale
+            have = getattr(self.capacity, resource) / scale if self.capacity else None
+            if not have:
+                shown.append((f"{round(used, 2):g} {unit}", None))
+                continue
+            share = used / have
+            shown.append((f"{round(used, 2):g} of {round(have, 2):g} {unit} ({share:.0%})", share))
+        return shown
+
+
+UNPLACED = "not placed yet"
+
+
+def hypervisors_now(now) -> tuple[list[HypervisorUse], str | None]:
+    """Each hypervisor of the inventory with the labs not removed that run on it (Lab.hypervisor)
+    and what they hold: their reservation's CPUs and memory while one holds them, else their
+    topology's. Reservations that hold now and have no lab yet are one more row
+    (UNPLACED): their lab goes to the job layer's hypervisor when it starts."""
+    problem = None
+    try:
+        capacities = hypervisor_capacities(Path(current_app.config["LTB_HYPERVISORS"]))
+    except (OSError, ValueError, AttributeError, yaml.YAMLError) as error:
+        capacities, problem = {}, f"The hypervisors' inventory cannot be read: {error}"
+    hosts = {name: HypervisorUse(name, capacity) for name, capacity in capacities.items()}
+    holding = {
+        r.lab_name: r
+        for r in db.session.scalars(
+            select(Reservation).where(
+                Reservation.state.in_(HOLDING_STATES),
+                Reservation.start_at <= now,
+                Reservation.end_at > now,
+            )
+        )
+    }
+    labs = db.session.execute(
+        select(Lab.name, Lab.hypervisor, Lab.topology).where(Lab.state != LabState.REMOVED.value)
+    ).all()
+    for name, hypervisor, topology in labs:
+        host = hosts.setdefault(hypervisor, HypervisorUse(hypervisor, None))
+        reservation = holding.pop(name, None)
+        try:
+            needs = reservation_needs(reservation) if reservation else topology_needs(topology)
+        except TopologyError:
+            needs = NOTHING  # a lab of the command line whose topology no longer parses
+        host.labs += 1
+        host.reservations += reservation is not None
+        host.needs += needs
+    if holding:
+        unplaced = HypervisorUse(UNPLACED, None, reservations=len(holding))
+        for reservation in holding.values():
+            unplaced.needs += reservation_needs(reservation)
+        hosts[UNPLACED] = unplaced
+    return list(hosts.values()), problem
+
+
 @bp.get("/admin/hypervisors")
 @ADMIN
 def admin_hypervisors():
@@ -278,12 +361,7 @@ def admin_hypervisors():
     owners = dict(
         db.session.execute(select(User.id, User.username).where(User.id.in_(owner_ids))).all()
     )
-    per_host = db.session.execute(
-        select(Lab.hypervisor, func.count())
-        .where(Lab.state != LabState.REMOVED.value)
-        .group_by(Lab.hypervisor)
-        .order_by(Lab.hypervisor)
-    ).all()
+    hosts, _ = hypervisors_now(now)
     return render_template(
         "admin_hypervisors.html",
         total=total,
@@ -292,7 +370,7 @@ def admin_hypervisors():
         count=count,
         holding=holding,
         owners=owners,
-        per_host=per_host,
+        hosts=hosts,
         gib=GIB,
         now=now,
     )

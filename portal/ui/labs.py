@@ -10,6 +10,7 @@ portal.access.lab_or_404, so another user's lab is the 404 page.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from apiflask import HTTPError
@@ -81,6 +82,13 @@ def snapshots_of(lab: Lab) -> list[dict[str, Any]]:
         return []
 
 
+def picture_version(states: dict[str, str]) -> str:
+    """A short digest of the nodes' states: the picture's URL changes when they do, so the
+    browser fetches it again then (and only then)."""
+    text = ",".join(f"{name}={state}" for name, state in sorted(states.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def _number_arg(name: str, default: int, largest: int) -> int:
     """A page number or size from the query string; a missing or wrong one is the default
     (the page is a view: a bad number shows the first page, not an error)."""
@@ -94,9 +102,12 @@ def lab_page(lab: Lab, action_errors: dict[str, str] | None = None, status: int 
     per_page = _number_arg("per_page", JOBS_PER_PAGE, MAX_JOBS_PER_PAGE)
     jobs, jobs_total = rules.lab_jobs(lab, jobs_page, per_page)
     active = job is not None and job.status in ACTIVE_JOB_STATUSES
+    states = rules.node_states(lab)
     page = render_template(
         "lab.html",
         lab=lab,
+        node_states=states,
+        picture_version=picture_version(states),
         job=job,
         job_active=active,
         events=[] if job is None or active else recent_events(job),
@@ -119,6 +130,18 @@ def lab_page(lab: Lab, action_errors: dict[str, str] | None = None, status: int 
 @page_login_required()
 def lab(lab_id: int):
     return lab_page(lab_or_404(current_user(), lab_id))
+
+
+@bp.get("/labs/<int:lab_id>/node-states")
+@page_login_required()
+def lab_node_states(lab_id: int):
+    """The nodes' states and the picture, as htmx out-of-band swaps into the lab page (which
+    polls this while it is open)."""
+    lab = lab_or_404(current_user(), lab_id)
+    states = rules.node_states(lab)
+    return render_template(
+        "lab_node_states.html", lab=lab, node_states=states, picture_version=picture_version(states)
+    )
 
 
 @bp.get("/labs/<int:lab_id>/nodes/<name>/info")
