@@ -58,6 +58,8 @@ def line_plot(
             f'<text x="{WIDTH - RIGHT}" y="{HEIGHT - 4}" text-anchor="end">'
             f"{points[-1][0]:%H:%M} UTC</text>"
             f'<polyline class="series" fill="none" points="{line}"/>'
+            # The newest point as a dot: visible also when there is only one yet.
+            f'<circle class="series-now" cx="{x(times[-1]):.1f}" cy="{y(values[-1]):.1f}" r="3"/>'
         )
     # Every text in the picture (title, description, formatted values) is escaped above.
     return Markup(  # noqa: S704
