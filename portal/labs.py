@@ -26,6 +26,7 @@ from ltb.allocation import Registry
 from ltb.deployed import DEFAULT_STATE_DIR, LabNotDeployed, load_deployed_lab
 from ltb.device_info import ContainerReader, SshReader, read_device_info
 from ltb.mirror import MirrorError
+from ltb.node_state import node_states as read_node_states
 from ltb.picture import topology_svg
 from ltb.ssh import ssh_argv
 from ltb.topology import TopologyError, parse_lab
@@ -204,6 +205,7 @@ def node_info(lab: Lab, name: str) -> dict[str, Any]:
         "groups": list(model_node.groups),
         "startup_files": [path for path, _ in model_node.files],
         "interfaces": [{"name": i.name, "ipv4": i.ipv4, "ipv6": i.ipv6} for i in row.interfaces],
+        "state": node_states(lab)[row.name],
     }
     if lab.state != LabState.RUNNING:
         info["live"] = {"reachable": False, "error": f"the lab is {lab.state}, not running"}
@@ -231,10 +233,25 @@ def lab_model(lab: Lab) -> tuple[model.Lab, bool]:
     return parsed.with_allocation(held.allocation), True
 
 
+# Hypervisors whose nodes the portal can read itself (it runs on them): the default inventory's
+# one. A node of a lab elsewhere is "unknown".
+LOCAL_HYPERVISORS = ("localhost",)
+
+
+def node_states(lab: Lab) -> dict[str, str]:
+    """Each node's state now on its hypervisor (ltb.node_state: running, stopped, missing,
+    unknown...), read once for all labs and kept a few seconds."""
+    kinds = {node.name: node.kind for node in lab.nodes}
+    if lab.hypervisor not in LOCAL_HYPERVISORS:
+        return dict.fromkeys(kinds, "unknown")
+    return read_node_states(lab.name, kinds)
+
+
 def lab_picture(lab: Lab) -> str:
-    """The lab's topology picture (SVG), with management addresses while it holds them."""
+    """The lab's topology picture (SVG), with management addresses while it holds them and
+    each node's state."""
     parsed, allocated = lab_model(lab)
-    return topology_svg(parsed, with_mgmt=allocated)
+    return topology_svg(parsed, with_mgmt=allocated, states=node_states(lab))
 
 
 def parse_endpoint(lab: Lab, endpoint: str) -> str:

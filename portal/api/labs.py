@@ -81,6 +81,23 @@ class JobOut(Schema):
     result = Dict()
 
 
+NODE_STATE = String(
+    metadata={
+        "description": "the node's state now on its hypervisor: running, starting, unhealthy, "
+        "paused, restarting, stopping, stopped, missing (no container or VM) or unknown"
+    }
+)
+
+
+class NodeOut(Schema):
+    name = String()
+    kind = String()
+    image = String(allow_none=True)
+    mgmt_ipv4 = String()
+    state = NODE_STATE
+    interfaces = List(Dict())
+
+
 class LabOut(Schema):
     id = Integer()
     name = String()
@@ -91,7 +108,7 @@ class LabOut(Schema):
     course_id = Integer(allow_none=True)
     created_at = String()
     updated_at = String()
-    nodes = List(Dict())
+    nodes = List(Nested(NodeOut))
     links = List(Dict())
     job = Nested(JobOut, allow_none=True)
 
@@ -108,6 +125,7 @@ class NodeInfoOut(Schema):
     groups = List(String())
     startup_files = List(String())
     interfaces = List(Dict())
+    state = NODE_STATE
     live = Dict(
         metadata={
             "description": "read from the node now: reachable, error, os_release, "
@@ -163,6 +181,7 @@ def job_out(job: Job | None) -> dict | None:
 
 
 def lab_out(lab) -> dict:
+    states = rules.node_states(lab)
     return {
         "id": lab.id,
         "name": lab.name,
@@ -179,6 +198,7 @@ def lab_out(lab) -> dict:
                 "kind": node.kind,
                 "image": node.image,
                 "mgmt_ipv4": node.mgmt_ipv4,
+                "state": states[node.name],
                 "interfaces": [
                     {"name": i.name, "ipv4": i.ipv4, "ipv6": i.ipv6, "link": i.connection_id}
                     for i in node.interfaces
