@@ -143,7 +143,7 @@ if ! command -v npm >/dev/null; then
     apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
 ui_key="$(sha "$UI/package-lock.json")"
-if stamp_ok ui-vendor "$ui_key" && [[ -f "$VENDOR/htmx.min.js" && -f "$VENDOR/axe.min.js" ]]; then
+if stamp_ok ui-vendor "$ui_key" && [[ -f "$VENDOR/htmx.min.js" && -f "$VENDOR/axe.min.js" && -f "$VENDOR/xterm.js" ]]; then
     say "portal JavaScript vendored"
 else
     say "vendoring the portal's JavaScript (npm ci in portal/ui)"
@@ -153,6 +153,12 @@ else
     cp "$UI/node_modules/htmx.org/LICENSE" "$VENDOR/htmx.LICENSE"
     cp "$UI/node_modules/axe-core/axe.min.js" "$VENDOR/axe.min.js"
     cp "$UI/node_modules/axe-core/LICENSE" "$VENDOR/axe-core.LICENSE"
+    # The web terminal (portal/ui/static/terminal.js): xterm.js and its fit addon.
+    cp "$UI/node_modules/@xterm/xterm/lib/xterm.js" "$VENDOR/xterm.js"
+    cp "$UI/node_modules/@xterm/xterm/css/xterm.css" "$VENDOR/xterm.css"
+    cp "$UI/node_modules/@xterm/xterm/LICENSE" "$VENDOR/xterm.LICENSE"
+    cp "$UI/node_modules/@xterm/addon-fit/lib/addon-fit.js" "$VENDOR/addon-fit.js"
+    cp "$UI/node_modules/@xterm/addon-fit/LICENSE" "$VENDOR/addon-fit.LICENSE"
     stamp_set ui-vendor "$ui_key"
 fi
 

@@ -40,6 +40,7 @@ PAGES = (
     "reservations",
     "courses",
     "admin",
+    "terminal",
     "usage",
     "keys",
 )
