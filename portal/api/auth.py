@@ -20,6 +20,7 @@ from portal.users import (
     quotas_of,
     revoke_token,
 )
+from store.models import Role
 
 bp = APIBlueprint("auth", __name__, url_prefix="/api")
 
@@ -115,6 +116,14 @@ def logout():
 @bp.doc(summary="The user who calls")
 def me():
     return user_view(current_user())
+
+
+@bp.get("/auth/admin")
+@login_required(Role.ADMIN)
+@bp.output({}, status_code=204)
+@bp.doc(summary="204 for an admin (nginx asks it before it lets anyone reach Prometheus)")
+def admin_check():
+    return ""
 
 
 @bp.post("/auth/password")

@@ -102,6 +102,7 @@ MATRIX: dict[tuple[str, str], dict[str, object]] = {
     ("POST", "/api/auth/login"): public(),
     ("POST", "/api/auth/logout"): public(),
     ("GET", "/api/auth/me"): any_user(),
+    ("GET", "/api/auth/admin"): roles_only(ADMIN),
     ("POST", "/api/auth/password"): any_user(),
     ("POST", "/api/auth/tokens"): any_user(),
     ("GET", "/api/auth/tokens"): any_user(),

@@ -1,0 +1,102 @@
+"""nginx, the platform's one entry point (roles/platform_nginx), as `make up` left it running:
+HTTPS with a certificate for this machine, HTTP only redirecting, the portal behind it with
+the client's real address, and Prometheus for admins only."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).parents[2]
+SITE = "https://127.0.0.1"
+CERTIFICATE = "/etc/ltb/tls/ltb.crt"
+ADMIN_PASSWORD = Path("/var/lib/ltb/portal/admin_password")
+
+pytestmark = pytest.mark.integration
+
+
+def logged_in(username: str, password: str) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False  # REQUESTS_CA_BUNDLE would replace the certificate checked
+    session.verify = CERTIFICATE
+    answer = session.post(
+        f"{SITE}/api/auth/login", json={"username": username, "password": password}
+    )
+    assert answer.status_code == 200, answer.text
+    session.headers["X-CSRF-Token"] = answer.json()["csrf_token"]
+    return session
+
+
+@pytest.fixture(scope="module")
+def admin() -> requests.Session:
+    return logged_in("admin", ADMIN_PASSWORD.read_text().strip())
+
+
+@pytest.fixture(scope="module")
+def student(admin):
+    name, password = f"ng-{secrets.token_hex(4)}", secrets.token_urlsafe(16)
+    made = admin.post(f"{SITE}/api/users", json={"username": name, "password": password})
+    assert made.status_code == 201, made.text
+    yield logged_in(name, password)
+    admin.delete(f"{SITE}/api/users/{made.json()['id']}")
+
+
+def test_http_only_redirects_to_https_and_the_certificate_names_this_machine():
+    plain = requests.get("http://127.0.0.1/labs?x=1", allow_redirects=False, timeout=10)
+    assert plain.status_code == 301
+    assert plain.headers["Location"] == "https://127.0.0.1/labs?x=1"
+    # Verified against the platform's own certificate: it names 127.0.0.1 and is valid now.
+    page = requests.get(f"{SITE}/login", verify=CERTIFICATE, timeout=10)
+    assert page.status_code == 200 and "<form" in page.text
+    assert "nginx/" not in page.headers.get("Server", "")
+
+
+def test_the_session_cookie_is_secure_and_the_portal_sees_https(admin):
+    cookie = next(c for c in admin.cookies if c.name == "session")
+    assert cookie.secure
+    # Behind the proxy the portal makes https URLs (ProxyFix): a browser's page redirect.
+    anonymous = requests.get(
+        f"{SITE}/templates", verify=CERTIFICATE, allow_redirects=False, timeout=10
+    )
+    assert anonymous.status_code == 302
+    assert anonymous.headers["Location"] == f"{SITE}/login?next=/templates"
+
+
+def test_prometheus_answers_admins_only(admin, student):
+    query = f"{SITE}/prometheus/api/v1/query"
+    answer = admin.get(query, params={"query": "up"}, timeout=10)
+    assert answer.status_code == 200 and answer.json()["status"] == "success"
+    assert student.get(query, params={"query": "up"}, timeout=10).status_code == 403
+    anonymous = requests.get(query, verify=CERTIFICATE, allow_redirects=False, timeout=10)
+    assert anonymous.status_code == 302
+    assert anonymous.headers["Location"] == f"{SITE}/login?next=/prometheus/api/v1/query"
+    # The portal's admin check is no way around: a token of a student is refused too.
+    token = student.post(f"{SITE}/api/auth/tokens", json={"name": "ng"}).json()["token"]
+    bearer = requests.get(
+        query, headers={"Authorization": f"Bearer {token}"}, verify=CERTIFICATE, timeout=10
+    )
+    assert bearer.status_code == 403
+
+
+def test_the_role_converges(tmp_path):
+    playbook = tmp_path / "nginx.yml"
+    playbook.write_text(
+        "- hosts: localhost\n  gather_facts: true\n  gather_subset: [min]\n"
+        "  roles: [platform_nginx]\n"
+    )
+    run = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), str(playbook)],
+        cwd=ROOT,
+        env={**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert " changed=0 " in run.stdout, run.stdout[-3000:]
