@@ -14,7 +14,6 @@ from typing import Any
 
 import click
 from apiflask import APIFlask
-from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from portal.access import LARGEST_ID
@@ -22,6 +21,7 @@ from portal.cli import users as users_cli
 from portal.errors import register_error_handlers
 from portal.inputs import refuse_nul_characters
 from portal.metrics import init_metrics
+from portal.openapi import PortalAPI
 from portal.settings import load_settings
 from portal.ui import register as register_pages
 from store.db import db, upgrade_database
@@ -50,7 +50,7 @@ class IdConverter(IntegerConverter):
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> APIFlask:
-    app = APIFlask(__name__, title="LTB portal API", version="1")
+    app = PortalAPI(__name__, title="LTB portal API", version="1")
     app.url_map.converters["int"] = IdConverter
     app.config.from_mapping(load_settings())
     if test_config is not None:
@@ -59,11 +59,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> APIFlask:
         "BearerAuth": {"type": "http", "scheme": "bearer"},
         "SessionCookie": {"type": "apiKey", "in": "cookie", "name": "session"},
     }
-    if app.config["LTB_PROXY_HOPS"]:
-        # Behind nginx: the client's address (login throttling, logs) and scheme (https)
-        # come from the proxy's X-Forwarded-* headers, trusted for that many proxies only.
-        hops = app.config["LTB_PROXY_HOPS"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
     db.init_app(app)
     register_error_handlers(app)
     app.before_request(refuse_nul_characters)
