@@ -11,7 +11,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Lab used by `make demo` and `make clean-labs`.
 LAB ?= examples/ospf-triangle.lab.yml
 # The portal that `make up` starts (roles/platform_portal) and where it keeps its state.
-PORTAL ?= http://127.0.0.1:8080
+PORTAL ?= https://$(shell hostname -f 2>/dev/null || hostname)
 PORTAL_STATE ?= /var/lib/ltb/portal
 # Python code checked by ruff: those of these directories that exist.
 PY_DIRS := $(wildcard ltb plugins tests bench jobs store portal)
