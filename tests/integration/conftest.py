@@ -95,6 +95,13 @@ def remove(lab_file: Path | str) -> PlaybookRun:
     return result
 
 
+def remove_if_left(lab_file: Path | str) -> None:
+    """Remove the lab of `lab_file` if an interrupted run left any of it: a module's lab must
+    not start from what an earlier run left, and a remove of nothing is a whole playbook run."""
+    if not find_lab_resources(load_lab(lab_file).name).empty():
+        remove(lab_file)
+
+
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[docker.DockerClient]:
     client = docker.from_env()
@@ -136,6 +143,14 @@ def assert_no_leftovers(lab: str) -> None:
     assert found.empty(), f"lab {lab} left behind: {found}"
 
 
+def topology_file(directory: Path, template: str, name: str) -> Path:
+    """A topology in `directory`, from a file in topologies/ with its name replaced."""
+    text = (TOPOLOGIES / template).read_text().replace("name: NAME", f"name: {name}")
+    path = directory / f"{name}.lab.yml"
+    path.write_text(text)
+    return path
+
+
 @pytest.fixture
 def lab_file(tmp_path) -> Iterator[Callable[[str, str], Path]]:
     """Write a topology for one test, from a file in topologies/ with its name replaced.
@@ -144,11 +159,8 @@ def lab_file(tmp_path) -> Iterator[Callable[[str, str], Path]]:
     names: list[str] = []
 
     def write(template: str, name: str) -> Path:
-        text = (TOPOLOGIES / template).read_text().replace("name: NAME", f"name: {name}")
-        path = tmp_path / f"{name}.lab.yml"
-        path.write_text(text)
         names.append(name)
-        return path
+        return topology_file(tmp_path, template, name)
 
     yield write
     registry = Registry(DEFAULT_STATE_DIR)

@@ -20,6 +20,7 @@ from tests.integration.conftest import (
     assert_no_leftovers,
     deploy,
     remove,
+    remove_if_left,
     run_playbook,
 )
 
@@ -35,7 +36,7 @@ def lab(docker_client, tmp_path_factory):
     path.write_text(
         (TOPOLOGIES / "chain3.lab.yml").read_text().replace("name: NAME", f"name: {LAB}")
     )
-    remove(path)
+    remove_if_left(path)
     deploy(path)
     yield RunningLab(path, docker_client)
     remove(path)

@@ -18,6 +18,7 @@ from tests.integration.conftest import (
     assert_no_leftovers,
     deploy,
     remove,
+    remove_if_left,
     run_playbook,
     wait_until,
 )
@@ -29,7 +30,7 @@ SSH_KEY = "/var/lib/ltb/ssh/id_ed25519"
 
 @pytest.fixture(scope="module")
 def lab(docker_client):
-    remove(EXAMPLE)  # a lab left by an interrupted run must not decide the outcome
+    remove_if_left(EXAMPLE)  # a lab left by an interrupted run must not decide the outcome
     deploy(EXAMPLE)
     yield RunningLab(EXAMPLE, docker_client)
     remove(EXAMPLE)

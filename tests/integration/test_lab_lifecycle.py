@@ -4,6 +4,7 @@ topologies, images that are missing or crash, and what reaches a node's files.""
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 
 import docker
 import pytest
@@ -15,66 +16,63 @@ from tests.integration.conftest import (
     deploy,
     remove,
     run_playbook,
+    topology_file,
 )
 
 pytestmark = pytest.mark.integration
 
 
-def test_two_labs_with_the_same_node_names_run_side_by_side(lab_file, docker_client):
-    first, second = lab_file("pair.lab.yml", "side-one"), lab_file("pair.lab.yml", "side-two")
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory, docker_client) -> Iterator[RunningLab]:
+    """One deployed pair lab for the tests below that look at a running lab or change it in a
+    way they undo (or that the others do not read): one deploy and one remove for all of them,
+    and nothing left once it is removed."""
+    path = topology_file(tmp_path_factory.mktemp("pair"), "pair.lab.yml", "ct-pair")
+    try:
+        deploy(path)
+        yield RunningLab(path, docker_client)
+    finally:
+        remove(path)
+    assert_no_leftovers("ct-pair")
+
+
+def test_two_labs_with_the_same_node_names_run_side_by_side(lab_file, docker_client, request):
+    first = lab_file("pair.lab.yml", "ct-side")
     try:
         deploy(first)
-        deploy(second)
-        for path in (first, second):
-            assert RunningLab(path, docker_client).ping("a", "10.201.12.2")
-        remove(first)
-        assert_no_leftovers("side-one")
-        assert RunningLab(second, docker_client).ping("a", "10.201.12.2"), (
-            "removing one lab broke the other"
-        )
-        assert RunningLab(second, docker_client).ping("b", "2001:db8:12::1")
+        # The shared pair is deployed second here (first test of the module): removing the lab
+        # deployed first must leave the other running.
+        second: RunningLab = request.getfixturevalue("pair")
+        for lab in (RunningLab(first, docker_client), second):
+            assert lab.ping("a", "10.201.12.2")
     finally:
         remove(first)
-        remove(second)
-    assert_no_leftovers("side-two")
+    assert_no_leftovers("ct-side")
+    assert second.ping("a", "10.201.12.2"), "removing one lab broke the other"
+    assert second.ping("b", "2001:db8:12::1")
 
 
-def test_startup_files_arrive_verbatim_never_templated(lab_file, docker_client):
-    path = lab_file("pair.lab.yml", "verbatim")
-    try:
-        deploy(path)
-        code, content = RunningLab(path, docker_client).exec("a", "cat", "/etc/ltb/template.txt")
-        assert code == 0
-        assert content == "{{ lookup('pipe', 'id') }}"
-    finally:
-        remove(path)
+def test_startup_files_arrive_verbatim_never_templated(pair):
+    assert pair.exec("a", "cat", "/etc/ltb/template.txt") == (0, "{{ lookup('pipe', 'id') }}")
 
 
-def test_changed_startup_files_reach_a_running_node_and_then_nothing_changes(
-    lab_file, docker_client
-):
-    path = lab_file("pair.lab.yml", "refiles")
-    try:
-        deploy(path)
-        path.write_text(
-            path.read_text().replace(
-                "    files:\n",
-                '    files:\n      /opt/new/deep/note.txt: "hello\\n"\n',
-            )
+def test_changed_startup_files_reach_a_running_node_and_then_nothing_changes(pair):
+    path = pair.path
+    path.write_text(
+        path.read_text().replace(
+            "    files:\n",
+            '    files:\n      /opt/new/deep/note.txt: "hello\\n"\n',
         )
-        changed = deploy(path).changed()
-        # The node whose files changed, and the hypervisor's copy of the topology; not b.
-        assert "a" in changed and "b" not in changed, changed
-        node = RunningLab(path, docker_client)
-        assert node.exec("a", "cat", "/opt/new/deep/note.txt") == (0, "hello\n")
-        modes = node.exec("a", "stat", "-c", "%a %U", "/opt/new/deep", "/opt/new/deep/note.txt")
-        assert modes == (0, "755 root\n644 root\n")
-        # The platform key's file keeps its own mode.
-        assert node.exec("a", "stat", "-c", "%a", "/root/.ssh/authorized_keys") == (0, "600\n")
-        assert deploy(path).changed() == {}
-    finally:
-        remove(path)
-    assert_no_leftovers("refiles")
+    )
+    changed = deploy(path).changed()
+    # The node whose files changed, and the hypervisor's copy of the topology; not b.
+    assert "a" in changed and "b" not in changed, changed
+    assert pair.exec("a", "cat", "/opt/new/deep/note.txt") == (0, "hello\n")
+    modes = pair.exec("a", "stat", "-c", "%a %U", "/opt/new/deep", "/opt/new/deep/note.txt")
+    assert modes == (0, "755 root\n644 root\n")
+    # The platform key's file keeps its own mode.
+    assert pair.exec("a", "stat", "-c", "%a", "/root/.ssh/authorized_keys") == (0, "600\n")
+    assert deploy(path).changed() == {}
 
 
 def test_bad_topology_is_rejected_with_every_place_before_anything_is_created(tmp_path):
@@ -140,16 +138,13 @@ def hypervisor_address():
     subprocess.run(["ip", "link", "del", "ltbtest0"], check=True)
 
 
-def test_lab_link_does_not_reach_the_hypervisor(lab_file, docker_client, hypervisor_address):
-    path = lab_file("pair.lab.yml", "isolated")
+def test_lab_link_does_not_reach_the_hypervisor(pair, hypervisor_address):
+    # A node that puts itself in the hypervisor's subnet still gets no answer over a link.
+    assert pair.exec("a", "ip", "addr", "add", "10.202.0.2/24", "dev", "eth1")[0] == 0
     try:
-        deploy(path)
-        lab = RunningLab(path, docker_client)
-        # A node that puts itself in the hypervisor's subnet still gets no answer over a link.
-        assert lab.exec("a", "ip", "addr", "add", "10.202.0.2/24", "dev", "eth1")[0] == 0
-        assert not lab.ping("a", hypervisor_address)
-        _, neighbour = lab.exec("a", "ip", "neigh", "show", hypervisor_address, "dev", "eth1")
+        assert not pair.ping("a", hypervisor_address)
+        _, neighbour = pair.exec("a", "ip", "neigh", "show", hypervisor_address, "dev", "eth1")
         assert "lladdr" not in neighbour, f"the hypervisor answered ARP on a lab link: {neighbour}"
-        assert lab.ping("a", "10.201.12.2"), "the link itself must still work"
+        assert pair.ping("a", "10.201.12.2"), "the link itself must still work"
     finally:
-        remove(path)
+        pair.exec("a", "ip", "addr", "del", "10.202.0.2/24", "dev", "eth1")
