@@ -11,6 +11,7 @@ The test that stops a container runs last: the others read a lab whose nodes all
 
 from __future__ import annotations
 
+import base64
 import re
 import uuid
 from collections.abc import Iterator
@@ -34,6 +35,9 @@ from tests.integration.conftest import TOPOLOGIES, remove
 from tests.jobs.conftest import TASK_WAIT, JobProcesses, job_ended, wait_for
 from tests.portal.conftest import PASSWORD, app, client, login  # noqa: F401
 from tests.ui.conftest import (
+    DESKTOP,
+    PHONE,
+    SCREENSHOTS,
     WAIT,
     LiveServer,
     assert_accessible,
@@ -41,6 +45,7 @@ from tests.ui.conftest import (
     open_page,
     phone,
     screenshot,
+    viewport,
 )
 
 pytestmark = pytest.mark.integration
@@ -195,6 +200,67 @@ def test_the_copy_button_puts_the_ssh_command_on_the_clipboard_and_says_copied(l
     )
     assert pasted == command
     WebDriverWait(driver, WAIT).until(lambda d: button.text == "Copy SSH command for a")
+
+
+# The innermost elements that reach past the screen's right edge, to name them in a failure.
+WIDER_THAN_THE_SCREEN = """
+const right = e => e.getBoundingClientRect().right, edge = window.innerWidth + 1;
+return [...document.body.querySelectorAll('*')]
+  .filter(e => right(e) > edge && ![...e.children].some(c => right(c) > edge))
+  .filter(e => !e.closest('.table-wrap, pre'))
+  .slice(0, 5).map(e => `${e.tagName}.${e.className} ${Math.round(right(e))}`);
+"""
+# Pages with parameters, other than the lab's own (below), and pages that stream.
+NOT_VISITED = {"ui.login", "ui.static", "ui.lab_node_states"}
+
+
+def pages_to_visit(flask_app, lab: DeployedLab) -> list[str]:
+    """Every page without parameters, and the lab's pages (its page, a node's information
+    page, its usage) and its owner's admin page."""
+    paths = [
+        rule.rule
+        for rule in flask_app.url_map.iter_rules()
+        if rule.endpoint.startswith("ui.")
+        and "GET" in rule.methods
+        and not rule.arguments
+        and rule.endpoint not in NOT_VISITED
+    ]
+    paths += [f"/labs/{lab.id}", f"/labs/{lab.id}/nodes/a/info", f"/admin/users/{lab.owner.id}"]
+    if "ui.lab_usage_page" in flask_app.view_functions:
+        paths.append(f"/labs/{lab.id}/usage")
+    return sorted(paths)
+
+
+def whole_page_screenshot(driver, name: str) -> None:
+    """artifacts/screenshots/pages/<name>.png: the whole page, not only what the screen shows."""
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}
+    )
+    target = SCREENSHOTS / "pages" / f"{name}.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(base64.b64decode(shot["data"]))
+
+
+def test_every_page_fits_a_phone_and_a_desktop_and_passes_the_accessibility_check(
+    lab, driver, job_settings
+):
+    admin = new_user(session_factory(job_settings.database_url), Role.ADMIN)
+    log_in(driver, admin)
+    problems = []
+    for path in pages_to_visit(driver.live_app, lab):
+        name = path.strip("/").replace("/", "-") or "dashboard"
+        for size, mobile in ((DESKTOP, False), (PHONE, True)):
+            viewport(driver, size, mobile)
+            open_page(driver, path)
+            width = driver.execute_script("return document.documentElement.scrollWidth")
+            if width > size[0]:
+                wide = driver.execute_script(WIDER_THAN_THE_SCREEN)
+                problems.append(f"{path} is {width} px wide at {size[0]} px: {wide}")
+            whole_page_screenshot(driver, f"{name}-{size[0]}")
+        viewport(driver, DESKTOP)
+        open_page(driver, path)
+        assert_accessible(driver)
+    assert not problems, "\n".join(problems)
 
 
 def test_a_node_stopped_by_hand_is_stopped_in_the_api_and_on_the_open_page_the_other_runs(
