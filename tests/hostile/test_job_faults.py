@@ -232,7 +232,7 @@ def test_redis_flushed_under_running_scheduler_and_workers_loses_no_reservation_
     now = utcnow()
     with store.begin() as session:
         reservation = create_reservation(
-            session, reserved_text, now + timedelta(seconds=20), now + timedelta(seconds=45)
+            session, reserved_text, now + timedelta(seconds=20), now + timedelta(seconds=30)
         )
     sched = scheduler()
     schedule(sched, reservation)
