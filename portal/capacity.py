@@ -1,7 +1,8 @@
 """The hypervisors' capacity as the portal sees it: may a lab run from one moment to another
-without over-committing their CPUs or memory, and how much is free over a week (the
-calendar). The counting is store.capacity's; the capacity is the inventory's
-(LTB_HYPERVISORS, read at each check, so a changed inventory holds at once).
+without over-committing a hypervisor's CPUs or memory, on which one, and how large a lab
+still fits over a week (the calendar). A lab runs on one hypervisor: the placement is
+store.capacity's; the capacity is the inventory's (LTB_HYPERVISORS, read at each check, so
+a changed inventory holds at once).
 """
 
 from __future__ import annotations
@@ -12,7 +13,17 @@ from pathlib import Path
 from apiflask import HTTPError
 from flask import current_app
 
-from store.capacity import Booking, Capacity, Needs, bookings, hypervisor_capacity, peak
+from store.capacity import (
+    Booking,
+    Capacity,
+    Needs,
+    NoRoom,
+    bookings,
+    hypervisor_capacities,
+    hypervisor_capacity,
+    largest_free,
+    placement,
+)
 from store.db import db
 from store.models import utcnow
 
@@ -20,35 +31,39 @@ GIB = 1024**3
 
 
 def capacity() -> Capacity:
+    """All the hypervisors' CPUs and memory together."""
     return hypervisor_capacity(Path(current_app.config["LTB_HYPERVISORS"]))
 
 
-class OverCommitted(HTTPError):
-    """409: the hypervisors would be over-committed; says in what, when and by whom."""
+def capacities() -> dict[str, Capacity]:
+    """Each hypervisor's CPUs and memory, in the inventory's order."""
+    return hypervisor_capacities(Path(current_app.config["LTB_HYPERVISORS"]))
 
-    def __init__(
-        self,
-        resource: str,
-        at: datetime,
-        total: float,
-        booked: float,
-        asked: float,
-        holders: list[str],
-    ):
-        unit = "GiB" if resource == "memory" else "CPUs"
-        scale = GIB if resource == "memory" else 1
+
+class OverCommitted(HTTPError):
+    """409: no one hypervisor has room for the lab; says in what, when, what each has free
+    and what holds it then."""
+
+    def __init__(self, refusal: NoRoom, asked: Needs):
+        free = ", ".join(
+            f"{host} {room.cpus:g} CPUs and {room.memory_bytes / GIB:g} GiB"
+            for host, room in refusal.free.items()
+        )
         super().__init__(
             409,
-            f"The hypervisors' {resource} would be over-committed at {at.isoformat()}: "
-            f"{total / scale:g} {unit} in all, {booked / scale:g} booked "
-            f"({', '.join(holders) or 'nothing'}), this lab needs {asked / scale:g}",
+            f"The hypervisors' {refusal.resource} would be over-committed at "
+            f"{refusal.at.isoformat()}: this lab needs {asked.cpus:g} CPUs and "
+            f"{asked.memory_bytes / GIB:g} GiB on one hypervisor; free then: {free or 'none'} "
+            f"(booked by {', '.join(refusal.holders) or 'nothing'})",
             {
-                "resource": resource,
-                "at": at.isoformat(),
-                "capacity": total,
-                "booked": booked,
-                "asked": asked,
-                "booked_by": holders,
+                "resource": refusal.resource,
+                "at": refusal.at.isoformat(),
+                "asked": {"cpus": asked.cpus, "memory_bytes": asked.memory_bytes},
+                "free": {
+                    host: {"cpus": room.cpus, "memory_bytes": room.memory_bytes}
+                    for host, room in refusal.free.items()
+                },
+                "booked_by": refusal.holders,
             },
         )
 
@@ -58,45 +73,37 @@ def check_capacity(
     start_at: datetime,
     end_at: datetime,
     except_reservation: int | None = None,
-) -> None:
-    """Refuse (OverCommitted) a lab that would take the hypervisors over their CPUs or
-    memory at any moment of [start_at, end_at). The caller holds store.capacity's booking
-    lock (lock_bookings) until it has recorded the lab or reservation."""
+) -> str:
+    """The hypervisor a lab runs on from start_at to end_at: the first with room for it at
+    every moment (store.capacity.placement); OverCommitted if none has. The caller holds
+    store.capacity's booking lock (lock_bookings) until it has recorded the lab or
+    reservation."""
     held = bookings(
         db.session, start_at, end_at, now=utcnow(), except_reservation=except_reservation
     )
-    top = peak(held, start_at, end_at)
-    total = capacity()
-    checks = (
-        ("CPU", total.cpus, top.cpus, needs.cpus, top.cpus_at),
-        ("memory", total.memory_bytes, top.memory_bytes, needs.memory_bytes, top.memory_at),
-    )
-    for resource, have, booked, asked, moment in checks:
-        if booked + asked > have:
-            holders = [b.what for b in held if _holds(b, moment)]
-            raise OverCommitted(resource, moment, have, booked, asked, holders)
-
-
-def _holds(booking: Booking, moment: datetime) -> bool:
-    return booking.start_at <= moment and (booking.end_at is None or moment < booking.end_at)
+    chosen = placement(capacities(), held, needs, start_at, end_at)
+    if isinstance(chosen, NoRoom):
+        raise OverCommitted(chosen, needs)
+    return chosen
 
 
 def calendar(start: datetime, end: datetime, step: timedelta) -> dict:
-    """Free CPUs and memory in each step of [start, end): the capacity less the highest load
-    within the step."""
+    """The largest lab that still fits in each step of [start, end): the CPUs and memory one
+    hypervisor has free throughout the step (store.capacity.largest_free)."""
     total = capacity()
+    each = capacities()
     held = bookings(db.session, start, end, now=utcnow())
     slots = []
     moment = start
     while moment < end:
         slot_end = min(moment + step, end)
-        top = peak(held, moment, slot_end)
+        _, room = largest_free(each, held, moment, slot_end)
         slots.append(
             {
                 "start": moment.isoformat(),
                 "end": slot_end.isoformat(),
-                "free_cpus": round(total.cpus - top.cpus, 3),
-                "free_memory_bytes": total.memory_bytes - top.memory_bytes,
+                "free_cpus": round(room.cpus, 3),
+                "free_memory_bytes": room.memory_bytes,
                 "labs": sum(1 for b in held if _overlaps(b, moment, slot_end)),
             }
         )

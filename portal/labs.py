@@ -78,8 +78,9 @@ def start_lab(user: User, template_id: int, version: int | None, title: str | No
             f"template {template.name} version {chosen.number} is not a valid lab",
             {"problems": [{"place": p.place, "message": p.message} for p in error.problems]},
         ) from None
-    # The user's quotas of running labs, nodes and memory (409 naming the quota).
-    check_lab_start(user, lab_needs(lab_model))
+    # The user's quotas of running labs, nodes and memory (409 naming the quota), and the
+    # hypervisor with room for it.
+    hypervisor = check_lab_start(user, lab_needs(lab_model))
     job_id = _submit(
         name,
         "deploy",
@@ -91,7 +92,10 @@ def start_lab(user: User, template_id: int, version: int | None, title: str | No
         title=title or template.name,
     )
     db.session.expire_all()  # submit wrote in its own transaction
-    return db.session.get(Job, job_id)
+    job = db.session.get(Job, job_id)
+    job.lab.hypervisor = hypervisor  # where the placement put it (one hypervisor per lab)
+    db.session.commit()
+    return job
 
 
 def request_lab_task(lab: Lab, task: str, params: dict[str, Any]) -> Job:

@@ -86,10 +86,10 @@ def _check_concurrent(
             raise QuotaExceeded(quota, limit, in_use, asked, f"at {moment.isoformat()}")
 
 
-def check_lab_start(user: User, lab: Needs | model.Lab) -> None:
-    """Refuse a lab started now that would take the user over a quota of running labs,
-    nodes or memory (QuotaExceeded), or the hypervisors over their CPUs or memory
-    (portal.capacity.OverCommitted). It runs until removed, but is checked for the longest
+def check_lab_start(user: User, lab: Needs | model.Lab) -> str:
+    """The hypervisor a lab started now runs on; refuse one that would take the user over a
+    quota of running labs, nodes or memory (QuotaExceeded), or that no hypervisor has room
+    for (portal.capacity.OverCommitted). It runs until removed, but is checked for the longest
     reservation from now (LTB_MAX_RESERVATION_HOURS): checked to the end of time, any lab
     would clash with every booking to come; bookings made later count it as running."""
     needs = lab if isinstance(lab, Needs) else lab_needs(lab)
@@ -97,7 +97,7 @@ def check_lab_start(user: User, lab: Needs | model.Lab) -> None:
     until = now + timedelta(hours=float(current_app.config.get("LTB_MAX_RESERVATION_HOURS", 8)))
     lock_bookings(db.session)
     _check_concurrent(user, needs, now, until, None)
-    check_capacity(needs, now, until)
+    return check_capacity(needs, now, until)
 
 
 def week_start(moment: datetime) -> datetime:

@@ -8,8 +8,10 @@ until removed, so they hold every moment from now on): `bookings` lists them, `p
 an interval's edges for the highest load. The portal (reservations, quotas, the capacity
 calendar) and the jobs read these; nothing here needs the web application.
 
-The hypervisors are one pool: every new lab runs on the job layer's one hypervisor
-(LTB_HYPERVISOR), so their capacities add up.
+A lab runs on ONE hypervisor (it does not span them), so whether a lab fits is a placement,
+not a sum: at every moment, the bookings that hold it are placed first-fit onto the
+hypervisors of the inventory, each with its own CPUs and memory (`free_at`), and the lab
+needs one hypervisor with room for it at every moment of its time (`placement`).
 """
 
 from __future__ import annotations
@@ -140,6 +142,8 @@ class Booking:
     start_at: datetime
     end_at: datetime | None
     needs: Needs
+    # Where it runs, if that is known (a lab's recorded hypervisor); else placed first-fit.
+    hypervisor: str | None = None
 
 
 def lock_bookings(session: Session) -> None:
@@ -189,7 +193,7 @@ def bookings(
             needs = topology_needs(lab.topology)
         except TopologyError:
             continue  # a lab of the CLI whose topology no longer parses: nothing to count
-        found.append(Booking(f"lab {lab.name}", lab.owner_id, now, None, needs))
+        found.append(Booking(f"lab {lab.name}", lab.owner_id, now, None, needs, lab.hypervisor))
     return found
 
 
@@ -233,3 +237,113 @@ def peak(held: list[Booking], start_at: datetime, end_at: datetime) -> Peak:
         if load.nodes > best.nodes:
             best = replace(best, nodes=load.nodes, nodes_at=moment)
     return best
+
+
+# Placement ---------------------------------------------------------------------------------
+
+# CPUs are fractional (containers take 0.25): compare with this much slack.
+CPU_SLACK = 1e-6
+
+
+def _fits(free: Capacity, needs: Needs) -> bool:
+    return free.cpus + CPU_SLACK >= needs.cpus and free.memory_bytes >= needs.memory_bytes
+
+
+def _holds(booking: Booking, moment: datetime) -> bool:
+    return booking.start_at <= moment and (booking.end_at is None or moment < booking.end_at)
+
+
+def free_at(
+    hypervisors: dict[str, Capacity], held: Iterable[Booking], moment: datetime
+) -> dict[str, Capacity]:
+    """What each hypervisor has free at `moment` once the bookings that hold it are placed:
+    a booking whose hypervisor is known stays there (a hypervisor no longer in the inventory
+    holds it nowhere); the others go first-fit, in order of their start, onto the first
+    hypervisor (in the inventory's order) with room; one that fits nowhere goes where most
+    CPUs are free and over-commits it (negative room: nothing more fits there)."""
+    free = dict(hypervisors)
+    active = sorted(
+        (b for b in held if _holds(b, moment)),
+        key=lambda b: (b.hypervisor is None, b.start_at, b.what),
+    )
+    for booking in active:
+        where = booking.hypervisor
+        if where is None:
+            where = next((h for h, room in free.items() if _fits(room, booking.needs)), None)
+            if where is None and free:
+                where = max(free, key=lambda h: free[h].cpus)
+        if where in free:
+            room = free[where]
+            free[where] = Capacity(
+                room.cpus - booking.needs.cpus, room.memory_bytes - booking.needs.memory_bytes
+            )
+    return free
+
+
+def _moments(held: Iterable[Booking], start_at: datetime, end_at: datetime) -> list[datetime]:
+    """The moments of [start_at, end_at) where what holds the hypervisors changes: first-fit
+    is not monotone (an end can move later bookings), so ends count as well as starts."""
+    edges = {start_at}
+    for booking in held:
+        for edge in (booking.start_at, booking.end_at):
+            if edge is not None and start_at < edge < end_at:
+                edges.add(edge)
+    return sorted(edges)
+
+
+@dataclass(frozen=True)
+class NoRoom:
+    """Why a lab fits on no hypervisor: at `at`, `resource` ("CPU", "memory", or "CPU and
+    memory" when each is free somewhere but not both on one hypervisor) of `free`."""
+
+    at: datetime
+    resource: str
+    free: dict[str, Capacity]
+    holders: list[str]
+
+
+def placement(
+    hypervisors: dict[str, Capacity],
+    held: list[Booking],
+    needs: Needs,
+    start_at: datetime,
+    end_at: datetime,
+) -> str | NoRoom:
+    """The first hypervisor (in the inventory's order) with room for `needs` at every moment
+    of [start_at, end_at) beside what `held` places there, or why there is none: NoRoom at
+    the first moment where no hypervisor that had room so far still has it."""
+    candidates = list(hypervisors)
+    for moment in _moments(held, start_at, end_at):
+        free = free_at(hypervisors, held, moment)
+        fitting = [h for h in candidates if _fits(free[h], needs)]
+        if not fitting:
+            tried = {h: free[h] for h in candidates}
+            if not any(room.cpus + CPU_SLACK >= needs.cpus for room in tried.values()):
+                resource = "CPU"
+            elif not any(room.memory_bytes >= needs.memory_bytes for room in tried.values()):
+                resource = "memory"
+            else:
+                resource = "CPU and memory"
+            holders = [b.what for b in held if _holds(b, moment)]
+            return NoRoom(moment, resource, free, holders)
+        candidates = fitting
+    return candidates[0] if candidates else NoRoom(start_at, "CPU", {}, [])
+
+
+def largest_free(
+    hypervisors: dict[str, Capacity], held: list[Booking], start_at: datetime, end_at: datetime
+) -> tuple[str | None, Capacity]:
+    """The largest lab that still fits in all of [start_at, end_at): the hypervisor with the
+    most CPUs free throughout (then memory), and what it has free."""
+    lowest = dict(hypervisors)
+    for moment in _moments(held, start_at, end_at):
+        for host, room in free_at(hypervisors, held, moment).items():
+            low = lowest[host]
+            lowest[host] = Capacity(
+                min(low.cpus, room.cpus), min(low.memory_bytes, room.memory_bytes)
+            )
+    if not lowest:
+        return None, Capacity(0.0, 0)
+    best = max(lowest, key=lambda h: (lowest[h].cpus, lowest[h].memory_bytes))
+    room = lowest[best]
+    return best, Capacity(max(room.cpus, 0.0), max(room.memory_bytes, 0))

@@ -34,8 +34,9 @@ def slow_capacity_check(monkeypatch):
 
     def slowed(check: Callable) -> Callable:
         def check_then_wait(*args, **kwargs):
-            check(*args, **kwargs)
+            answer = check(*args, **kwargs)
             time.sleep(RACE_WINDOW)
+            return answer
 
         return check_then_wait
 

@@ -1,0 +1,112 @@
+"""Capacity per hypervisor through the API (real PostgreSQL): a lab needs room on ONE
+hypervisor, so room that only the sum of two has is refused, naming the moment and what
+each has free; the calendar shows the largest lab that still fits; a started lab records
+the hypervisor its placement chose."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+import pytest
+import yaml
+
+from jobs.queue import cancel
+from portal import create_app
+from store.models import Lab, utcnow
+from tests.jobs.conftest import redis_db  # noqa: F401
+from tests.portal.conftest import bearer
+from tests.portal.test_reservations import template  # noqa: F401
+
+GIB = 1024**3
+
+
+@pytest.fixture
+def inventory(tmp_path):
+    """inventory({host: cpus}) -> an app whose hypervisors are these (8 GiB each)."""
+
+    def make(cpus: dict[str, float]):
+        hosts = {
+            host: {"ltb_capacity_cpus": count, "ltb_capacity_memory": 8 * GIB}
+            for host, count in cpus.items()
+        }
+        (tmp_path / "hosts.yaml").write_text(
+            yaml.safe_dump({"hypervisors": {"hosts": hosts}}, sort_keys=False)
+        )
+
+    return make
+
+
+@pytest.fixture
+def app(job_settings, tmp_path, redis_db):  # noqa: F811
+    return create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test",
+            "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
+            "SESSION_COOKIE_SECURE": False,
+            "LTB_HYPERVISORS": str(tmp_path),
+            "LTB_MAX_RESERVATION_HOURS": 8,
+        }
+    )
+
+
+def far_slot() -> tuple[str, str]:
+    """Two hours on a day years ahead that no other test books (and no lab of the run
+    holds: those are on "localhost", not in these inventories)."""
+    start = utcnow().replace(minute=0, second=0, microsecond=0) + timedelta(
+        days=200_000 + secrets.randbelow(100_000)
+    )
+    return start.isoformat(), (start + timedelta(hours=2)).isoformat()
+
+
+def test_room_only_two_hypervisors_have_together_is_refused_naming_each(
+    client,
+    inventory,
+    template,  # noqa: F811
+    make_user,
+    token_for,
+):
+    inventory({"hv-a": 1.5, "hv-b": 1.5})  # 3 CPUs in all; the lab needs 2 on one
+    start_at, end_at = far_slot()
+    body = {"template_id": template, "start_at": start_at, "end_at": end_at}
+    headers = bearer(token_for(make_user()))
+    refused = client.post("/api/reservations", json=body, headers=headers)
+    assert refused.status_code == 409, refused.get_json()
+    error = refused.get_json()["error"]
+    assert "CPU would be over-committed" in error["message"] and start_at in error["message"]
+    assert "on one hypervisor" in error["message"] and "hv-a 1.5 CPUs" in error["message"]
+    assert error["detail"]["free"]["hv-b"]["cpus"] == 1.5
+    calendar = client.get(
+        f"/api/capacity?from={start_at.replace('+00:00', 'Z')}&to={end_at.replace('+00:00', 'Z')}"
+        "&step_minutes=60",
+        headers=headers,
+    ).get_json()
+    assert calendar["capacity"]["cpus"] == 3
+    assert [slot["free_cpus"] for slot in calendar["slots"]] == [1.5, 1.5]
+
+    inventory({"hv-a": 1.5, "hv-b": 2})
+    booked = client.post("/api/reservations", json=body, headers=headers)
+    assert booked.status_code == 201, booked.get_json()
+    second = client.post("/api/reservations", json=body, headers=bearer(token_for(make_user())))
+    assert second.status_code == 409 and "booked by reservation" in str(second.get_json())
+
+
+def test_a_started_lab_records_the_hypervisor_its_placement_chose(
+    client,
+    inventory,
+    template,  # noqa: F811
+    make_user,
+    token_for,
+    store,
+):
+    inventory({"hv-full": 0.5, "hv-room": 10_000})
+    started = client.post(
+        "/api/labs", json={"template_id": template}, headers=bearer(token_for(make_user()))
+    )
+    assert started.status_code == 202, started.get_json()
+    try:
+        with store() as session:
+            assert session.get(Lab, started.get_json()["lab"]["id"]).hypervisor == "hv-room"
+    finally:
+        cancel(started.get_json()["job"]["id"])
