@@ -271,9 +271,10 @@ def edit_course(
             reservation.template_version_id = chosen.id
             reservation.cpus, reservation.memory_bytes = needs.cpus, needs.memory_bytes
             reservation.nodes = needs.nodes
-        if reservation in scheduled:
-            reservation.start_at = slot.start_at
-        reservation.end_at = slot.end_at
+        if moved_slot:
+            if reservation in scheduled:
+                reservation.start_at = slot.start_at
+            reservation.end_at = slot.end_at
     db.session.flush()
     for reservation in reservations:
         _check_moved(reservation)
