@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import docker
 import paramiko
@@ -137,6 +138,24 @@ def open_ssh(target: Target, key_file: Path, size: tuple[int, int] = DEFAULT_SIZ
             f"still starting ({error.__class__.__name__})"
         ) from None
     return client, channel
+
+
+def origin_matches(origin: str | None, host: str) -> bool:
+    """Whether a WebSocket's Origin header names this site (`host`: the request's Host).
+
+    Browsers send the session cookie with a WebSocket opened by any site's page, so the
+    Origin is what tells our own pages apart (cross-site WebSocket hijacking). A proxy that
+    passes the Host without its port (nginx's `$host`) names only the host name: then the
+    host names must match."""
+    if not origin:
+        return False
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    host = host.lower()
+    if ":" in host.rsplit("]", 1)[-1]:
+        return parts.netloc.lower() == host
+    return parts.hostname == host.strip("[]")
 
 
 def parse_control(text: str) -> tuple[int, int] | None:

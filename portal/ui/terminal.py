@@ -12,7 +12,6 @@ terminals open) says why in the terminal and closes.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from apiflask import HTTPError
 from flask import Response, current_app, render_template, request
@@ -41,12 +40,8 @@ def node_terminal(lab_id: int, name: str):
 
 
 def same_origin() -> bool:
-    """Whether the page that opened the WebSocket is this site's (its Origin is our host)."""
-    origin = request.headers.get("Origin")
-    if not origin:
-        return False
-    parts = urlsplit(origin)
-    return parts.scheme in ("http", "https") and parts.netloc.lower() == request.host.lower()
+    """Whether the page that opened the WebSocket is this site's (portal.terminal)."""
+    return terminal.origin_matches(request.headers.get("Origin"), request.host)
 
 
 def slots() -> terminal.TerminalSlots:

@@ -7,7 +7,13 @@ import subprocess
 
 import pytest
 
-from portal.terminal import CLOSE_LIMIT, TerminalRefused, TerminalSlots, parse_control
+from portal.terminal import (
+    CLOSE_LIMIT,
+    TerminalRefused,
+    TerminalSlots,
+    origin_matches,
+    parse_control,
+)
 
 
 @pytest.mark.parametrize(
@@ -63,3 +69,24 @@ def test_terminals_of_other_workers_count_for_the_user_and_a_dead_workers_do_not
     with slots.slot(1), slots.slot(1):
         assert slots.count() == 2
     assert not (tmp_path / f"1.{other.pid}.1").exists()
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "same"),
+    [
+        ("http://127.0.0.1:8080", "127.0.0.1:8080", True),
+        ("https://ltb.example", "ltb.example", True),
+        ("https://LTB.example", "ltb.example", True),
+        ("https://ltb.example:8443", "ltb.example", True),  # behind nginx's $host
+        ("http://127.0.0.1:9000", "127.0.0.1:8080", False),
+        ("https://evil.example", "ltb.example", False),
+        ("https://ltb.example.evil.example", "ltb.example", False),
+        ("null", "ltb.example", False),
+        ("file://ltb.example", "ltb.example", False),
+        ("", "ltb.example", False),
+        (None, "ltb.example", False),
+        ("http://[::1]:8080", "[::1]:8080", True),
+    ],
+)
+def test_only_pages_of_this_site_may_open_a_terminal(origin, host, same):
+    assert origin_matches(origin, host) is same

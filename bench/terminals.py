@@ -1,0 +1,345 @@
+"""Web terminal benchmark: N concurrent terminals through the portal, each echoing keystrokes.
+
+1. A scratch PostgreSQL database (made and dropped here), an rq worker of its own (Redis DB
+   of LTB_TEST_REDIS_URL, default 10, its own queue) that deploys a one-container lab
+   (`ws-bench-*`) owned by a bench user; the lab is removed at the end.
+2. The portal under gunicorn as roles/platform_portal runs it (portal/gunicorn.conf.py, 2
+   workers, 4 request threads each plus --per-worker terminal threads) on a free port, its
+   terminal limits raised for one user to hold N terminals.
+3. N WebSocket clients (simple-websocket) open the node's terminal at once, wait for the
+   shell, then each types --keys characters one at a time; a keystroke's latency is the time
+   from sending it until the node's echo of it arrives (browser -> portal -> SSH -> the
+   node's pty -> back). While they type, a client times GET /api/auth/me: the API is not
+   starved by the terminals.
+
+Reported: keystroke echo latency p50/p90/p99/max, terminal open time, API latency under load,
+and the portal's memory (RSS of gunicorn's master and workers) and threads before, with the
+N terminals open, and after they closed.
+
+    .venv/bin/python bench/terminals.py [--terminals 50] [--keys 20] [--label TEXT]
+
+Results: a table on stdout and bench/results/terminals-<timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import string
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+from simple_websocket import Client, ConnectionClosed
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.portal import GUNICORN, Database, free_port, percentiles  # noqa: E402
+from portal.auth import hash_password  # noqa: E402
+from store.db import session_factory  # noqa: E402
+from store.models import Job, Lab, Role, User, utcnow  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+TOPOLOGY = "name: {name}\nnodes:\n  n1: {{}}\n"
+PASSWORD = uuid.uuid4().hex
+DEPLOY_SECONDS = 300
+
+
+class Worker:
+    """`python -m jobs worker` on the scratch database and a queue of its own."""
+
+    def __init__(self, database_url: str, workdir: Path) -> None:
+        self.env = dict(
+            os.environ,
+            LTB_DATABASE_URL=database_url,
+            LTB_REDIS_URL=os.environ.get("LTB_TEST_REDIS_URL", "redis://127.0.0.1:6379/10"),
+            LTB_QUEUE=f"ltb-bench-{uuid.uuid4().hex[:6]}",
+            LTB_JOBS_DIR=str(workdir / "runs"),
+        )
+        self.log = open(workdir / "worker.log", "w")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "jobs", "worker"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def run(self, lab: str, task: str, **fields: Any) -> None:
+        """Submit a task through the job layer and wait until it succeeded."""
+        code = (
+            "import json, sys; from jobs.queue import submit; "
+            "print(submit(sys.argv[1], sys.argv[2], **json.loads(sys.argv[3])))"
+        )
+        job_id = subprocess.run(
+            [sys.executable, "-c", code, lab, task, json.dumps(fields)],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        sessions = session_factory(self.env["LTB_DATABASE_URL"])
+        deadline = time.monotonic() + DEPLOY_SECONDS
+        while time.monotonic() < deadline:
+            with sessions() as session:
+                job = session.get(Job, job_id)
+                if job.status not in ("queued", "started"):
+                    if job.status != "successful":
+                        raise RuntimeError(f"{task} of {lab}: {job.status} {job.result}")
+                    return
+            time.sleep(1)
+        raise RuntimeError(f"{task} of {lab} did not end in {DEPLOY_SECONDS} s")
+
+    def close(self) -> None:
+        for _ in range(2):  # rq: the second SIGTERM stops a running job
+            if self.process.poll() is None:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                try:
+                    self.process.wait(15)
+                except subprocess.TimeoutExpired:
+                    continue
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.log.close()
+
+
+class Portal:
+    """gunicorn serving the portal on a free port, with bench terminal limits."""
+
+    def __init__(self, database_url: str, workdir: Path, per_worker: int) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "gunicorn.log"
+        env = dict(
+            os.environ,
+            LTB_DATABASE_URL=database_url,
+            LTB_SECRET_KEY=uuid.uuid4().hex,
+            LTB_SECURE_COOKIES="0",
+            LTB_PORTAL_BIND=f"127.0.0.1:{self.port}",
+            LTB_TERMINALS_PER_WORKER=str(per_worker),
+            LTB_TERMINALS_PER_USER="1000",
+        )
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self.log = open(self.log_path, "w")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [*GUNICORN, "--config", "portal/gunicorn.conf.py", "portal:create_app()"],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"{self.base}/api/auth/me", timeout=10).status_code == 401:
+                    return
+            except requests.RequestException:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError(f"the portal did not start:\n{self.log_path.read_text()}")
+            time.sleep(0.2)
+
+    def usage(self) -> dict[str, int]:
+        """RSS (KiB) and threads of gunicorn's master and workers, summed."""
+        pids = [self.process.pid, *children(self.process.pid)]
+        rss = threads = 0
+        for pid in pids:
+            status = Path(f"/proc/{pid}/status").read_text()
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            rss += int(fields["VmRSS"].split()[0])
+            threads += int(fields["Threads"])
+        return {"processes": len(pids), "rss_mib": round(rss / 1024), "threads": threads}
+
+    def close(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+def make_user(database_url: str) -> tuple[int, str]:
+    name = f"ws-bench-{uuid.uuid4().hex[:6]}"
+    with session_factory(database_url)() as session:
+        user = User(
+            username=name,
+            password_hash=hash_password(PASSWORD),
+            role=Role.STUDENT.value,
+            disabled=False,
+            session_epoch=0,
+            created_at=utcnow(),
+        )
+        session.add(user)
+        session.commit()
+        return user.id, name
+
+
+class Terminal:
+    """One raw WebSocket terminal, typing one character at a time and timing its echo."""
+
+    def __init__(self, url: str, cookie: str, origin: str) -> None:
+        started = time.perf_counter()
+        self.client = Client.connect(url, headers={"Cookie": cookie, "Origin": origin})
+        self.seen = b""
+        self.wait_for(b"#", 60)  # root's prompt
+        self.open_ms = (time.perf_counter() - started) * 1000
+
+    def wait_for(self, wanted: bytes, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while wanted not in self.seen:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {wanted!r} in {self.seen[-200:]!r}")
+            data = self.client.receive(timeout=1)
+            if data:
+                self.seen += data if isinstance(data, bytes) else data.encode()
+
+    def echo_ms(self, keys: int, pause: float) -> list[float]:
+        times = []
+        letters = string.ascii_letters
+        for index in range(keys):
+            key = letters[index % len(letters)].encode()
+            self.seen = b""
+            sent = time.perf_counter()
+            self.client.send(key)
+            self.wait_for(key, 30)
+            times.append((time.perf_counter() - sent) * 1000)
+            time.sleep(pause)
+        self.client.send(b"\x15")  # Ctrl-U: the typed line is dropped
+        return times
+
+    def close(self) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            self.client.close()
+
+
+def api_latency(base: str, cookie: str, stop: threading.Event) -> list[float]:
+    times = []
+    with requests.Session() as session:
+        while not stop.is_set():
+            started = time.perf_counter()
+            answer = session.get(f"{base}/api/auth/me", headers={"Cookie": cookie}, timeout=30)
+            answer.raise_for_status()
+            times.append((time.perf_counter() - started) * 1000)
+            time.sleep(0.2)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--terminals", type=int, default=50)
+    parser.add_argument("--keys", type=int, default=20, help="keystrokes per terminal")
+    parser.add_argument("--pause", type=float, default=0.1, help="seconds between keys")
+    parser.add_argument("--opening", type=int, default=8, help="terminals opening at once")
+    parser.add_argument("--label", default="")
+    args = parser.parse_args()
+    # Connections are not shared evenly by the two workers: either may get all of them.
+    per_worker = args.terminals
+
+    workdir = Path(tempfile.mkdtemp(prefix="ltb-bench-terminals-"))
+    database = Database()
+    worker = Worker(database.url, workdir)
+    lab = f"ws-bench-{uuid.uuid4().hex[:6]}"
+    deployed = False
+    try:
+        user_id, username = make_user(database.url)
+        worker.run(lab, "deploy", topology=TOPOLOGY.format(name=lab), owner_id=user_id)
+        deployed = True
+        with session_factory(database.url)() as session:
+            lab_id = session.query(Lab).filter_by(name=lab).one().id
+        portal = Portal(database.url, workdir, per_worker)
+        try:
+            result = measure(portal, lab_id, username, args)
+        finally:
+            portal.close()
+    finally:
+        try:
+            if deployed:
+                worker.run(lab, "remove")
+        finally:
+            worker.close()
+            database.close()
+            shutil.rmtree(workdir, ignore_errors=True)
+    result |= {
+        "label": args.label,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "terminals": args.terminals,
+        "keys_per_terminal": args.keys,
+        "opening_at_once": args.opening,
+        "gunicorn": {"workers": 2, "request_threads": 4, "terminal_threads": per_worker},
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    (RESULTS / f"terminals-{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+def measure(portal: Portal, lab_id: int, username: str, args) -> dict[str, Any]:
+    login = requests.post(
+        f"{portal.base}/api/auth/login",
+        json={"username": username, "password": PASSWORD},
+        timeout=30,
+    )
+    login.raise_for_status()
+    cookie = f"session={login.cookies['session']}"
+    url = f"ws://127.0.0.1:{portal.port}/labs/{lab_id}/nodes/n1/terminal/socket"
+    # simple-websocket's client sends the Host header without the port.
+    origin = "http://127.0.0.1"
+    before = portal.usage()
+    with ThreadPoolExecutor(args.terminals) as pool:
+        # Opened --opening at a time: the node's sshd drops unauthenticated connections past
+        # its MaxStartups (10), as a node would for 50 people pressing "Terminal" at once.
+        with ThreadPoolExecutor(args.opening) as openers:
+            terminals = list(
+                openers.map(lambda _: Terminal(url, cookie, origin), range(args.terminals))
+            )
+        try:
+            opened = portal.usage()
+            stop = threading.Event()
+            api = pool.submit(api_latency, portal.base, cookie, stop)
+            echoes = list(pool.map(lambda t: t.echo_ms(args.keys, args.pause), terminals))
+            during = portal.usage()
+            stop.set()
+            api_ms = api.result()
+        finally:
+            for terminal in terminals:
+                terminal.close()
+    time.sleep(5)
+    return {
+        "echo_ms": percentiles([ms for one in echoes for ms in one]),
+        "open_ms": percentiles([t.open_ms for t in terminals]),
+        "api_me_ms_while_typing": percentiles(api_ms),
+        "portal_before": before,
+        "portal_open": opened,
+        "portal_typing": during,
+        "portal_after": portal.usage(),
+    }
+
+
+if __name__ == "__main__":
+    main()
