@@ -47,14 +47,36 @@ def platform_public_key() -> str | None:
     return path.read_text().split()[1] if path.exists() else None
 
 
-def test_deploy_job_runs_the_lab_with_progress_and_events_then_remove_leaves_nothing(
-    store, processes, topology, cleanup, redis_db, job_settings
+def test_jobs_deploy_a_lab_one_at_a_time_with_progress_and_events_snapshot_mirror_remove_it(
+    store, processes, topology, cleanup, redis_db, job_settings, docker_client, request
 ):
+    """One lab through the job layer's lab tasks (one deploy and one remove for all): two
+    deploys at once of which one runs, the deploy's progress and events, a snapshot and a
+    restore that give back the lab as it was, a mirror, and a remove that leaves nothing."""
     lab = "job-deploy"
     cleanup[lab] = text = topology("pair.lab.yml", lab)
+    request.addfinalizer(lambda: delete_snapshot(lab, "s1"))
+    processes.start("worker")
     processes.start("worker")
 
-    job_id = submit(lab, "deploy", topology=text)
+    outcomes: list[str | Exception] = []
+    barrier = threading.Barrier(2)
+
+    def deploy() -> None:
+        barrier.wait()
+        try:
+            outcomes.append(submit(lab, "deploy", topology=text))
+        except LabBusy as busy:
+            outcomes.append(busy)
+
+    threads = [threading.Thread(target=deploy) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    job_ids = [o for o in outcomes if isinstance(o, str)]
+    assert len(job_ids) == 1 and sum(isinstance(o, LabBusy) for o in outcomes) == 1
+    [job_id] = job_ids
     assert lab_row(store, lab).state == "deploying"
     queue = Queue(job_settings.queue, connection=redis_db)
     seen = wait_for(
@@ -64,6 +86,31 @@ def test_deploy_job_runs_the_lab_with_progress_and_events_then_remove_leaves_not
         processes,
     )
     assert seen > 0
+
+    # A second deploy that reaches the queue anyway (not through submit) is not run while
+    # the first holds the lab: the other worker takes it and refuses it.
+    forged = str(uuid.uuid4())
+    with store.begin() as session:
+        lab_id = session.scalars(select(Lab.id).where(Lab.name == lab)).one()
+        session.add(
+            Job(
+                id=forged,
+                lab_id=lab_id,
+                task="deploy",
+                params={},
+                status="queued",
+                lab_state_before="deploying",
+                enqueued_at=utcnow(),
+                progress={},
+                result={},
+            )
+        )
+    queue.enqueue_call(tasks.deploy, args=(lab,), job_id=forged)
+    refused = run_to_end(store, processes, forged)
+    assert refused.status == JobStatus.FAILED and "another task" in refused.result["error"]
+    assert refused.started_at is None
+    assert job_row(store, job_id).status == "started", "the refusal touched the first job"
+
     job = run_to_end(store, processes, job_id)
 
     assert job.status == JobStatus.SUCCESSFUL, job.result
@@ -82,33 +129,14 @@ def test_deploy_job_runs_the_lab_with_progress_and_events_then_remove_leaves_not
         events = session.scalars(
             select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.seq)
         ).all()
+        assert not session.scalars(select(JobEvent).where(JobEvent.job_id == forged)).all()
     kinds = [e.event for e in events]
     assert kinds[0] == "playbook_on_start" and kinds[-1] == "playbook_on_stats"
     assert kinds.count("playbook_on_task_start") == job.result["tasks"]
     key = platform_public_key()
     assert key is None or not any(key in str(e.data) for e in events), "key stored in events"
 
-    params = {"endpoint": "a:eth1"}
-    mirrored = run_to_end(store, processes, submit(lab, "mirror", params=params))
-    assert mirrored.status == JobStatus.SUCCESSFUL, mirrored.result
-    assert find_lab_resources(lab).mirrors
-    assert lab_row(store, lab).state == "running"
-
-    removal = run_to_end(store, processes, submit(lab, "remove"))
-    assert removal.status == JobStatus.SUCCESSFUL, removal.result
-    assert lab_row(store, lab).state == "removed"
-    assert removal.progress["tasks_expected"] is None  # the lab's first remove
-    assert_no_leftovers(lab)
-
-
-def test_snapshot_and_restore_jobs_give_back_the_lab_as_it_was(
-    store, processes, topology, cleanup, docker_client, request
-):
-    lab = "job-snap"
-    cleanup[lab] = text = topology("pair.lab.yml", lab)
-    request.addfinalizer(lambda: delete_snapshot(lab, "s1"))
-    processes.start("worker")
-    assert run_to_end(store, processes, submit(lab, "deploy", topology=text)).status == "successful"
+    # Snapshot and restore give back the lab as it was.
     node_a = docker_client.containers.get(f"ltb-{lab}.a")
     assert node_a.exec_run(["sh", "-c", "echo before > /root/state.txt"]).exit_code == 0
     route = ["ip", "route", "add", "10.99.0.0/16", "via", "10.201.12.2"]
@@ -141,67 +169,17 @@ def test_snapshot_and_restore_jobs_give_back_the_lab_as_it_was(
     deleted = run_to_end(store, processes, submit(lab, "snapshot", params=params))
     assert deleted.status == JobStatus.SUCCESSFUL, deleted.result
     assert not (DEFAULT_STATE_DIR / "snapshots" / lab).exists()
-    assert run_to_end(store, processes, submit(lab, "remove")).status == JobStatus.SUCCESSFUL
-    assert_no_leftovers(lab)
 
+    params = {"endpoint": "a:eth1"}
+    mirrored = run_to_end(store, processes, submit(lab, "mirror", params=params))
+    assert mirrored.status == JobStatus.SUCCESSFUL, mirrored.result
+    assert find_lab_resources(lab).mirrors
+    assert lab_row(store, lab).state == "running"
 
-def test_two_deploys_of_one_lab_at_once_only_one_runs(
-    store, processes, topology, cleanup, redis_db, job_settings
-):
-    lab = "job-twice"
-    cleanup[lab] = text = topology("pair.lab.yml", lab)
-    processes.start("worker")
-    processes.start("worker")
-
-    outcomes: list[str | Exception] = []
-    barrier = threading.Barrier(2)
-
-    def deploy() -> None:
-        barrier.wait()
-        try:
-            outcomes.append(submit(lab, "deploy", topology=text))
-        except LabBusy as busy:
-            outcomes.append(busy)
-
-    threads = [threading.Thread(target=deploy) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    job_ids = [o for o in outcomes if isinstance(o, str)]
-    assert len(job_ids) == 1 and sum(isinstance(o, LabBusy) for o in outcomes) == 1
-
-    # A second deploy that reaches the queue anyway (not through submit) is not run while
-    # the first holds the lab: the other worker takes it and refuses it.
-    wait_for(lambda: job_row(store, job_ids[0]).status == "started", 60, "start", processes)
-    forged = str(uuid.uuid4())
-    with store.begin() as session:
-        lab_id = session.scalars(select(Lab.id).where(Lab.name == lab)).one()
-        session.add(
-            Job(
-                id=forged,
-                lab_id=lab_id,
-                task="deploy",
-                params={},
-                status="queued",
-                lab_state_before="deploying",
-                enqueued_at=utcnow(),
-                progress={},
-                result={},
-            )
-        )
-    Queue(job_settings.queue, connection=redis_db).enqueue_call(
-        tasks.deploy, args=(lab,), job_id=forged
-    )
-    refused = run_to_end(store, processes, forged)
-    assert refused.status == JobStatus.FAILED and "another task" in refused.result["error"]
-    assert refused.started_at is None
-    assert job_row(store, job_ids[0]).status == "started", "the refusal touched the first job"
-
-    assert run_to_end(store, processes, job_ids[0]).status == JobStatus.SUCCESSFUL
-    with store() as session:
-        assert not session.scalars(select(JobEvent).where(JobEvent.job_id == forged)).all()
-    assert run_to_end(store, processes, submit(lab, "remove")).status == JobStatus.SUCCESSFUL
+    removal = run_to_end(store, processes, submit(lab, "remove"))
+    assert removal.status == JobStatus.SUCCESSFUL, removal.result
+    assert lab_row(store, lab).state == "removed"
+    assert removal.progress["tasks_expected"] is None  # the lab's first remove
     assert_no_leftovers(lab)
 
 
@@ -281,22 +259,14 @@ def test_reservation_deploys_its_lab_at_start_and_removes_it_at_end(
     cleanup[lab] = text = topology("pair.lab.yml", lab)
     processes.start("worker")
     processes.start("scheduler")
-    reservation = reserve(store, text, start_in=3, end_in=40)
+    # An end soon after the start: one that finds the deploy still running tries again until
+    # it has ended (jobs.reservations.BUSY_RETRY), so the test waits for no idle time.
+    reservation = reserve(store, text, start_in=3, end_in=13)
     schedule(scheduler(), reservation)
 
-    wait_for(
-        lambda: (lab_row(store, lab) or Lab()).state == "running", TASK_WAIT, "running", processes
-    )
-    assert not find_lab_resources(lab).empty()
-    wait_for(
-        lambda: reservation_row(store, reservation.id).state == "ended", 120, "the end", processes
-    )
-    ended = reservation_row(store, reservation.id)
-    assert not ended.late
-    removal = run_to_end(store, processes, ended.remove_job_id)
-    assert removal.status == JobStatus.SUCCESSFUL
+    reservation_runs_its_course(store, processes, reservation.id, lab)
+    assert reservation_row(store, reservation.id).state == "ended"
     assert lab_row(store, lab).state == "removed"
-    assert_no_leftovers(lab)
 
 
 def test_pending_reservation_runs_after_redis_is_flushed_and_the_scheduler_restarts(
@@ -305,7 +275,7 @@ def test_pending_reservation_runs_after_redis_is_flushed_and_the_scheduler_resta
     lab = "resv-flushed"
     cleanup[lab] = text = topology("pair.lab.yml", lab)
     first = processes.start("scheduler")
-    reservation = reserve(store, text, start_in=10, end_in=45)
+    reservation = reserve(store, text, start_in=10, end_in=20)
     sched = scheduler()
     schedule(sched, reservation)
     assert scheduled_edges(sched) == {(reservation.id, "begin"), (reservation.id, "end")}
