@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 from apiflask import APIFlask
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from portal.access import LARGEST_ID
@@ -59,6 +60,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> APIFlask:
         "BearerAuth": {"type": "http", "scheme": "bearer"},
         "SessionCookie": {"type": "apiKey", "in": "cookie", "name": "session"},
     }
+    if app.config["LTB_PROXY_HOPS"]:
+        # Behind nginx: the client's address (login throttling, logs) and scheme (https)
+        # come from the proxy's X-Forwarded-* headers, trusted for that many proxies only.
+        hops = app.config["LTB_PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
     db.init_app(app)
     register_error_handlers(app)
     app.before_request(refuse_nul_characters)

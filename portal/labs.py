@@ -31,6 +31,7 @@ from ltb.picture import topology_svg
 from ltb.ssh import ssh_argv
 from ltb.topology import TopologyError, parse_lab
 from portal.access import is_admin, taught_course_ids
+from portal.keys import ssh_one_liner
 from portal.quotas import check_lab_start
 from portal.templates import usable_version
 from store.capacity import lab_needs
@@ -206,6 +207,7 @@ def node_info(lab: Lab, name: str) -> dict[str, Any]:
         "image": row.image,
         "mgmt_ipv4": row.mgmt_ipv4,
         "ssh": " ".join(ssh_argv(row.mgmt_ipv4.split("/")[0], key=PLATFORM_SSH_KEY)),
+        "ssh_bastion": ssh_one_liner(row.mgmt_ipv4),
         "groups": list(model_node.groups),
         "startup_files": [path for path, _ in model_node.files],
         "interfaces": [{"name": i.name, "ipv4": i.ipv4, "ipv6": i.ipv6} for i in row.interfaces],
