@@ -166,13 +166,13 @@ def test_the_admin_sees_each_hypervisor_with_its_capacity_and_what_its_labs_hold
             idle = [td.text for td in rows["hv2"].find_elements(By.TAG_NAME, "td")]
             assert idle == ["0 of 16 CPUs (0%)", "0 of 64 GiB (0%)", "0", "0", "0"]
             driver.execute_script("document.getElementById('hosts-heading').scrollIntoView()")
-            screenshot(driver, "admin-hypervisors")
+            screenshot(driver, "hypervisors-each")
             assert_accessible(driver)
             phone(driver)
             width = driver.execute_script("return document.documentElement.scrollWidth")
             assert width <= 390, f"the hypervisors page is {width} px wide on a phone"
             driver.execute_script("document.getElementById('hosts-heading').scrollIntoView()")
-            screenshot(driver, "admin-hypervisors-phone")
+            screenshot(driver, "hypervisors-each-phone")
         finally:
             driver.base_url = session_url
 
@@ -210,6 +210,26 @@ return [...document.body.querySelectorAll('*')]
   .filter(e => !e.closest('.table-wrap, pre'))
   .slice(0, 5).map(e => `${e.tagName}.${e.className} ${Math.round(right(e))}`);
 """
+# Words (up to 12 characters between spaces, hyphens and slashes) that the page breaks across
+# lines, e.g. "runni ng" in a squeezed table column; code (SSH commands) may break anywhere.
+BROKEN_WORDS = """
+const found = [], walker = document.createTreeWalker(document.querySelector('main'),
+  NodeFilter.SHOW_TEXT);
+while (walker.nextNode() && found.length < 5) {
+  const node = walker.currentNode, words = /[^\\s\\-\\/]+/g;
+  if (node.parentElement.closest('code, pre')) continue;
+  let m;
+  while ((m = words.exec(node.data)) && found.length < 5) {
+    if (m[0].length > 12) continue;
+    const range = document.createRange();
+    range.setStart(node, m.index);
+    range.setEnd(node, m.index + m[0].length);
+    const rects = [...range.getClientRects()].filter(r => r.width > 0);
+    if (new Set(rects.map(r => Math.round(r.top))).size > 1) found.push(m[0]);
+  }
+}
+return found;
+"""
 # Pages with parameters, other than the lab's own (below), and pages that stream.
 NOT_VISITED = {"ui.login", "ui.static", "ui.lab_node_states"}
 
@@ -241,7 +261,7 @@ def whole_page_screenshot(driver, name: str) -> None:
     target.write_bytes(base64.b64decode(shot["data"]))
 
 
-def test_every_page_fits_a_phone_and_a_desktop_and_passes_the_accessibility_check(
+def test_every_page_fits_a_phone_and_a_desktop_unbroken_and_passes_the_accessibility_check(
     lab, driver, job_settings
 ):
     admin = new_user(session_factory(job_settings.database_url), Role.ADMIN)
@@ -256,6 +276,9 @@ def test_every_page_fits_a_phone_and_a_desktop_and_passes_the_accessibility_chec
             if width > size[0]:
                 wide = driver.execute_script(WIDER_THAN_THE_SCREEN)
                 problems.append(f"{path} is {width} px wide at {size[0]} px: {wide}")
+            broken = driver.execute_script(BROKEN_WORDS)
+            if broken:
+                problems.append(f"{path} breaks words at {size[0]} px: {broken}")
             whole_page_screenshot(driver, f"{name}-{size[0]}")
         viewport(driver, DESKTOP)
         open_page(driver, path)
