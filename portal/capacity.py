@@ -13,6 +13,7 @@ from pathlib import Path
 from apiflask import HTTPError
 from flask import current_app
 
+from portal.auth import current_user
 from store.capacity import (
     Booking,
     Capacity,
@@ -25,7 +26,7 @@ from store.capacity import (
     placement,
 )
 from store.db import db
-from store.models import utcnow
+from store.models import Role, User, utcnow
 
 GIB = 1024**3
 
@@ -42,19 +43,23 @@ def capacities() -> dict[str, Capacity]:
 
 class OverCommitted(HTTPError):
     """409: no one hypervisor has room for the lab; says in what, when, what each has free
-    and what holds it then."""
+    and what holds it then: the caller's own bookings by name, other users' only as a count
+    (a student learns nothing of other users' labs; an admin sees them all)."""
 
-    def __init__(self, refusal: NoRoom, asked: Needs):
+    def __init__(self, refusal: NoRoom, asked: Needs, caller: User | None):
         free = ", ".join(
             f"{host} {room.cpus:g} CPUs and {room.memory_bytes / GIB:g} GiB"
             for host, room in refusal.free.items()
         )
+        named = [b.what for b in refusal.holders if _may_name(caller, b)]
+        others = len(refusal.holders) - len(named)
+        held = named + ([f"{others} booking(s) of other users"] if others else [])
         super().__init__(
             409,
             f"The hypervisors' {refusal.resource} would be over-committed at "
             f"{refusal.at.isoformat()}: this lab needs {asked.cpus:g} CPUs and "
             f"{asked.memory_bytes / GIB:g} GiB on one hypervisor; free then: {free or 'none'} "
-            f"(booked by {', '.join(refusal.holders) or 'nothing'})",
+            f"(booked by {', '.join(held) or 'nothing'})",
             {
                 "resource": refusal.resource,
                 "at": refusal.at.isoformat(),
@@ -63,9 +68,14 @@ class OverCommitted(HTTPError):
                     host: {"cpus": room.cpus, "memory_bytes": room.memory_bytes}
                     for host, room in refusal.free.items()
                 },
-                "booked_by": refusal.holders,
+                "booked_by": named,
+                "booked_by_others": others,
             },
         )
+
+
+def _may_name(caller: User | None, booking: Booking) -> bool:
+    return caller is not None and (caller.role == Role.ADMIN or booking.owner_id == caller.id)
 
 
 def check_capacity(
@@ -83,7 +93,7 @@ def check_capacity(
     )
     chosen = placement(capacities(), held, needs, start_at, end_at)
     if isinstance(chosen, NoRoom):
-        raise OverCommitted(chosen, needs)
+        raise OverCommitted(chosen, needs, current_user())
     return chosen
 
 

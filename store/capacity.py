@@ -294,12 +294,13 @@ def _moments(held: Iterable[Booking], start_at: datetime, end_at: datetime) -> l
 @dataclass(frozen=True)
 class NoRoom:
     """Why a lab fits on no hypervisor: at `at`, `resource` ("CPU", "memory", or "CPU and
-    memory" when each is free somewhere but not both on one hypervisor) of `free`."""
+    memory" when each is free somewhere but not both on one hypervisor) of `free`, and the
+    bookings that hold the hypervisors then."""
 
     at: datetime
     resource: str
     free: dict[str, Capacity]
-    holders: list[str]
+    holders: list[Booking]
 
 
 def placement(
@@ -324,7 +325,7 @@ def placement(
                 resource = "memory"
             else:
                 resource = "CPU and memory"
-            holders = [b.what for b in held if _holds(b, moment)]
+            holders = [b for b in held if _holds(b, moment)]
             return NoRoom(moment, resource, free, holders)
         candidates = fitting
     return candidates[0] if candidates else NoRoom(start_at, "CPU", {}, [])

@@ -88,8 +88,16 @@ def test_room_only_two_hypervisors_have_together_is_refused_naming_each(
     inventory({"hv-a": 1.5, "hv-b": 2})
     booked = client.post("/api/reservations", json=body, headers=headers)
     assert booked.status_code == 201, booked.get_json()
+    # Another user learns that someone holds the room, not what or whose.
     second = client.post("/api/reservations", json=body, headers=bearer(token_for(make_user())))
-    assert second.status_code == 409 and "booked by reservation" in str(second.get_json())
+    assert second.status_code == 409, second.get_json()
+    error = second.get_json()["error"]
+    assert "booked by 1 booking(s) of other users" in error["message"]
+    assert "reservation" not in str(error) and error["detail"]["booked_by"] == []
+    # The owner is told which of their own bookings holds it.
+    again = client.post("/api/reservations", json=body, headers=headers)
+    own = f"reservation {booked.get_json()['id']}"
+    assert again.status_code == 409 and f"booked by {own}" in again.get_json()["error"]["message"]
 
 
 def test_a_started_lab_records_the_hypervisor_its_placement_chose(
