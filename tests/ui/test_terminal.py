@@ -30,7 +30,7 @@ from store.models import JobStatus, Lab, Role, User, utcnow
 from tests.integration.conftest import remove, wait_until
 from tests.jobs.conftest import TASK_WAIT, JobProcesses, job_ended
 from tests.portal.conftest import PASSWORD
-from tests.ui.conftest import WAIT, log_in, open_page, screenshot, viewport
+from tests.ui.conftest import WAIT, assert_accessible, log_in, open_page, screenshot, viewport
 
 pytestmark = pytest.mark.integration
 
@@ -195,6 +195,7 @@ def test_a_nodes_terminal_in_the_browser_runs_commands_on_that_node_and_follows_
     wait.until(lambda d: "done-42" in screen_text(d))
     assert re.search(r"^a$", screen_text(driver), re.MULTILINE), screen_text(driver)
     screenshot(driver, "terminal")
+    assert_accessible(driver)
 
     def size_shown() -> tuple[int, int]:
         type_into_terminal(driver, "clear; echo size $(stty size) end\n")
