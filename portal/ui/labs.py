@@ -22,6 +22,7 @@ from ltb.ssh import ssh_argv
 from portal import labs as rules
 from portal.access import lab_or_404
 from portal.auth import current_user
+from portal.keys import ssh_one_liner
 from portal.ui import bp, page_login_required
 from portal.ui.templates import go_to, is_htmx, message_fragment
 from store.db import db
@@ -113,6 +114,7 @@ def lab_page(lab: Lab, action_errors: dict[str, str] | None = None, status: int 
         events=[] if job is None or active else recent_events(job),
         event_words=event_words,
         ssh_command=ssh_command,
+        ssh_jump_command=ssh_one_liner,
         endpoints=capture_endpoints(lab),
         snapshots=snapshots_of(lab),
         running=lab.state == LabState.RUNNING.value,

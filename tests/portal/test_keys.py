@@ -58,12 +58,13 @@ def ask_bastion(client, fingerprint, secret=SECRET):
 
 
 def running_lab(store, owner_id, address, course_id=None, state=LabState.RUNNING) -> int:
+    name = f"bn-{uuid.uuid4().hex[:8]}"
     with store() as session:
         lab = Lab(
-            name=f"bn-{uuid.uuid4().hex[:8]}",
+            name=name,
             owner_id=owner_id,
             course_id=course_id,
-            topology="name: x\n",
+            topology=f"name: {name}\nnodes:\n  r1: {{}}\n",
             state=state.value,
             hypervisor="localhost",
             created_at=utcnow(),
@@ -135,6 +136,8 @@ def test_a_key_reaches_its_users_running_labs_and_a_teachers_course_labs_only(
         course_id = course.id
     running_lab(store, student.id, "10.250.1.2", course_id=course_id)
     running_lab(store, student.id, "10.250.2.2", state=LabState.REMOVED)
+    running_lab(store, student.id, "10.250.2.3", state=LabState.REMOVING)
+    running_lab(store, student.id, "10.250.2.4", state=LabState.DEPLOYING)
     running_lab(store, other.id, "10.250.3.2")
     running_lab(store, teacher.id, "10.250.4.2")
     mine = add(client, bearer(token_for(student)), keygen(tmp_path)).get_json()
@@ -189,3 +192,15 @@ def test_a_labs_ssh_config_has_a_host_per_node_through_the_bastion(
     assert "    ProxyJump ltb@localhost:2222\n" in text
     other = bearer(token_for(make_user()))
     assert client.get(f"/api/labs/{lab_id}/ssh_config", headers=other).status_code == 404
+
+
+def test_the_lab_page_shows_the_bastion_one_liner_and_links_the_ssh_config(
+    client, make_user, token_for, store
+):
+    ada = make_user()
+    lab_id = running_lab(store, ada.id, "10.250.7.2")
+    page = client.get(f"/labs/{lab_id}", headers=bearer(token_for(ada)))
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "ssh -J ltb@localhost:2222 root@10.250.7.2" in html
+    assert f'href="/api/labs/{lab_id}/ssh_config"' in html
