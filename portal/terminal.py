@@ -48,6 +48,7 @@ READ_BYTES = 32 * 1024
 TICK_SECONDS = 1.0
 # WebSocket close codes (4000-4999 are the application's own).
 CLOSE_NORMAL = 1000
+CLOSE_ERROR = 1011
 CLOSE_IDLE = 4000
 CLOSE_UNAVAILABLE = 4001
 CLOSE_LIMIT = 4002
@@ -221,12 +222,15 @@ def relay(ws, channel, idle_seconds: float) -> None:
                     break
                 continue
             last_input = time.monotonic()
-            if isinstance(message, bytes):
-                channel.sendall(message)
-            else:
-                size = parse_control(message)
-                if size is not None:
-                    channel.resize_pty(width=size[0], height=size[1])
+            try:
+                if isinstance(message, bytes):
+                    channel.sendall(message)
+                else:
+                    size = parse_control(message)
+                    if size is not None:
+                        channel.resize_pty(width=size[0], height=size[1])
+            except (OSError, EOFError, paramiko.SSHException):
+                stop.set()  # the node's side went away while we wrote: said below
         else:
             # The node's side ended (exit, reboot): say so before closing.
             if channel.exit_status_ready():

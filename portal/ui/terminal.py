@@ -88,6 +88,10 @@ def node_terminal_socket(lab_id: int, name: str):
         terminal.close(ws, refused.code, refused.message)
     except ConnectionClosed:
         pass
+    except Exception:
+        # The handshake is done: an error page cannot be sent any more, only a close frame.
+        current_app.logger.exception("terminal of node %s of lab %s failed", name, lab_id)
+        terminal.close(ws, terminal.CLOSE_ERROR, "the portal failed; try again")
     finally:
         terminal.close(ws, terminal.CLOSE_NORMAL, "terminal closed")
         # Wait for the browser's answer to the close frame: a socket closed with its data

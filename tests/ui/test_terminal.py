@@ -24,7 +24,7 @@ from jobs.queue import submit
 from ltb.deployed import load_deployed_lab
 from ltb.resources import find_lab_resources
 from portal.auth import hash_password
-from portal.terminal import CLOSE_IDLE, CLOSE_LIMIT, CLOSE_UNAVAILABLE
+from portal.terminal import CLOSE_IDLE, CLOSE_LIMIT, CLOSE_NORMAL, CLOSE_UNAVAILABLE
 from store.db import session_factory
 from store.models import JobStatus, Lab, Role, User, utcnow
 from tests.integration.conftest import remove, wait_until
@@ -247,6 +247,16 @@ def test_two_terminals_are_two_ssh_sessions_and_closing_them_leaves_nothing_open
         )
 
     assert wait_until(lambda: not leftovers(), WAIT, interval=0.5), leftovers()
+
+
+def test_leaving_the_shell_ends_the_terminal_with_its_exit_status(lab, live_server, terminals):
+    client = connect(
+        live_server, lab["id"], "a", session_cookie(live_server, lab["owner"]), SAME_SITE
+    )
+    terminals.append(client)
+    client.send(b"exit 3\n")
+    read_until(client, r"session ended \(exit status 3\)")
+    assert closed_reason(client) == (CLOSE_NORMAL, "session ended (exit status 3)")
 
 
 @pytest.mark.parametrize("who", ["anonymous", "another student", "wrong origin", "no origin"])
