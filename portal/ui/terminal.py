@@ -11,6 +11,7 @@ terminals open) says why in the terminal and closes.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from apiflask import HTTPError
@@ -46,8 +47,12 @@ def same_origin() -> bool:
 
 def slots() -> terminal.TerminalSlots:
     config = current_app.config
-    directory = config.get("LTB_TERMINALS_DIR") or terminal.default_slots_dir(
-        str(config["SQLALCHEMY_DATABASE_URI"])
+    # The service's own directory (LTB_TERMINALS_DIR); else one per lab store in /tmp.
+    configured = config.get("LTB_TERMINALS_DIR")
+    directory = (
+        Path(configured)
+        if configured
+        else terminal.default_slots_dir(str(config["SQLALCHEMY_DATABASE_URI"]))
     )
     return terminal.slots_for(
         directory, config["LTB_TERMINALS_PER_USER"], config["LTB_TERMINALS_PER_WORKER"]
