@@ -242,9 +242,20 @@ def live_portal(app) -> Iterator[str]:
         server.shutdown()
 
 
+@dataclass
+class BastionSetUp:
+    directory: Path
+    process: subprocess.Popen
+
+    def wait(self) -> None:
+        out, _ = self.process.communicate(timeout=300)
+        assert self.process.returncode == 0, out[-4000:]
+
+
 @contextlib.contextmanager
-def bastion_instance(portal: str, port: int) -> Iterator[Path]:
-    """A second bastion of the platform's role, with its own directory, port and portal."""
+def bastion_instance(portal: str, port: int) -> Iterator[BastionSetUp]:
+    """A second bastion of the platform's role, with its own directory, port and portal; set
+    up in the background (it overlaps the lab's deploy): call .wait() before using it."""
     name = f"ltb-bastion-bn-{uuid.uuid4().hex[:6]}"
     directory = Path("/etc/ltb") / name
     extra = {
@@ -253,24 +264,26 @@ def bastion_instance(portal: str, port: int) -> Iterator[Path]:
         "platform_bastion_port": port,
         "platform_bastion_portal_url": portal,
     }
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("ansible-playbook")),
+            "playbooks/setup.yml",
+            "--tags",
+            "bastion",
+            "-e",
+            json.dumps(extra),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
-        made = subprocess.run(
-            [
-                str(Path(sys.executable).with_name("ansible-playbook")),
-                "playbooks/setup.yml",
-                "--tags",
-                "bastion",
-                "-e",
-                json.dumps(extra),
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-2000:]
-        yield directory
+        yield BastionSetUp(directory, process)
     finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
         subprocess.run(
             ["start-stop-daemon", "--stop", "--pidfile", f"/run/ltb/{name}.pid", "--retry", "5"],
             capture_output=True,
@@ -286,7 +299,7 @@ def world(job_settings, roomy_inventory, tmp_path_factory) -> Iterator[World]:
     redis = Redis.from_url(job_settings.redis_url)
     redis.flushdb()
     bastion_port = free_port()
-    secret_hash = Path("/nonexistent")  # set once the bastion made its secret
+    secret_hash = Path("/nonexistent")  # the bastion instance's, once its name is known
     config = {
         "TESTING": True,
         "SECRET_KEY": "test",
@@ -301,9 +314,10 @@ def world(job_settings, roomy_inventory, tmp_path_factory) -> Iterator[World]:
     log = tmp / "worker.log"
     with (
         live_portal(app) as portal,
-        bastion_instance(portal, bastion_port) as directory,
+        bastion_instance(portal, bastion_port) as set_up,
         open(log, "w") as log_file,
     ):
+        directory = set_up.directory
         app.config["LTB_BASTION_SECRET_HASH_FILE"] = str(directory / "portal-secret.sha256")
         worker = subprocess.Popen(
             [sys.executable, "-m", "jobs", "worker"],
@@ -356,6 +370,7 @@ def world(job_settings, roomy_inventory, tmp_path_factory) -> Iterator[World]:
             )
             assert started.status_code == 202, started.text
             lab_id = started.json()["lab"]["id"]
+            set_up.wait()
             status = wait_for_job(store, started.json()["job"]["id"], worker, log)
             assert status == "successful", log.read_text()[-3000:]
             lab = requests.get(f"{portal}/api/labs/{lab_id}", headers=owner.headers, timeout=30)
