@@ -204,3 +204,30 @@ def test_the_lab_page_shows_the_bastion_one_liner_and_links_the_ssh_config(
     html = page.get_data(as_text=True)
     assert "ssh -J ltb@localhost:2222 root@10.250.7.2" in html
     assert f'href="/api/labs/{lab_id}/ssh_config"' in html
+
+
+def test_a_labs_nodes_take_the_keys_of_its_owner_and_its_courses_teacher_not_of_the_disabled(
+    client, make_user, token_for, store, tmp_path
+):
+    from store.sshkeys import lab_authorized_keys
+
+    owner, teacher, stranger = make_user(), make_user(Role.TEACHER), make_user()
+    with store() as session:
+        course = Course(name="bn-course", teacher_id=teacher.id, created_at=utcnow())
+        session.add(course)
+        session.commit()
+        course_id = course.id
+    lab_id = running_lab(store, owner.id, "10.250.8.2", course_id=course_id)
+    keys = {
+        person.id: add(client, bearer(token_for(person)), keygen(tmp_path)).get_json()
+        for person in (owner, teacher, stranger)
+    }
+    with store() as session:
+        lines = lab_authorized_keys(session, session.get(Lab, lab_id))
+    assert lines == [keys[owner.id]["public_key"], keys[teacher.id]["public_key"]]
+    with store() as session:
+        session.get(User, teacher.id).disabled = True
+        session.commit()
+        assert lab_authorized_keys(session, session.get(Lab, lab_id)) == [
+            keys[owner.id]["public_key"]
+        ]
