@@ -2,8 +2,8 @@
 the bound passes, and no file, however small or hostile, makes the validator build more."""
 
 import os
-import time
 import tracemalloc
+from pathlib import Path
 
 import pytest
 
@@ -22,11 +22,19 @@ from ltb.topology import TopologyError, load_lab, parse_lab, problems_of
 TOO_LARGE = "the file is larger than 1048576 bytes (1 MiB), the most a topology may have"
 
 
+def bytes_read() -> int:
+    """Bytes this process has read through read() calls, as the kernel counts them."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
 def nodes_text(count: int, body: str = "{}") -> str:
     return "".join(f"  n{i}: {body}\n" for i in range(count))
 
 
-def test_a_lab_at_every_bound_validates_quickly():
+def test_a_lab_at_every_bound_validates():
     files = ", ".join(f"/etc/f{i}: x" for i in range(MAX_FILES_PER_NODE))
     interfaces = ", ".join(f"e{i}: {{}}" for i in range(MAX_INTERFACES_PER_NODE))
     big = "x" * (MAX_FILE_BYTES - 1) + "\n"
@@ -38,9 +46,7 @@ def test_a_lab_at_every_bound_validates_quickly():
         + "links:\n"
         + "".join(f"  - endpoints: [n{i}:eth1, n{i + 1}:eth1]\n" for i in range(0, 240, 2))
     )
-    started = time.monotonic()
     lab = parse_lab(text)
-    assert time.monotonic() - started < 2
     assert len(lab.nodes) == MAX_NODES
     assert lab.node("wide").memory_bytes == 64 * 1024**3
 
@@ -124,10 +130,11 @@ def test_a_file_over_the_size_bound_is_refused_without_reading_it(tmp_path):
     path = tmp_path / "huge.lab.yml"
     with path.open("wb") as file:
         file.truncate(64 * 1024**3)  # sparse: 64 GiB that take no space
-    started = time.monotonic()
+    read_before = bytes_read()
     with pytest.raises(TopologyError) as error:
         load_lab(path)
-    assert time.monotonic() - started < 1
+    # Counted by the kernel (not timed): the bound and one byte more are read, not 64 GiB.
+    assert bytes_read() - read_before < 2 * 1024**2
     assert [str(p) for p in error.value.problems] == [TOO_LARGE]
 
 
@@ -148,15 +155,12 @@ def alias_bomb() -> str:
     return f"name: bomb\nx-f: &f\n{files}nodes:\n{nodes_text(600, '{files: *f}')}"
 
 
-def test_an_alias_bomb_is_refused_quickly_and_in_little_memory():
+def test_an_alias_bomb_is_refused_in_little_memory():
     text = alias_bomb()
     assert len(text) < 100_000
-    started = time.monotonic()
-    problems = problems_of(text)
-    seconds = time.monotonic() - started
-    tracemalloc.start()  # slows Python down: measured apart from the time
+    tracemalloc.start()
     try:
-        problems_of(text)
+        problems = problems_of(text)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -164,16 +168,14 @@ def test_an_alias_bomb_is_refused_quickly_and_in_little_memory():
         f"line 3004: the topology has more than {MAX_YAML_VALUES} values once its aliases are "
         f"expanded: at most {MAX_YAML_VALUES} are allowed (each use of an alias counts)"
     ]
-    assert seconds < 2
     assert peak < 64 * 1024**2
 
 
 def test_nested_aliases_doubling_at_each_level_are_refused():
     levels = ["x-l0: &l0 [a, b]"] + [f"x-l{i}: &l{i} [*l{i - 1}, *l{i - 1}]" for i in range(1, 40)]
     text = "name: t\n" + "\n".join(levels) + "\nnodes: {a: {}}\n"
-    started = time.monotonic()
+    # Expanded, it would be 2**40 values: an answer at all shows the count stops early.
     assert "values once its aliases are expanded" in problems_of(text)[0]
-    assert time.monotonic() - started < 1
 
 
 def test_merges_that_repeat_an_anchor_count_each_time():
