@@ -328,7 +328,7 @@ def test_a_node_stopped_by_hand_is_stopped_in_the_api_and_on_the_open_page_the_o
     assert picture.get_attribute("src") != first_picture
     svg = client.get(picture.get_attribute("src").removeprefix(driver.base_url)).text
     assert "state: stopped" in svg and "state: running" in svg
-    driver.execute_script("document.getElementById('nodes-heading').scrollIntoView()")
+    driver.execute_script("document.getElementById('picture-heading').scrollIntoView()")
     screenshot(driver, "lab-node-states")
     assert_accessible(driver)
     phone(driver)
