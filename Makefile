@@ -20,7 +20,7 @@ ANSIBLE_LINT_PATHS := $(wildcard playbooks roles molecule)
 .PHONY: help up bootstrap setup test lint demo clean-labs restart-jobs
 
 help:
-	@echo "make up          bootstrap the venv and collections, then run playbooks/setup.yml"
+	@echo "make up          bootstrap the venv and collections, then run playbooks/site.yml"
 	@echo "make test        make up, lint, then run the tests"
 	@echo "make lint        ruff and ansible-lint"
 	@echo "make demo        make up, then deploy $(LAB); print the portal's address and login"
@@ -33,7 +33,7 @@ bootstrap:
 	@scripts/bootstrap.sh
 
 setup: bootstrap
-	$(VENV)/bin/ansible-playbook playbooks/setup.yml
+	$(VENV)/bin/ansible-playbook playbooks/site.yml
 
 test: up
 	$(MAKE) lint
@@ -57,4 +57,4 @@ clean-labs:
 	$(VENV)/bin/ansible-playbook -i inventory/ -i $(LAB) playbooks/remove.yml
 
 restart-jobs: bootstrap
-	$(VENV)/bin/ansible-playbook playbooks/setup.yml -e platform_jobs_restart=true -e platform_portal_restart=true
+	$(VENV)/bin/ansible-playbook playbooks/site.yml -e platform_jobs_restart=true -e platform_portal_restart=true

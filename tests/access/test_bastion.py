@@ -267,7 +267,7 @@ def bastion_instance(portal: str, port: int) -> Iterator[BastionSetUp]:
     process = subprocess.Popen(
         [
             str(Path(sys.executable).with_name("ansible-playbook")),
-            "playbooks/setup.yml",
+            "playbooks/site.yml",
             "--tags",
             "bastion",
             "-e",
