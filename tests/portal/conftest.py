@@ -78,33 +78,41 @@ def client(app):
     return app.test_client()
 
 
+def new_user(
+    store,  # noqa: F811
+    role: Role | str = Role.STUDENT,
+    username: str | None = None,
+    password: str = PASSWORD,
+    prefix: str = "",
+    **columns,
+) -> User:
+    """A user in the database, named `<prefix><role>-<random>` unless `username` is given. The
+    user's password is also kept on the object as `user.password` (tests only). For fixtures
+    of any scope; tests take `make_user`."""
+    role = Role(role)
+    name = username or f"{prefix}{role.value}-{uuid.uuid4().hex[:8]}{next(_numbers)}"
+    with store() as session:
+        user = User(
+            username=name,
+            password_hash=hash_password(password),
+            role=role.value,
+            disabled=False,
+            session_epoch=0,
+            created_at=utcnow(),
+            **columns,
+        )
+        session.add(user)
+        session.commit()
+    user.password = password
+    return user
+
+
 @pytest.fixture
 def make_user(store) -> Callable[..., User]:  # noqa: F811
-    """make_user(role, username=None, password=PASSWORD, **columns) -> User, in the database.
-    The user's password is also kept on the object as `user.password` (tests only)."""
+    """make_user(role, username=None, password=PASSWORD, **columns) -> User (new_user)."""
 
-    def make(
-        role: Role | str = Role.STUDENT,
-        username: str | None = None,
-        password: str = PASSWORD,
-        **columns,
-    ) -> User:
-        role = Role(role)
-        name = username or f"{role.value}-{uuid.uuid4().hex[:8]}{next(_numbers)}"
-        with store() as session:
-            user = User(
-                username=name,
-                password_hash=hash_password(password),
-                role=role.value,
-                disabled=False,
-                session_epoch=0,
-                created_at=utcnow(),
-                **columns,
-            )
-            session.add(user)
-            session.commit()
-        user.password = password
-        return user
+    def make(role: Role | str = Role.STUDENT, *args, **kwargs) -> User:
+        return new_user(store, role, *args, **kwargs)
 
     return make
 

@@ -28,12 +28,12 @@ from ltb import node_state
 from ltb.deployed import load_deployed_lab
 from ltb.resources import find_lab_resources
 from portal import create_app
-from portal.auth import hash_password
 from store.db import session_factory
-from store.models import JobStatus, Lab, Role, User, utcnow
+from store.models import JobStatus, Lab, Role, User
 from tests.integration.conftest import TOPOLOGIES, remove
 from tests.jobs.conftest import TASK_WAIT, JobProcesses, job_ended, wait_for
 from tests.portal.conftest import PASSWORD, app, client, login  # noqa: F401
+from tests.portal.conftest import new_user as portal_user
 from tests.ui.conftest import (
     DESKTOP,
     PHONE,
@@ -66,20 +66,8 @@ class DeployedLab:
         return engine.containers.get(load_deployed_lab(self.name).container_name(node))
 
 
-def new_user(store, role: Role) -> User:
-    with store() as session:
-        user = User(
-            username=f"ue-{role.value}-{uuid.uuid4().hex[:8]}",
-            password_hash=hash_password(PASSWORD),
-            role=role.value,
-            disabled=False,
-            session_epoch=0,
-            created_at=utcnow(),
-        )
-        session.add(user)
-        session.commit()
-    user.password = PASSWORD
-    return user
+def new_user(store, role: Role = Role.STUDENT) -> User:
+    return portal_user(store, role, prefix="ue-")
 
 
 @pytest.fixture(scope="module")

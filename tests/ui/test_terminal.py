@@ -23,32 +23,19 @@ from simple_websocket import Client, ConnectionClosed, ConnectionError
 from jobs.queue import submit
 from ltb.deployed import load_deployed_lab
 from ltb.resources import find_lab_resources
-from portal.auth import hash_password
 from portal.terminal import CLOSE_IDLE, CLOSE_LIMIT, CLOSE_NORMAL, CLOSE_UNAVAILABLE
 from store.db import session_factory
-from store.models import JobStatus, Lab, Role, User, utcnow
+from store.models import JobStatus, Lab, Role, User
 from tests.integration.conftest import remove, wait_until
 from tests.jobs.conftest import TASK_WAIT, JobProcesses, job_ended
-from tests.portal.conftest import PASSWORD
+from tests.portal.conftest import new_user as portal_user
 from tests.ui.conftest import WAIT, assert_accessible, log_in, open_page, screenshot, viewport
 
 pytestmark = pytest.mark.integration
 
 
 def new_user(store, role: Role = Role.STUDENT) -> User:
-    with store() as session:
-        user = User(
-            username=f"ws-{role.value}-{uuid.uuid4().hex[:8]}",
-            password_hash=hash_password(PASSWORD),
-            role=role.value,
-            disabled=False,
-            session_epoch=0,
-            created_at=utcnow(),
-        )
-        session.add(user)
-        session.commit()
-    user.password = PASSWORD
-    return user
+    return portal_user(store, role, prefix="ws-")
 
 
 def run_job(store, processes: JobProcesses, job_id: str) -> None:
