@@ -241,7 +241,9 @@ class Database:
 class Portal:
     """gunicorn serving portal:create_app() on 127.0.0.1:PORT, with its access log."""
 
-    def __init__(self, database_url: str, workdir: Path, workers: int, threads: int) -> None:
+    def __init__(
+        self, database_url: str, workdir: Path, workers: int, threads: int, **settings: str
+    ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "gunicorn.log"
@@ -254,6 +256,7 @@ class Portal:
             LTB_PORTAL_WORKERS=str(workers),
             LTB_PORTAL_THREADS=str(threads),
             PROMETHEUS_MULTIPROC_DIR=str(workdir / "metrics"),
+            **settings,
         )
         self.log = open(self.log_path, "w")  # noqa: SIM115
         self.process = subprocess.Popen(

@@ -48,7 +48,8 @@ from simple_websocket import Client, ConnectionClosed
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.portal import GUNICORN, Database, free_port, percentiles  # noqa: E402
+from bench import portal as bench_portal  # noqa: E402
+from bench.portal import Database, percentiles  # noqa: E402
 from portal.auth import hash_password  # noqa: E402
 from store.db import session_factory  # noqa: E402
 from store.models import Job, Lab, Role, User, utcnow  # noqa: E402
@@ -120,42 +121,18 @@ class Worker:
         self.log.close()
 
 
-class Portal:
-    """gunicorn serving the portal on a free port, with bench terminal limits."""
+class Portal(bench_portal.Portal):
+    """gunicorn serving the portal (bench.portal.Portal), with bench terminal limits."""
 
     def __init__(self, database_url: str, workdir: Path, per_worker: int) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / "gunicorn.log"
-        env = dict(
-            os.environ,
-            LTB_DATABASE_URL=database_url,
-            LTB_SECRET_KEY=uuid.uuid4().hex,
-            LTB_SECURE_COOKIES="0",
-            LTB_PORTAL_BIND=f"127.0.0.1:{self.port}",
+        super().__init__(
+            database_url,
+            workdir,
+            workers=2,
+            threads=4,
             LTB_TERMINALS_PER_WORKER=str(per_worker),
             LTB_TERMINALS_PER_USER="1000",
         )
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        self.log = open(self.log_path, "w")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [*GUNICORN, "--config", "portal/gunicorn.conf.py", "portal:create_app()"],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{self.base}/api/auth/me", timeout=10).status_code == 401:
-                    return
-            except requests.RequestException:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.close()
-                raise RuntimeError(f"the portal did not start:\n{self.log_path.read_text()}")
-            time.sleep(0.2)
 
     def usage(self) -> dict[str, int]:
         """RSS (KiB) and threads of gunicorn's master and workers, summed."""
@@ -167,15 +144,6 @@ class Portal:
             rss += int(fields["VmRSS"].split()[0])
             threads += int(fields["Threads"])
         return {"processes": len(pids), "rss_mib": round(rss / 1024), "threads": threads}
-
-    def close(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
 
 
 def children(pid: int) -> list[int]:
