@@ -14,7 +14,7 @@ from markupsafe import Markup, escape
 
 WIDTH, HEIGHT = 320, 120
 # Room for the axes' labels: left (values), bottom (times), and a margin top and right.
-LEFT, BOTTOM, TOP, RIGHT = 48, 18, 8, 8
+LEFT, BOTTOM, TOP, RIGHT = 72, 18, 8, 8  # "0.01 CPU", "512 MiB" fit left of the axis
 
 
 def line_plot(
