@@ -13,7 +13,7 @@ time gunicorn spent on the request (its access log, in ms: the client's latency 
 mostly waiting for a free worker thread); requests per second; and the SQL statements one
 request of each endpoint makes (counted in-process with the same app).
 
-    .venv/bin/python bench/portal.py [--requests 4000] [--clients 50] [--label TEXT]
+    .venv/bin/python bench/portal.py [--requests 4000] [--clients 50] [--think-ms 0] [--label TEXT]
 
 Results: a table on stdout and bench/results/portal-<timestamp>.json.
 """
@@ -336,9 +336,11 @@ def count_queries(database_url: str, token: str) -> dict[str, int]:
     return counts
 
 
-def load(base: str, token: str, total: int, clients: int) -> dict[str, Any]:
+def load(base: str, token: str, total: int, clients: int, think_ms: float = 0) -> dict[str, Any]:
     """`clients` threads, each with its own connection, alternating the two endpoints until
-    `total` requests are done; latency per request in ms, as seen by the client."""
+    `total` requests are done; latency per request in ms, as seen by the client. With
+    `think_ms`, each client waits a random time of that mean between its requests (a browser
+    polling a lab); without, each asks again at once (the server saturated)."""
     latencies: dict[str, list[float]] = {"list": [], "show": []}
     errors: list[str] = []
     lock = threading.Lock()
@@ -357,6 +359,8 @@ def load(base: str, token: str, total: int, clients: int) -> dict[str, Any]:
             endpoint = "list" if turn == 0 else "show"
             turn ^= 1
             path = "/api/labs" if endpoint == "list" else f"/api/labs/{rng.randint(1, LABS)}"
+            if think_ms:
+                time.sleep(rng.expovariate(1000 / think_ms))
             started = time.perf_counter()
             response = session.get(base + path, timeout=30)
             elapsed = (time.perf_counter() - started) * 1000
@@ -388,6 +392,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--label", default="")
+    parser.add_argument(
+        "--think-ms",
+        type=float,
+        default=0,
+        help="mean pause of each client between its requests (0: none, the server saturated)",
+    )
     args = parser.parse_args()
 
     database = Database()
@@ -402,7 +412,7 @@ def main() -> None:
                 load(portal.base, token, 200, args.clients)  # warm-up, not counted
                 warm = {k: len(v) for k, v in portal.server_ms().items()}
                 load_avg = os.getloadavg()
-                run = load(portal.base, token, args.requests, args.clients)
+                run = load(portal.base, token, args.requests, args.clients, args.think_ms)
                 server = {k: percentiles(v[warm[k] :]) for k, v in portal.server_ms().items() if v}
             finally:
                 portal.close()
@@ -421,6 +431,7 @@ def main() -> None:
         "fill_s": fill_s,
         "gunicorn": {"workers": args.workers, "threads": args.threads},
         "clients": args.clients,
+        "think_ms": args.think_ms,
         "queries_per_request": queries,
         **run,
         "server_ms": server,
@@ -431,7 +442,7 @@ def main() -> None:
 
     print(
         f"portal: {args.requests} requests, {args.clients} clients, gunicorn "
-        f"{args.workers}x{args.threads} gthread; fill {fill_s} s; "
+        f"{args.workers}x{args.threads} gthread; think {args.think_ms:g} ms; fill {fill_s} s; "
         f"load before {load_avg[0]:.2f}"
     )
     print(f"  {run['requests_per_s']} requests/s, {run['error_count']} errors")
