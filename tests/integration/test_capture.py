@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -106,6 +107,12 @@ def keep_pinging(lab: RunningLab, source: str, target: str, seconds: float) -> t
     return thread
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory):
     """A real OpenSSH server on loopback, as on a hypervisor, that admits the platform key."""
@@ -113,8 +120,9 @@ def sshd(tmp_path_factory):
     host_key = home / "host_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", host_key], check=True)
     config = home / "sshd_config"
+    port = free_port()  # not 2222: the platform's bastion listens there
     config.write_text(
-        f"Port 2222\nListenAddress 127.0.0.1\nHostKey {host_key}\n"
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\n"
         "PermitRootLogin prohibit-password\n"
         f"AuthorizedKeysFile {SSH_KEY}.pub\nPasswordAuthentication no\nUsePAM no\n"
         f"PidFile {home}/sshd.pid\nSetEnv PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin\n"
@@ -123,7 +131,7 @@ def sshd(tmp_path_factory):
     server = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", config], stderr=subprocess.PIPE)
     time.sleep(0.5)
     assert server.poll() is None, server.stderr.read()
-    yield ssh_argv("127.0.0.1", key=SSH_KEY, port=2222)
+    yield ssh_argv("127.0.0.1", key=SSH_KEY, port=port)
     server.terminate()
     server.wait()
 
