@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from apiflask import HTTPError
-from flask import current_app
+from flask import current_app, has_request_context
 
 from portal.auth import current_user
 from store.capacity import (
@@ -93,7 +93,9 @@ def check_capacity(
     )
     chosen = placement(capacities(), held, needs, start_at, end_at)
     if isinstance(chosen, NoRoom):
-        raise OverCommitted(chosen, needs, current_user())
+        # Outside a request (a command, a job) nobody is asking: name no one's bookings.
+        caller = current_user() if has_request_context() else None
+        raise OverCommitted(chosen, needs, caller)
     return chosen
 
 

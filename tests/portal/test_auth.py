@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+
+import pytest
 from sqlalchemy import select, text
 
+from portal import create_app
+from store.models import LoginFailure
 from tests.portal.conftest import PASSWORD, bearer
 
 
@@ -276,3 +281,34 @@ def test_login_updates_last_login_and_clears_the_accounts_failures(client, make_
     with store() as session:
         left = session.scalars(select(LoginFailure).where(LoginFailure.username == user.username))
         assert list(left) == []
+
+
+@pytest.mark.parametrize(("hops", "counted_address"), [(1, "203.0.113.7"), (0, "127.0.0.1")])
+def test_failed_logins_count_the_client_behind_the_trusted_proxy_and_no_forged_one(
+    job_settings, roomy_inventory, store, hops, counted_address
+):
+    # Behind nginx (LTB_PROXY_HOPS=1) the client's address comes from X-Forwarded-For, so
+    # throttling per address does not lump every user together as nginx's 127.0.0.1; with
+    # no proxy trusted, a forged header changes nothing.
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test",
+            "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
+            "SESSION_COOKIE_SECURE": False,
+            "LTB_HYPERVISORS": str(roomy_inventory),
+            "LTB_PROXY_HOPS": hops,
+        }
+    )
+    name = f"nobody-{uuid.uuid4().hex[:8]}"
+    answer = app.test_client().post(
+        "/api/auth/login",
+        json={"username": name, "password": "not the password"},
+        headers={"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"},
+    )
+    assert answer.status_code == 401
+    with store() as session:
+        addresses = session.scalars(
+            select(LoginFailure.address).where(LoginFailure.username == name)
+        ).all()
+    assert addresses == [counted_address]

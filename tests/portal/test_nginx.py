@@ -57,15 +57,16 @@ def test_http_only_redirects_to_https_and_the_certificate_names_this_machine():
     assert "nginx/" not in page.headers.get("Server", "")
 
 
-def test_the_session_cookie_is_secure_and_the_portal_sees_https(admin):
+def test_the_session_cookie_is_secure_and_pages_answer_through_nginx(admin):
     cookie = next(c for c in admin.cookies if c.name == "session")
     assert cookie.secure
-    # Behind the proxy the portal makes https URLs (ProxyFix): a browser's page redirect.
+    # A page sends an anonymous browser to log in, through nginx (the client's address
+    # behind it: test_auth.py, test_failed_logins_count_the_client_behind_the_trusted_proxy).
     anonymous = requests.get(
         f"{SITE}/templates", verify=CERTIFICATE, allow_redirects=False, timeout=10
     )
     assert anonymous.status_code == 302
-    assert anonymous.headers["Location"] == f"{SITE}/login?next=/templates"
+    assert anonymous.headers["Location"] == "/login?next=/templates"
 
 
 def test_prometheus_answers_admins_only(admin, student):
