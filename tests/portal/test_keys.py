@@ -98,13 +98,25 @@ def test_a_key_is_refused_with_422_naming_the_field_and_a_second_time_with_409(
 ):
     ada, bob = bearer(token_for(make_user())), bearer(token_for(make_user()))
     text = keygen(tmp_path)
-    for bad in ('command="sh" ' + text, text + "\n" + text, "ssh-ed25519 AAAA", text + " $(id)"):
+    hostile = (
+        'command="sh" ' + text,
+        text + "\n" + text,
+        "ssh-ed25519 AAAA",
+        text + " $(id)",
+        text + " {{ lookup('pipe', 'id') }}",
+    )
+    for bad in hostile:
         refused = add(client, ada, bad)
         assert refused.status_code == 422, bad
         error = refused.get_json()["error"]
         assert "public_key" in error["detail"] and error["message"].startswith("public_key:")
-    bad_name = add(client, ada, text, name="x\ny")
-    assert bad_name.status_code == 422 and "name" in str(bad_name.get_json()["error"]["detail"])
+    huge = add(client, ada, text.split(" ")[0] + " " + "A" * 1_000_000)
+    assert huge.status_code == 422
+    assert "public_key" in huge.get_json()["error"]["detail"]["json"]
+    for name in ("x\ny", "{{ 7 * 7 }}", "../../x", "a" * 65):
+        bad_name = add(client, ada, text, name=name)
+        assert bad_name.status_code == 422, name
+        assert "name" in str(bad_name.get_json()["error"]["detail"])
     assert add(client, ada, text).status_code == 201
     assert add(client, ada, text.rsplit(" ", 1)[0] + " other").status_code == 409
     assert add(client, bob, text).status_code == 409  # a key says who its user is: one user
