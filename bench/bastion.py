@@ -56,10 +56,10 @@ sys.path.insert(0, str(ROOT))
 from bench import terminals as bench_terminals  # noqa: E402
 from bench.portal import Database, Portal, percentiles  # noqa: E402
 from bench.terminals import Worker  # noqa: E402
+from bench.terminals import make_user as make_student  # noqa: E402
 from portal.api.bastion import SECRET_HEADER  # noqa: E402
-from portal.auth import hash_password  # noqa: E402
 from store.db import session_factory  # noqa: E402
-from store.models import Job, Lab, Role, SshKey, User, utcnow  # noqa: E402
+from store.models import Job, Lab, SshKey, utcnow  # noqa: E402
 from store.sshkeys import parse_public_key  # noqa: E402
 from tests.access.test_bastion import (  # noqa: E402
     bastion_instance,
@@ -75,7 +75,7 @@ VM = "  v1:\n    kind: vm\n    resources: {cpus: 1, memory: 256MiB}\n"
 # A VM under TCG on a busy two-core machine: its deploy may take minutes.
 JOB_SECONDS = 900
 SSH_TIMEOUT = 60
-PASSWORD = uuid.uuid4().hex
+PASSWORD = bench_terminals.PASSWORD  # the password make_student gives
 VARIANTS = ("direct", "jump", "ssh_config", "jump_mux")
 KEYS_LINE = re.compile(r'"GET /api/bastion/authorized-keys" 200 \d+ (\d+)ms')
 
@@ -84,21 +84,11 @@ def make_user(database_url: str, key: Path) -> tuple[int, str, str]:
     """A student with a password (to fetch the lab's ssh_config) and the key of `key`.pub
     registered, as the portal stores it; returns its id, name and the key's fingerprint."""
     public = parse_public_key(key.with_suffix(".pub").read_text())
-    name = f"bb-{uuid.uuid4().hex[:6]}"
+    user_id, name = make_student(database_url, prefix="bb-")
     with session_factory(database_url)() as session:
-        user = User(
-            username=name,
-            password_hash=hash_password(PASSWORD),
-            role=Role.STUDENT.value,
-            disabled=False,
-            session_epoch=0,
-            created_at=utcnow(),
-        )
-        session.add(user)
-        session.flush()
         session.add(
             SshKey(
-                user_id=user.id,
+                user_id=user_id,
                 name="bench",
                 public_key=public.line,
                 fingerprint=public.fingerprint,
@@ -106,7 +96,7 @@ def make_user(database_url: str, key: Path) -> tuple[int, str, str]:
             )
         )
         session.commit()
-        return user.id, name, public.fingerprint
+    return user_id, name, public.fingerprint
 
 
 def remove_lab(worker: Worker, lab: str) -> None:

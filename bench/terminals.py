@@ -151,8 +151,9 @@ def children(pid: int) -> list[int]:
     return [int(child) for child in path.read_text().split()] if path.exists() else []
 
 
-def make_user(database_url: str) -> tuple[int, str]:
-    name = f"ws-bench-{uuid.uuid4().hex[:6]}"
+def make_user(database_url: str, prefix: str = "ws-bench-") -> tuple[int, str]:
+    """A student with the bench's password, named PREFIX<random>; its id and name."""
+    name = f"{prefix}{uuid.uuid4().hex[:6]}"
     with session_factory(database_url)() as session:
         user = User(
             username=name,
