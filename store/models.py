@@ -198,6 +198,9 @@ class Reservation(db.Model):
     cpus: Mapped[float | None] = mapped_column()
     memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
     nodes: Mapped[int | None] = mapped_column(Integer)
+    # The hypervisor its placement chose when booked (or moved); its lab is deployed there.
+    # None: booked before reservations recorded one (placed first-fit at each check).
+    hypervisor: Mapped[str | None] = mapped_column(String(255))
     topology: Mapped[str] = mapped_column(Text)
     start_at: Mapped[datetime] = _timestamp(nullable=False)
     end_at: Mapped[datetime] = _timestamp(nullable=False)
