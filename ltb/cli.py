@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ltb import kinds
 from ltb.allocation import Registry
 from ltb.deployed import DEFAULT_STATE_DIR, LabNotDeployed, load_deployed_lab
 from ltb.model import Lab
@@ -69,11 +70,10 @@ def reach(path: str, ssh_key: str, state_dir: Path = DEFAULT_STATE_DIR) -> int:
     )
     width = max(len(node.name) for node in lab.nodes)
     for node in lab.nodes:
-        # A VM has no docker exec: SSH (and its serial console log) is the way in.
-        shell = f"    docker exec -it {lab.container_name(node.name)} bash"
+        shell = kinds.get(node.kind).shell(lab, node)
         print(
             f"  {node.name:<{width}}  ssh -i {ssh_key} root@{node.mgmt_ipv4.ip}"
-            + (shell if node.kind == "container" else "")
+            + (f"    {shell}" if shell else "")
         )
     print(
         f"Ansible: ansible -i inventory/ -i {path} {lab.nodes[0].name} "

@@ -74,6 +74,7 @@ def node_vars(lab: Lab, node: Node) -> dict[str, Any]:
     return {
         "name": node.name,
         "kind": node.kind,
+        "role": kinds.get(node.kind).role,  # the role that deploys it (playbooks/deploy.yml)
         "image": node.image,
         "groups": list(node.groups),
         "cpus": node.cpus,

@@ -1,7 +1,11 @@
 """Node kinds: what differs between a container node and a VM node, in one registry.
 
-A kind says which Ansible group its nodes join and how Ansible reaches a node of the kind.
-Kinds are registered explicitly; an unknown kind is an error that lists the known ones.
+A kind says which Ansible group its nodes join, which role deploys them, what runs them (the
+runtime: Docker or libvirt, which decides where a node's state is read, whether `docker exec`
+reaches it and which image names it takes), how Ansible reaches a node of the kind and what a
+node takes of a hypervisor when its topology sets no resources. Code elsewhere asks the kind,
+never compares kind names. Kinds are registered explicitly; an unknown kind is an error that
+lists the known ones.
 """
 
 from __future__ import annotations
@@ -11,12 +15,38 @@ from dataclasses import dataclass
 
 from ltb.model import Lab, Node
 
+MIB = 1024 * 1024
+# What runs a node. A kind of a new runtime needs its state reading (ltb.node_state), its
+# image rule (ltb.topology) and its device reader (portal.labs) too.
+DOCKER = "docker"
+LIBVIRT = "libvirt"
+RUNTIMES = (DOCKER, LIBVIRT)
+
 
 @dataclass(frozen=True)
 class NodeKind:
     name: str
     group: str  # Ansible group of all nodes of this kind
+    role: str  # Ansible role that deploys a node (tasks main, preflight, ready)
+    runtime: str  # DOCKER or LIBVIRT
     connection_vars: Callable[[Lab, Node], dict[str, str]]
+    # What a node takes of a hypervisor when its topology sets no resources (store.capacity).
+    default_cpus: float
+    default_memory_bytes: int
+    whole_cpus: bool = False  # CPUs count whole (a VM gets whole vCPUs)
+
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise ValueError(
+                f"node kind {self.name!r}: runtime {self.runtime!r} is not one of {RUNTIMES}"
+            )
+
+    def shell(self, lab: Lab, node: Node) -> str | None:
+        """A command that opens a shell in the node on its hypervisor, if its runtime has one
+        besides SSH (a VM has no docker exec: SSH and its serial console are the way in)."""
+        if self.runtime == DOCKER:
+            return f"docker exec -it {lab.container_name(node.name)} bash"
+        return None
 
 
 KINDS: dict[str, NodeKind] = {}
@@ -45,7 +75,18 @@ def _container_connection(lab: Lab, node: Node) -> dict[str, str]:
     }
 
 
-register(NodeKind(name="container", group="containers", connection_vars=_container_connection))
+# A container shares the host's CPUs and takes little.
+register(
+    NodeKind(
+        name="container",
+        group="containers",
+        role="container_node",
+        runtime=DOCKER,
+        connection_vars=_container_connection,
+        default_cpus=0.25,
+        default_memory_bytes=128 * MIB,
+    )
+)
 
 
 def _vm_connection(lab: Lab, node: Node) -> dict[str, str]:
@@ -61,4 +102,16 @@ def _vm_connection(lab: Lab, node: Node) -> dict[str, str]:
     }
 
 
-register(NodeKind(name="vm", group="vms", connection_vars=_vm_connection))
+# A VM gets whole vCPUs and the memory of roles/vm_node's defaults.
+register(
+    NodeKind(
+        name="vm",
+        group="vms",
+        role="vm_node",
+        runtime=LIBVIRT,
+        connection_vars=_vm_connection,
+        default_cpus=1.0,
+        default_memory_bytes=256 * MIB,
+        whole_cpus=True,
+    )
+)

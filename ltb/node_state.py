@@ -27,6 +27,8 @@ import docker.errors
 import requests.exceptions
 
 from ltb.deployed import DEFAULT_LIBVIRT_URI
+from ltb.kinds import DOCKER, LIBVIRT
+from ltb.kinds import get as node_kind
 from ltb.model import container_name
 
 STATES = (
@@ -163,17 +165,22 @@ CONTAINERS = Cached(read_containers, CACHE_SECONDS)
 DOMAINS = Cached(read_domains, CACHE_SECONDS)
 
 
+def reading(runtime: str) -> Cached:
+    """Where the nodes of a runtime (ltb.kinds) are read."""
+    return {DOCKER: CONTAINERS, LIBVIRT: DOMAINS}[runtime]
+
+
 def node_states(lab: str, kinds: Mapping[str, str]) -> dict[str, str]:
-    """The state of each node of the lab (node name -> kind "container" or "vm") on this
-    hypervisor: "missing" where its container or domain does not exist, "unknown" where
-    Docker or libvirt cannot be asked."""
-    containers = CONTAINERS.get() if "container" in kinds.values() else {}
-    domains = DOMAINS.get() if any(kind != "container" for kind in kinds.values()) else {}
+    """The state of each node of the lab (node name -> its kind's name) on this hypervisor,
+    read from its kind's runtime (only the runtimes asked about are read): "missing" where
+    its container or domain does not exist, "unknown" where the runtime cannot be asked."""
+    runtimes = {node: node_kind(kind).runtime for node, kind in kinds.items()}
+    found = {runtime: reading(runtime).get() for runtime in set(runtimes.values())}
     states = {}
-    for node, kind in kinds.items():
-        found = containers if kind == "container" else domains
-        if found is None:
+    for node, runtime in runtimes.items():
+        names = found[runtime]
+        if names is None:
             states[node] = "unknown"
         else:
-            states[node] = found.get(container_name(lab, node), "missing")
+            states[node] = names.get(container_name(lab, node), "missing")
     return states

@@ -435,8 +435,9 @@ def _check_lab_files(shapes: _Shapes, p: _Problems) -> None:
         )
 
 
-def _check_image(kind: str, image: str, where: str, p: _Problems) -> None:
-    if kind == "vm":
+def _check_image(runtime: str, image: str, where: str, p: _Problems) -> None:
+    # Image names are the runtime's (ltb.kinds): a libvirt image of the hypervisor, else Docker's.
+    if runtime == kinds.LIBVIRT:
         if not VM_IMAGE_NAME.fullmatch(image) or ".." in image:
             p.add(
                 where,
@@ -570,11 +571,12 @@ def _check_node(name: str, spec: NodeSpec | None, nodes: dict[str, Any], p: _Pro
         return
     where = place("nodes", name)
     try:
-        kinds.get(spec.kind)
+        runtime = kinds.get(spec.kind).runtime
     except KeyError as error:
         p.add(place(where, "kind"), str(error.args[0]))
+        runtime = kinds.DOCKER  # its image is still checked, as most nodes' are
     if spec.image is not None:
-        _check_image(spec.kind, spec.image, place(where, "image"), p)
+        _check_image(runtime, spec.image, place(where, "image"), p)
     for i, group in enumerate(spec.groups):
         gwhere = place(where, "groups", i)
         if not _check_name(GROUP_NAME, group, gwhere, "group name", p):

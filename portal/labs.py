@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import selectinload
 
 from jobs.queue import submit
-from ltb import capture, model
+from ltb import capture, kinds, model
 from ltb.allocation import Registry
 from ltb.deployed import DEFAULT_STATE_DIR, LabNotDeployed, load_deployed_lab
 from ltb.device_info import ContainerReader, SshReader, read_device_info
@@ -221,7 +221,7 @@ def node_info(lab: Lab, name: str) -> dict[str, Any]:
     except LabNotDeployed as error:
         info["live"] = {"reachable": False, "error": str(error)}
         return info
-    if row.kind == "container":
+    if kinds.get(row.kind).runtime == kinds.DOCKER:  # else SSH, the way into any node
         reader: ContainerReader | SshReader = ContainerReader(deployed.container_name(name))
     else:
         reader = SshReader(str(deployed.node(name).mgmt_ipv4.ip), Path(PLATFORM_SSH_KEY))

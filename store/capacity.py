@@ -27,15 +27,11 @@ import yaml
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ltb import model
+from ltb import kinds, model
 from ltb.spec import memory_bytes
 from ltb.topology import TopologyError, parse_lab
 from store.models import Lab, LabState, Reservation, ReservationState
 
-MIB = 1024 * 1024
-# What a node takes when its topology sets no resources: a VM gets whole vCPUs and the
-# memory of roles/vm_node's defaults; a container shares the host's CPUs and takes little.
-KIND_DEFAULTS = {"vm": (1.0, 256 * MIB), "container": (0.25, 128 * MIB)}
 # Reservations that still hold (or will hold) their time.
 HOLDING_STATES = (ReservationState.SCHEDULED.value, ReservationState.STARTED.value)
 # Advisory lock (first key) that serialises bookings: two requests cannot both see room.
@@ -63,16 +59,16 @@ NOTHING = Needs(0.0, 0, 0)
 
 def lab_needs(lab: model.Lab) -> Needs:
     """The CPUs, memory and nodes a lab takes: each node's `resources` where the topology
-    sets them, else its kind's default (KIND_DEFAULTS). A VM's fractional CPUs count whole,
-    as roles/vm_node gives it whole vCPUs."""
+    sets them, else its kind's default (ltb.kinds). Fractional CPUs count whole for a kind
+    that gets whole CPUs (a VM: roles/vm_node gives it whole vCPUs)."""
     cpus, memory = 0.0, 0
     for node in lab.nodes:
-        default_cpus, default_memory = KIND_DEFAULTS.get(node.kind, KIND_DEFAULTS["vm"])
-        node_cpus = node.cpus if node.cpus is not None else default_cpus
-        if node.kind == "vm":
+        kind = kinds.get(node.kind)
+        node_cpus = node.cpus if node.cpus is not None else kind.default_cpus
+        if kind.whole_cpus:
             node_cpus = float(math.ceil(node_cpus))
         cpus += node_cpus
-        memory += node.memory_bytes if node.memory_bytes is not None else default_memory
+        memory += node.memory_bytes if node.memory_bytes is not None else kind.default_memory_bytes
     return Needs(round(cpus, 3), memory, len(lab.nodes))
 
 
