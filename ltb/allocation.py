@@ -19,7 +19,8 @@ remove releases the allocation after the lab is gone from its hypervisor.
 
 The hypervisor keeps the allocation a lab was deployed with beside its kept topology
 (`<state dir>/labs/<lab>/allocation.json`, see ltb.deployed), and checks there that the
-subnet is not in use by anything else (`subnet_conflicts`).
+subnet is not in use by anything else (the module ltb_lab_allocation, with
+plugins/module_utils/ltb_routes.py).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_network
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
@@ -262,50 +263,3 @@ def _network(text: str) -> IPv4Network:
 @functools.lru_cache(maxsize=4096)
 def _text(network: IPv4Network) -> str:
     return str(network)
-
-
-# On the hypervisor ----------------------------------------------------------------------------
-
-
-def subnet_conflicts(
-    subnet: IPv4Network,
-    own_port: str,
-    routes: list[dict[str, Any]],
-    links: list[dict[str, Any]],
-) -> list[str]:
-    """What on a hypervisor already uses `subnet`, besides the lab's own management port.
-
-    `routes` is `ip -4 -j route show table all`, `links` is `ip -4 -j addr show`. Refused:
-    any route that overlaps the subnet (the local table's entries are the addresses, checked
-    below), a default route whose gateway is inside it, any address of the hypervisor whose
-    subnet overlaps it."""
-    found = []
-    for route in routes:
-        dev = route.get("dev")
-        if dev == own_port or route.get("table") == "local":
-            continue
-        via = f" via {route['gateway']}" if route.get("gateway") else ""
-        on = f" dev {dev}" if dev else ""
-        table = f" (table {route['table']})" if route.get("table") else ""
-        if route.get("dst") == "default":
-            gateway = route.get("gateway")
-            if gateway and IPv4Address(gateway) in subnet:
-                found.append(f"the default route's gateway {gateway}{on}{table}")
-            continue
-        try:
-            destination = ip_network(route.get("dst", ""), strict=False)
-        except ValueError:
-            continue
-        if destination.version == 4 and destination.overlaps(subnet):
-            kind = f"{route['type']} " if route.get("type") not in (None, "unicast") else ""
-            found.append(f"{kind}route {route['dst']}{via}{on}{table}")
-    for link in links:
-        if link.get("ifname") == own_port:
-            continue
-        for address in link.get("addr_info", []):
-            if address.get("family") != "inet":
-                continue
-            interface = IPv4Interface(f"{address['local']}/{address.get('prefixlen', 32)}")
-            if interface.network.overlaps(subnet):
-                found.append(f"address {interface} of {link.get('ifname')}")
-    return found

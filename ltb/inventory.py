@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ltb import kinds
+from ltb.links import port_specs
 from ltb.model import MGMT_INTERFACE, MGMT_VLAN, Lab, Node
 
 ALL_NODES_GROUP = "ltb_nodes"
@@ -47,6 +48,8 @@ def lab_network_vars(
         "mgmt_vlan": MGMT_VLAN,
         "mgmt_subnet": str(lab.mgmt_subnet),
         "mgmt_gateway": str(lab.mgmt_gateway),
+        # The bridge's ports as they must be (ltb_lab_links wires them, ltb_mirror selects).
+        "ports": port_specs(lab),
     }
 
 

@@ -7,8 +7,9 @@ DOCUMENTATION = r"""
 module: ltb_lab_allocation
 short_description: A lab's tag and management subnet, checked and kept, or released
 description:
-  - Runs with the Python that has the ltb package (the platform's venv); the work is done
-    by C(ltb.allocation).
+  - With O(state=present) it runs on the hypervisor with any Python 3 (standard library and
+    module_utils only). O(state=absent) runs on the controller, whose Python has the ltb
+    package (the registry is C(ltb.allocation.Registry)).
   - With O(state=present), on the hypervisor, before the lab's network is made, fails
     and changes nothing when the management subnet is in use on the hypervisor by anything
     but the lab's own management port (a route of any table that overlaps it, an address of
@@ -55,29 +56,14 @@ conflicts:
 """
 
 import json
-import subprocess
-import time
 from ipaddress import IPv4Network
 from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.ltb_routes import ip_json, subnet_conflicts
 
-try:
-    from ltb.allocation import DEPLOYED_FILE, REGISTRY_FILE, Registry, subnet_conflicts
-except ImportError as import_error:  # pragma: no cover - shown to the operator
-    LTB_IMPORT_ERROR = import_error
-else:
-    LTB_IMPORT_ERROR = None
-
-
-def ip_json(*args):
-    # A dump fails ("Dump was interrupted") while other labs change routes: try again.
-    for attempt in range(5):
-        result = subprocess.run(["ip", "-4", "-j", *args], capture_output=True, text=True)
-        if result.returncode == 0:
-            return json.loads(result.stdout or "[]")
-        time.sleep(0.2 * (attempt + 1))
-    raise RuntimeError(f"ip {' '.join(args)} failed: {result.stderr.strip()}")
+# Beside the kept topology on the hypervisor (ltb.deployed reads it; ltb.allocation.DEPLOYED_FILE).
+DEPLOYED_FILE = "allocation.json"
 
 
 def hold(module, params):
@@ -114,6 +100,9 @@ def hold(module, params):
 
 
 def release(module, params):
+    # On the controller only (delegated to it): the registry and its lock are ltb's.
+    from ltb.allocation import REGISTRY_FILE, Registry
+
     registry_file = Path(params["registry"])
     if registry_file.name != REGISTRY_FILE:
         module.fail_json(msg=f"registry must be a file named {REGISTRY_FILE}, not {registry_file}")
@@ -140,14 +129,12 @@ def main():
         ],
         supports_check_mode=True,
     )
-    if LTB_IMPORT_ERROR is not None:
-        module.fail_json(msg=f"the ltb package is not importable ({LTB_IMPORT_ERROR}); run make up")
     try:
         if module.params["state"] == "present":
             hold(module, module.params)
         else:
             release(module, module.params)
-    except (RuntimeError, ValueError, OSError) as error:
+    except (RuntimeError, ValueError, OSError, ImportError) as error:
         module.fail_json(msg=str(error))
 
 

@@ -6,27 +6,35 @@ DOCUMENTATION = r"""
 module: ltb_lab_links
 short_description: Every node interface of a lab is an access port of its link's VLAN
 description:
-  - Runs on the hypervisor with the Python that has the ltb package (the platform's venv);
-    the work is done by C(ltb.links), on the topology deploy kept for the lab.
+  - Runs on the hypervisor with any Python 3 (standard library and module_utils only). The
+    wanted ports are computed on the controller from the lab model (C(ltb.links.port_specs),
+    given as C(ltb_lab_network.ports)).
   - One ovs-vsctl read and at most one transaction for the whole lab. Ports are added to the
     lab bridge, tagged with their link's VLAN and given the lab's identity (external_ids
     C(ltb-lab), C(ltb-node), C(ltb-interface)); a port already so is left alone.
   - Interfaces that do not exist on the hypervisor (a node that failed to deploy) are skipped
-    and returned in RV(missing).
+    and returned in RV(missing). Check mode reports the ports that would change, with a diff,
+    counting every interface as made (deploy's node modules make them before).
 options:
   lab:
     description: Lab name.
     type: str
     required: true
-  state_dir:
-    description: LTB's state directory on the hypervisor.
-    type: path
-    default: /var/lib/ltb
+  bridge:
+    description: The lab's bridge.
+    type: str
+    required: true
+  ports:
+    description: The wanted ports, each with C(name) (hypervisor interface), C(vlan), C(node)
+      and C(interface) (other keys are ignored).
+    type: list
+    elements: dict
+    required: true
 """
 
 RETURN = r"""
 ports:
-  description: The ports added or changed.
+  description: The ports added or changed (in check mode, those that would be).
   type: list
   elements: str
   returned: always
@@ -37,38 +45,46 @@ missing:
   returned: always
 """
 
-from pathlib import Path
-
 from ansible.module_utils.basic import AnsibleModule
-
-try:
-    from ltb import links
-    from ltb.deployed import load_deployed_lab
-    from ltb.topology import TopologyError
-except ImportError as import_error:  # pragma: no cover - shown to the operator
-    LTB_IMPORT_ERROR = import_error
-else:
-    LTB_IMPORT_ERROR = None
+from ansible.module_utils.ltb_links import port_commands, port_states, ports_to_change
+from ansible.module_utils.ltb_ovs import OvsError, bridge_ports, interface_exists, transaction
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             lab=dict(type="str", required=True),
-            state_dir=dict(type="path", default="/var/lib/ltb"),
+            bridge=dict(type="str", required=True),
+            ports=dict(type="list", elements="dict", required=True),
         ),
-        supports_check_mode=False,
+        supports_check_mode=True,
     )
-    if LTB_IMPORT_ERROR is not None:
-        module.fail_json(msg=f"the ltb package is not importable ({LTB_IMPORT_ERROR}); run make up")
+    lab, bridge, wanted = (module.params[key] for key in ("lab", "bridge", "ports"))
+    for number, port in enumerate(wanted):
+        absent = [key for key in ("name", "vlan", "node", "interface") if port.get(key) is None]
+        if absent:
+            module.fail_json(msg=f"ports[{number}] has no {', '.join(absent)}: {port!r}")
     try:
-        lab = load_deployed_lab(module.params["lab"], Path(module.params["state_dir"]))
-        wired = links.wire_lab(lab)
-    except (links.LinkError, LookupError, TopologyError) as error:
-        module.fail_json(msg=str(error))
-    module.exit_json(
-        changed=bool(wired["changed"]), ports=wired["changed"], missing=wired["missing"]
+        # In check mode the node modules made no interface: wire all that deploy would make.
+        present = [p for p in wanted if module.check_mode or interface_exists(p["name"])]
+        current = bridge_ports(bridge)
+        todo = ports_to_change(lab, present, current)
+        if todo and not module.check_mode:
+            transaction(*port_commands(bridge, lab, todo))
+    except OvsError as error:
+        module.fail_json(msg=f"lab {lab!r}: links not wired: {error}")
+    result = dict(
+        changed=bool(todo),
+        ports=[port["name"] for port in todo],
+        missing=[f"{p['node']}:{p['interface']} ({p['name']})" for p in wanted if p not in present],
     )
+    if module._diff and todo:
+        states = [port_states(port, current) for port in todo]
+        result["diff"] = dict(
+            before="".join(before + "\n" for before, _ in states),
+            after="".join(after + "\n" for _, after in states),
+        )
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -9,14 +9,29 @@ description:
   - Copies the traffic of one node interface, or of a whole link, to a mirror port of the
     lab (an Open vSwitch mirror whose output is a veth pair; tcpdump reads the hypervisor end,
     named in the C(capture_interface) result).
-  - Acts on the topology the lab was deployed from (kept on the hypervisor by deploy), so it
-    mirrors exactly what deploy built. Several mirrors of a lab can exist at once; removing
-    the lab removes its mirrors.
-  - Runs on the hypervisor with the Python that has the ltb package (the platform's venv).
+  - Selects from the lab's ports as the controller computed them from the lab model
+    (C(ltb_lab_network.ports), C(ltb.links.port_specs)), so it mirrors exactly what deploy
+    wired. Several mirrors of a lab can exist at once; removing the lab removes its mirrors.
+  - Runs on the hypervisor with any Python 3 (standard library and module_utils only).
+    Check mode reports what would change.
 options:
   lab:
     description: Name of the running lab.
     type: str
+    required: true
+  tag:
+    description: The lab's tag (in the names of the mirror port).
+    type: str
+    required: true
+  bridge:
+    description: The lab's bridge.
+    type: str
+    required: true
+  ports:
+    description: The lab's ports, each with C(name), C(vlan), C(node), C(interface) and
+      C(link) (none for a management port).
+    type: list
+    elements: dict
     required: true
   endpoint:
     description: A node interface, C(node:interface), e.g. C(r1:eth1).
@@ -35,10 +50,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  state_dir:
-    description: LTB state directory on the hypervisor.
-    type: path
-    default: /var/lib/ltb
 """
 
 RETURN = r"""
@@ -58,43 +69,47 @@ actions:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-try:
-    from ltb.deployed import LabNotDeployed, load_deployed_lab
-    from ltb.mirror import MirrorError, ensure_mirror, mirror_spec, remove_mirror
-except ImportError as error:  # pragma: no cover - shown to the operator
-    LTB_IMPORT_ERROR = error
-else:
-    LTB_IMPORT_ERROR = None
+from ansible.module_utils.ltb_mirror import (
+    MirrorError,
+    ensure_mirror,
+    mirror_changes,
+    mirror_spec,
+    removal_changes,
+    remove_mirror,
+)
 
 
 def main():
     module = AnsibleModule(
         argument_spec={
             "lab": {"type": "str", "required": True},
+            "tag": {"type": "str", "required": True},
+            "bridge": {"type": "str", "required": True},
+            "ports": {"type": "list", "elements": "dict", "required": True},
             "endpoint": {"type": "str", "required": True},
             "scope": {"type": "str", "choices": ["link", "interface"], "default": "link"},
             "name": {"type": "str"},
             "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
-            "state_dir": {"type": "path", "default": "/var/lib/ltb"},
         },
-        supports_check_mode=False,
+        supports_check_mode=True,
     )
-    if LTB_IMPORT_ERROR is not None:
-        module.fail_json(msg=f"the ltb package is not importable here: {LTB_IMPORT_ERROR}")
-    params = module.params
+    p = module.params
     try:
-        lab = load_deployed_lab(params["lab"], params["state_dir"])
-        spec = mirror_spec(lab, params["scope"], params["endpoint"], params["name"])
-        change = ensure_mirror if params["state"] == "present" else remove_mirror
-        actions = change(spec)
-    except (LabNotDeployed, MirrorError) as error:
-        module.fail_json(msg=str(error))
+        spec = mirror_spec(
+            p["lab"], p["tag"], p["bridge"], p["ports"], p["scope"], p["endpoint"], p["name"]
+        )
+        if p["state"] == "present":
+            actions = mirror_changes(spec) if module.check_mode else ensure_mirror(spec)
+        else:
+            actions = removal_changes(spec) if module.check_mode else remove_mirror(spec)
+    except (MirrorError, KeyError, OSError) as error:
+        module.fail_json(msg=f"lab {p['lab']!r}: mirror of {p['endpoint']} not changed: {error}")
     module.exit_json(
         changed=bool(actions),
         actions=actions,
         capture_interface=spec.capture_interface,
         mirrored=spec.description,
+        diff={"before": "", "after": "".join(action + "\n" for action in actions)},
     )
 
 

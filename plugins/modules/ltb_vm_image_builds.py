@@ -6,8 +6,8 @@ DOCUMENTATION = r"""
 module: ltb_vm_image_builds
 short_description: Remove the builds of a VM image that are neither current nor in use
 description:
-  - Runs on the hypervisor with the Python that has the ltb package (the platform's venv);
-    the work is done by C(ltb.vm_images), which says what a build is and when it is in use.
+  - Runs on the hypervisor with any Python 3; the work is done by the module_utils
+    C(ltb_vm_images), which says what a build is and when it is in use.
   - A build is kept when the image's link points to it, or when a VM overlay of a lab or a
     snapshot's copy of one is based on its disk. Check mode reports what would go.
 options:
@@ -35,14 +35,8 @@ removed:
 
 from pathlib import Path
 
+from ansible.module_utils.ltb_vm_images import prune_builds, unused_builds
 from ansible.module_utils.basic import AnsibleModule
-
-try:
-    from ltb import vm_images
-except ImportError as import_error:  # pragma: no cover - shown to the operator
-    LTB_IMPORT_ERROR = import_error
-else:
-    LTB_IMPORT_ERROR = None
 
 
 def main():
@@ -54,15 +48,13 @@ def main():
         ),
         supports_check_mode=True,
     )
-    if LTB_IMPORT_ERROR is not None:
-        module.fail_json(msg=f"the ltb package is not importable ({LTB_IMPORT_ERROR}); run make up")
     p = module.params
     where = (Path(p["image_dir"]), p["name"], Path(p["state_dir"]))
     try:
         if module.check_mode:
-            removed = [str(build) for build in vm_images.unused_builds(*where)]
+            removed = [str(build) for build in unused_builds(*where)]
         else:
-            removed = vm_images.prune_builds(*where)
+            removed = prune_builds(*where)
     except (OSError, RuntimeError) as error:
         module.fail_json(msg=f"old builds of VM image {p['name']} not removed: {error}")
     module.exit_json(changed=bool(removed), removed=removed)

@@ -13,10 +13,12 @@ from ltb.allocation import (
     AllocationError,
     Registry,
     choose,
-    subnet_conflicts,
 )
 from ltb.deployed import load_deployed_lab
+from ltb.module_utils import load
 from ltb.topology import TopologyError, parse_lab
+
+subnet_conflicts = load("ltb_routes").subnet_conflicts  # run on the hypervisor
 
 
 def bare_lab(name: str) -> model.Lab:

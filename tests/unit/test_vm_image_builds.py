@@ -7,7 +7,11 @@ import os
 import subprocess
 from pathlib import Path
 
-from ltb.vm_images import prune_builds, unused_builds
+from ltb.module_utils import load
+
+# The module_utils that ltb_vm_image_builds runs on the hypervisor.
+vm_images = load("ltb_vm_images")
+prune_builds, unused_builds = vm_images.prune_builds, vm_images.unused_builds
 
 
 def qcow2(path: Path, backing: Path | None = None) -> None:

@@ -1,3 +1,5 @@
+# LTB module_utils: VM image builds on a hypervisor (standard library only; shipped to the
+# hypervisor with ltb_vm_image_builds).
 """Builds of the VM image on a hypervisor, and which of them may go.
 
 `<state dir>/images/vm/<name>` is a link to the current build, `<name>-<definition hash>` (or
