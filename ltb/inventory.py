@@ -86,6 +86,9 @@ def node_vars(lab: Lab, node: Node) -> dict[str, Any]:
         "mgmt_ipv4": str(node.mgmt_ipv4.ip),
         "interfaces": interfaces,
         "files": [{"path": path, "content": content} for path, content in node.files],
+        # What ltb_snapshot saves and restores of it, and the names it makes on the hypervisor.
+        "snapshot": kinds.get(node.kind).snapshot_vars(lab, node),
+        **kinds.get(node.kind).hypervisor_vars(lab, node),
     }
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from ltb.model import Lab, Node
+from ltb.model import Lab, Node, vm_mac_address
 
 MIB = 1024 * 1024
 # What runs a node. A kind of a new runtime needs its state reading (ltb.node_state), its
@@ -34,6 +35,11 @@ class NodeKind:
     default_cpus: float
     default_memory_bytes: int
     whole_cpus: bool = False  # CPUs count whole (a VM gets whole vCPUs)
+    # Names the node makes on its hypervisor, added to its inventory data (ltb_node) for its role.
+    hypervisor_vars: Callable[[Lab, Node], dict[str, Any]] = lambda _lab, _node: {}
+    # What ltb_snapshot needs to save and restore a node of the kind (ltb_node.snapshot): its
+    # `kind` picks the module's save/restore functions (plugins/module_utils/ltb_snapshot.py).
+    snapshot_vars: Callable[[Lab, Node], dict[str, Any]] = lambda _lab, _node: {}
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
@@ -75,6 +81,10 @@ def _container_connection(lab: Lab, node: Node) -> dict[str, str]:
     }
 
 
+def _container_snapshot(lab: Lab, node: Node) -> dict[str, Any]:
+    return {"name": node.name, "kind": "container", "container": lab.container_name(node.name)}
+
+
 # A container shares the host's CPUs and takes little.
 register(
     NodeKind(
@@ -85,6 +95,7 @@ register(
         connection_vars=_container_connection,
         default_cpus=0.25,
         default_memory_bytes=128 * MIB,
+        snapshot_vars=_container_snapshot,
     )
 )
 
@@ -102,6 +113,39 @@ def _vm_connection(lab: Lab, node: Node) -> dict[str, str]:
     }
 
 
+def _vm_names(lab: Lab, node: Node) -> dict[str, Any]:
+    names = lab.vm_names(node.name)
+    return {
+        "vm": {
+            "domain": names.domain,
+            "uuid": names.uuid,
+            "dir": names.dir,
+            "disk": names.disk,
+            "config_drive": names.config_drive,
+            "console_log": names.console_log,
+            "interface_ids": names.interface_ids,
+            # By hypervisor-side name: the management interface's too.
+            "macs": {
+                name: vm_mac_address(name)
+                for name in (node.mgmt_host_name, *(i.host_name for i in node.interfaces))
+            },
+        }
+    }
+
+
+def _vm_snapshot(lab: Lab, node: Node) -> dict[str, Any]:
+    names = lab.vm_names(node.name)
+    return {
+        "name": node.name,
+        "kind": "vm",
+        "domain": names.domain,
+        "disk": names.disk,
+        # Room a saved memory takes (the kind's default when the topology sets none).
+        "memory_bytes": node.memory_bytes or KINDS["vm"].default_memory_bytes,
+        "address": str(node.mgmt_ipv4.ip),
+    }
+
+
 # A VM gets whole vCPUs and the memory of roles/vm_node's defaults.
 register(
     NodeKind(
@@ -113,5 +157,7 @@ register(
         default_cpus=1.0,
         default_memory_bytes=256 * MIB,
         whole_cpus=True,
+        hypervisor_vars=_vm_names,
+        snapshot_vars=_vm_snapshot,
     )
 )

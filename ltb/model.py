@@ -8,6 +8,7 @@ on a hypervisor are derived here and nowhere else, so every part of LTB finds th
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Interface
 
@@ -55,6 +56,7 @@ class Node:
     files: tuple[tuple[str, str], ...]  # (absolute path, content), in file order
     mgmt_ipv4: IPv4Interface
     mgmt_host_name: str
+    hypervisor: str | None = None  # None: the lab's hypervisor (ltb.inventory)
 
     def interface(self, name: str) -> Interface:
         for interface in self.interfaces:
@@ -120,6 +122,17 @@ class Lab:
         return f"ltm-{self.tag}"
 
     @property
+    def tunnel_device(self) -> str:
+        """Kernel VXLAN device that carries the lab's links to its other hypervisors (one per
+        lab and hypervisor, flooding to each of them: see docs/architecture.md)."""
+        return f"ltt-{self.tag}"
+
+    @property
+    def tunnel_vni(self) -> int:
+        """The VXLAN network identifier of the lab's tunnels: its tag (24 bits, as a VNI)."""
+        return int(self.tag, 16)
+
+    @property
     def mgmt_gateway(self) -> IPv4Interface:
         return IPv4Interface(f"{next(self.mgmt_subnet.hosts())}/{self.mgmt_subnet.prefixlen}")
 
@@ -148,6 +161,56 @@ class Lab:
 
     def container_name(self, node: str) -> str:
         return container_name(self.name, node)
+
+    @property
+    def node_name_prefix(self) -> str:
+        """What every container and VM domain name of the lab starts with (remove sweeps it)."""
+        return container_name(self.name, "")
+
+    def vm_names(self, node: str) -> VmNames:
+        """The names a VM node makes on its hypervisor; paths relative to the state dir."""
+        directory = f"labs/{self.name}/vms/{node}"
+        # The management interface is on the lab bridge too.
+        interfaces = (MGMT_INTERFACE, *(i.name for i in self.node(node).interfaces))
+        return VmNames(
+            domain=container_name(self.name, node),
+            uuid=_ltb_uuid("ltb", self.name, node),
+            dir=directory,
+            disk=f"{directory}/disk.qcow2",
+            config_drive=f"{directory}/config.tar",
+            console_log=f"{directory}/console.log",
+            interface_ids={name: _ltb_uuid("ltb", self.name, node, name) for name in interfaces},
+        )
+
+
+@dataclass(frozen=True)
+class VmNames:
+    """Where a VM node lives on its hypervisor: libvirt names and files (relative to the state
+    directory). The UUIDs are those Ansible's `to_uuid` gave before, so domains defined and
+    snapshots taken by earlier versions keep theirs (a saved VM resumes only into its UUID)."""
+
+    domain: str
+    uuid: str
+    dir: str
+    disk: str
+    config_drive: str
+    console_log: str
+    interface_ids: dict[str, str]  # interface name -> Open vSwitch interface id
+
+
+# Ansible's `to_uuid` namespace.
+LTB_UUID_NAMESPACE = uuid.UUID("361e6d51-faec-444a-9079-341386da8e2e")
+
+
+def _ltb_uuid(*parts: str) -> str:
+    return str(uuid.uuid5(LTB_UUID_NAMESPACE, ":".join(parts)))
+
+
+def vm_mac_address(host_name: str) -> str:
+    """The MAC of a VM interface, from its hypervisor-side name: the domain XML and the
+    guest's config drive agree on it."""
+    digest = hashlib.sha256(host_name.encode()).hexdigest()
+    return "52:54:00:" + ":".join(digest[i : i + 2] for i in (0, 2, 4))
 
 
 # A tag is 6 hex digits (24 bits): 'v' + tag + 8 hex digits fills a Linux interface name.

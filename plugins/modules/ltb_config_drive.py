@@ -11,8 +11,10 @@ description:
     No file system and no cloud service are involved.
   - The archive holds C(ltb/node.env) (LTB_HOSTNAME, LTB_CONFIG_ID), C(ltb/interfaces) (one
     line per interface, C(MAC NAME ADDRESS...)) and C(files/<path>) for every startup file.
-  - Each interface's MAC address is derived from its hypervisor-side name (C(52:54:00) and three
-    bytes of its SHA-256), so the domain XML and the guest agree on it; returned in RV(interfaces).
+  - Each interface's MAC address is the one O(macs) gives for its hypervisor-side name (the
+    model derives it, C(ltb.model.vm_mac_address), and the domain XML uses the same), or else
+    derived here the same way (C(52:54:00) and three bytes of the name's SHA-256); returned in
+    RV(interfaces).
   - Converges, as the archive is byte-for-byte the same for the same input (fixed times and
     owners), and rewritten (atomically) only when it differs. Check mode is supported.
 options:
@@ -43,6 +45,10 @@ options:
         type: list
         elements: str
         default: []
+  macs:
+    description: MAC address of each interface, by hypervisor-side name.
+    type: dict
+    default: {}
   files:
     description: Startup files, copied into place at the first boot of this configuration.
     type: list
@@ -133,6 +139,7 @@ def main():
                     addresses=dict(type="list", elements="str", default=[]),
                 ),
             ),
+            macs=dict(type="dict", default={}),
             files=dict(
                 type="list",
                 elements="dict",
@@ -147,8 +154,10 @@ def main():
         supports_check_mode=True,
     )
     path = module.params["path"]
+    macs = module.params["macs"]
     interfaces = [
-        dict(item, mac=mac_address(item["host_name"])) for item in module.params["interfaces"]
+        dict(item, mac=macs.get(item["host_name"]) or mac_address(item["host_name"]))
+        for item in module.params["interfaces"]
     ]
     for item in module.params["files"]:
         if not item["path"].startswith("/"):

@@ -6,8 +6,11 @@ DOCUMENTATION = r"""
 module: ltb_snapshot
 short_description: Take, list, delete or plan the restore of named snapshots of a lab
 description:
-  - Runs on the hypervisor with the Python that has the ltb package (the platform's venv);
-    the work is done by C(ltb.snapshot), which documents what a snapshot holds.
+  - Runs on the hypervisor with its own python3 (standard library only; Docker through its
+    socket, libvirt through virsh); the work is done by the module_utils C(ltb_snapshot),
+    which documents what a snapshot holds. The lab's nodes come as data from the controller
+    (O(nodes), each node's C(ltb_node.snapshot) from the inventory); a node's kind picks what
+    is done with it.
   - O(action=create) snapshots every node of the running lab O(lab) as O(name). A failed or
     cancelled (SIGTERM) snapshot leaves nothing behind and every node running; what a run
     killed outright left (a dead owner's hidden directory and partial images) is cleaned by
@@ -16,21 +19,31 @@ description:
     O(action=list) returns the lab's snapshots. O(action=plan) checks that snapshot O(name)
     of lab O(lab) is complete and returns what a restore deploys for each node.
     O(action=runtime) gives the nodes of a lab just deployed from snapshot O(name) the runtime
-    state it kept (routes set by hand; see C(ltb.runtime)). O(action=cleanup) only cleans
-    the leftovers of dead snapshot runs of the lab (remove runs it).
+    state it kept (routes set by hand). O(action=cleanup) only cleans the leftovers of dead
+    snapshot runs of the lab (remove runs it).
+  - Check mode reports what create, delete, cleanup and runtime would change and changes
+    nothing.
 options:
   lab:
     description: Lab name.
     type: str
     required: true
   name:
-    description: Snapshot name (not needed with O(action=list)).
+    description: Snapshot name (not needed with O(action=list) or O(action=cleanup)).
     type: str
   action:
     description: What to do.
     type: str
     choices: [create, delete, list, plan, runtime, cleanup]
     default: create
+  nodes:
+    description:
+      - The lab's nodes (needed by O(action=create) and O(action=runtime)), each with C(name),
+        C(kind) and what its kind needs (C(container); C(domain), C(disk) relative to
+        O(state_dir), C(memory_bytes), C(address)).
+    type: list
+    elements: dict
+    default: []
   state_dir:
     description: LTB's state directory on the hypervisor.
     type: path
@@ -55,7 +68,7 @@ options:
 
 RETURN = r"""
 snapshot:
-  description: The manifest of the snapshot taken (action=create).
+  description: The manifest of the snapshot taken (action=create; in check mode, the nodes).
   type: dict
   returned: when action=create
 snapshots:
@@ -66,23 +79,20 @@ plan:
   description: The snapshot's topology file and, per node, its image or disk (action=plan).
   type: dict
   returned: when action=plan
+routes:
+  description: Routes replayed per node (action=runtime).
+  type: dict
+  returned: when action=runtime
 cleaned:
-  description: What was cleaned of dead snapshot runs (action=delete or cleanup).
+  description: What was cleaned of dead snapshot runs (in check mode, what would be).
   type: list
   elements: str
   returned: when action=delete or action=cleanup
 """
 
-from pathlib import Path
-
+from ansible.module_utils import ltb_snapshot as snapshots
 from ansible.module_utils.basic import AnsibleModule
-
-try:
-    from ltb import snapshot as snapshots
-except ImportError as import_error:  # pragma: no cover - shown to the operator
-    LTB_IMPORT_ERROR = import_error
-else:
-    LTB_IMPORT_ERROR = None
+from ansible.module_utils.ltb_snapshot_docker import DockerError
 
 
 def main():
@@ -95,6 +105,7 @@ def main():
                 choices=["create", "delete", "list", "plan", "runtime", "cleanup"],
                 default="create",
             ),
+            nodes=dict(type="list", elements="dict", default=[]),
             state_dir=dict(type="path", default="/var/lib/ltb"),
             ssh_key=dict(type="path", default="/var/lib/ltb/ssh/id_ed25519", no_log=False),
             libvirt_uri=dict(type="str", default="qemu:///system"),
@@ -103,36 +114,43 @@ def main():
         ),
         required_if=[
             ("action", action, ["name"]) for action in ("create", "delete", "plan", "runtime")
-        ],
-        supports_check_mode=False,
+        ]
+        + [("action", action, ["nodes"]) for action in ("create", "runtime")],
+        supports_check_mode=True,
     )
-    if LTB_IMPORT_ERROR is not None:
-        module.fail_json(msg=f"the ltb package is not importable ({LTB_IMPORT_ERROR}); run make up")
     p = module.params
-    where = snapshots.Snapshots(
-        state_dir=Path(p["state_dir"]),
-        ssh_key=Path(p["ssh_key"]),
+    lab, name, nodes, check = p["lab"], p["name"], p["nodes"], module.check_mode
+    where = snapshots.Settings(
+        state_dir=p["state_dir"],
+        ssh_key=p["ssh_key"],
         libvirt_uri=p["libvirt_uri"],
         min_free_bytes=p["min_free_bytes"],
         vm_memory=p["vm_memory"],
     )
     try:
         if p["action"] == "create":
-            manifest = snapshots.take_snapshot(p["lab"], p["name"], where)
+            if check:
+                plan = snapshots.would_take(lab, name, nodes, where)
+                module.exit_json(changed=True, snapshot=plan)
+            manifest = snapshots.take_snapshot(lab, name, nodes, where)
             module.exit_json(changed=True, snapshot=manifest)
         if p["action"] in ("delete", "cleanup"):
-            cleaned = snapshots.clean_leftovers(p["lab"], where)
+            if check:
+                cleaned = snapshots.find_leftovers(lab, where)
+            else:
+                cleaned = snapshots.clean_leftovers(lab, nodes, where)
             deleted = p["action"] == "delete" and snapshots.delete_snapshot(
-                p["lab"], p["name"], where
+                lab, name, where, check_mode=check
             )
             module.exit_json(changed=bool(deleted or cleaned), cleaned=cleaned)
         if p["action"] == "list":
-            module.exit_json(changed=False, snapshots=snapshots.list_snapshots(p["lab"], where))
+            module.exit_json(changed=False, snapshots=snapshots.list_snapshots(lab, where))
         if p["action"] == "runtime":
-            routes = snapshots.restore_runtime(p["lab"], p["name"], where)
+            routes = snapshots.restore_runtime(lab, name, nodes, where, check_mode=check)
             module.exit_json(changed=any(routes.values()), routes=routes)
-        module.exit_json(changed=False, plan=snapshots.restore_plan(p["lab"], p["name"], where))
-    except snapshots.SnapshotError as error:
+        plan = snapshots.restore_plan(lab, name, where, check_mode=check)
+        module.exit_json(changed=False, plan=plan)
+    except (snapshots.SnapshotError, DockerError) as error:
         module.fail_json(msg=str(error))
 
 

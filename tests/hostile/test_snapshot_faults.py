@@ -136,9 +136,9 @@ def snap_lab(tmp_path_factory, docker_client) -> Iterator[RunningLab]:
         assert code == 0, output
         yield running
     finally:
-        snapshots.clean_leftovers(LAB, client=docker_client)
+        snapshots.clean_leftovers(LAB)
         for manifest in snapshots.list_snapshots(LAB):
-            snapshots.delete_snapshot(LAB, manifest["name"], client=docker_client)
+            snapshots.delete_snapshot(LAB, manifest["name"])
         remove(path)
     assert_no_leftovers(LAB)
 
@@ -166,7 +166,7 @@ def test_snapshot_killed_halfway_leaves_lab_running_and_next_snapshot_cleans_up(
     )
     _assert_lab_runs(snap_lab)
     assert "killed" not in [m["name"] for m in snapshots.list_snapshots(LAB)]
-    leftovers = snapshots.find_leftovers(LAB, client=client)
+    leftovers = snapshots.find_leftovers(LAB)
     assert any("/.killed.partial-" in leftover for leftover in leftovers), leftovers
     assert ".killed.partial-" in _resources_line(LAB)
 
@@ -175,12 +175,12 @@ def test_snapshot_killed_halfway_leaves_lab_running_and_next_snapshot_cleans_up(
     assert result.returncode == 0, result.failure_messages() or result.stderr
     print(f"snapshot after a killed one: {time.monotonic() - started:.1f} s")
     assert [m["name"] for m in snapshots.list_snapshots(LAB)] == ["after"]
-    assert snapshots.find_leftovers(LAB, client=client) == []
+    assert snapshots.find_leftovers(LAB) == []
     assert _partial_images(client, LAB) == []
     assert _resources_line(LAB) == "snapshot_leftovers: -"
     assert not list(snapshots.Snapshots().lab_snapshots(LAB).glob(".*"))
     # The complete snapshot has its images under their own names.
-    plan = snapshots.restore_plan(LAB, "after", client=client)
+    plan = snapshots.restore_plan(LAB, "after")
     assert plan["nodes"]["a"]["image"] == snapshots.image_name(LAB, "a", "after")
     _assert_lab_runs(snap_lab)
 
@@ -203,6 +203,6 @@ def test_snapshot_cancelled_with_sigterm_leaves_nothing_and_the_lab_running(snap
     _assert_lab_runs(snap_lab)
     assert "cancelled" not in [m["name"] for m in snapshots.list_snapshots(LAB)]
     # Nothing for a later run to clean: the cancelled run removed all it had made.
-    assert snapshots.find_leftovers(LAB, client=client) == []
+    assert snapshots.find_leftovers(LAB) == []
     assert _partial_images(client, LAB) == []
     assert not list(snapshots.Snapshots().lab_snapshots(LAB).glob(".*"))
