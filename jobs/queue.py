@@ -34,13 +34,16 @@ def submit(
     owner: str | None = None,
     params: dict[str, Any] | None = None,
     settings: Settings | None = None,
+    hypervisor: str | None = None,
     **store_fields: Any,
 ) -> str:
     """Queue `task` (a task of store.tasks) on `lab` and return the job id. Raises
     store.labs.LabError before anything is queued: LabBusy if the lab has a task queued or
     running, an error naming the parameter if `params` break the task's rules.
     `store_fields` (owner_id, template_version_id, course_id, title) are recorded on a new
-    lab (store.labs.request_task)."""
+    lab (store.labs.request_task). `hypervisor`: where the lab's placement put it, recorded
+    before the job is queued, so the job runs there; None: a new lab goes to LTB_HYPERVISOR,
+    a known one stays where it is recorded."""
     settings = settings or load()
     Session = sessions(settings)
     with Session.begin() as session:
@@ -50,7 +53,8 @@ def submit(
             task,
             topology=topology,
             owner=owner,
-            hypervisor=settings.hypervisor,
+            hypervisor=hypervisor,
+            default_hypervisor=settings.hypervisor,
             params=params,
             **store_fields,
         )

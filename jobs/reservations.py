@@ -66,11 +66,12 @@ def create_reservation(
     owner_id: int | None = None,
     template_version_id: int | None = None,
     course_id: int | None = None,
+    hypervisor: str | None = None,
 ) -> Reservation:
     """Record a reservation (the caller commits, then calls `schedule`); refuse one whose time
     overlaps another reservation of the same lab that has not ended. The reservation records
-    what its lab needs (store.capacity.lab_needs) and the portal's fields, which `begin`
-    gives the lab it deploys."""
+    what its lab needs (store.capacity.lab_needs), the hypervisor its placement chose and
+    the portal's fields, which `begin` gives the lab it deploys."""
     lab = parse_lab(topology, "reservation")
     check_times(session, lab.name, start_at, end_at)
     needs = lab_needs(lab)
@@ -83,6 +84,7 @@ def create_reservation(
         cpus=needs.cpus,
         memory_bytes=needs.memory_bytes,
         nodes=needs.nodes,
+        hypervisor=hypervisor,
         topology=topology,
         start_at=start_at,
         end_at=end_at,
@@ -199,6 +201,8 @@ def begin(reservation_id: int) -> str:
                 topology=reservation.topology,
                 owner=reservation.owner,
                 settings=settings,
+                # Where it was placed when booked, even if that hypervisor drains since.
+                hypervisor=reservation.hypervisor,
                 owner_id=reservation.owner_id,
                 template_version_id=reservation.template_version_id,
                 course_id=reservation.course_id,
@@ -290,6 +294,8 @@ def reset(reservation_id: int, phase: str = "remove") -> str:
                 topology=reservation.topology,
                 owner=reservation.owner,
                 settings=settings,
+                # Where it was placed when booked, even if that hypervisor drains since.
+                hypervisor=reservation.hypervisor,
                 owner_id=reservation.owner_id,
                 template_version_id=reservation.template_version_id,
                 course_id=reservation.course_id,

@@ -2,11 +2,13 @@
 without over-committing a hypervisor's CPUs or memory, on which one, and how large a lab
 still fits over a week (the calendar). A lab runs on one hypervisor: the placement is
 store.capacity's; the capacity is the inventory's (LTB_HYPERVISORS, read at each check, so
-a changed inventory holds at once).
+a changed inventory holds at once), and so is the drain: a hypervisor with `ltb_drain: true`
+takes no new lab or booking, and what runs or is booked there stays.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from store.capacity import (
     Needs,
     NoRoom,
     bookings,
+    draining_hypervisors,
     hypervisor_capacities,
     hypervisor_capacity,
     largest_free,
@@ -41,6 +44,11 @@ def capacities() -> dict[str, Capacity]:
     return hypervisor_capacities(Path(current_app.config["LTB_HYPERVISORS"]))
 
 
+def draining() -> frozenset[str]:
+    """The hypervisors that take no new labs (`ltb_drain: true` in the inventory)."""
+    return draining_hypervisors(Path(current_app.config["LTB_HYPERVISORS"]))
+
+
 class OverCommitted(HTTPError):
     """409: no one hypervisor has room for the lab; says in what, when, what each has free
     and what holds it then: the caller's own bookings by name, other users' only as a count
@@ -54,13 +62,22 @@ class OverCommitted(HTTPError):
         named = [b.what for b in refusal.holders if _may_name(caller, b)]
         others = len(refusal.holders) - len(named)
         held = named + ([f"{others} booking(s) of other users"] if others else [])
+        # When a draining hypervisor would have had room, the drain is what refuses.
+        why = (
+            f"{', '.join(refusal.draining)} "
+            f"{'is' if len(refusal.draining) == 1 else 'are'} draining (no new labs), and "
+            "the hypervisors that take new labs have no room: their "
+            if refusal.draining
+            else "The hypervisors' "
+        )
         super().__init__(
             409,
-            f"The hypervisors' {refusal.resource} would be over-committed at "
+            f"{why}{refusal.resource} would be over-committed at "
             f"{refusal.at.isoformat()}: this lab needs {asked.cpus:g} CPUs and "
             f"{asked.memory_bytes / GIB:g} GiB on one hypervisor; free then: {free or 'none'} "
             f"(booked by {', '.join(held) or 'nothing'})",
             {
+                "draining": list(refusal.draining),
                 "resource": refusal.resource,
                 "at": refusal.at.isoformat(),
                 "asked": {"cpus": asked.cpus, "memory_bytes": asked.memory_bytes},
@@ -83,15 +100,23 @@ def check_capacity(
     start_at: datetime,
     end_at: datetime,
     except_reservation: int | None = None,
+    on: str | None = None,
 ) -> str:
-    """The hypervisor a lab runs on from start_at to end_at: the first with room for it at
-    every moment (store.capacity.placement); OverCommitted if none has. The caller holds
-    store.capacity's booking lock (lock_bookings) until it has recorded the lab or
-    reservation."""
+    """The hypervisor a lab runs on from start_at to end_at: the first not draining with
+    room for it at every moment (store.capacity.placement); OverCommitted if none has.
+    `on`: the lab already runs there (a started reservation whose end moves), so only that
+    hypervisor counts, draining or not. The caller holds store.capacity's booking lock
+    (lock_bookings) until it has recorded the lab or reservation."""
     held = bookings(
         db.session, start_at, end_at, now=utcnow(), except_reservation=except_reservation
     )
-    chosen = placement(capacities(), held, needs, start_at, end_at)
+    each = capacities()
+    if on is None:
+        chosen = placement(each, held, needs, start_at, end_at, draining())
+    else:
+        # Bookings placed elsewhere still count where they are: free_at sees all of them.
+        chosen = placement(each, held, needs, start_at, end_at, set(each) - {on})
+        chosen = replace(chosen, draining=()) if isinstance(chosen, NoRoom) else chosen
     if isinstance(chosen, NoRoom):
         # Outside a request (a command, a job) nobody is asking: name no one's bookings.
         caller = current_user() if has_request_context() else None
@@ -104,12 +129,13 @@ def calendar(start: datetime, end: datetime, step: timedelta) -> dict:
     hypervisor has free throughout the step (store.capacity.largest_free)."""
     total = capacity()
     each = capacities()
+    closed = draining()
     held = bookings(db.session, start, end, now=utcnow())
     slots = []
     moment = start
     while moment < end:
         slot_end = min(moment + step, end)
-        _, room = largest_free(each, held, moment, slot_end)
+        _, room = largest_free(each, held, moment, slot_end, closed)
         slots.append(
             {
                 "start": moment.isoformat(),

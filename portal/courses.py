@@ -293,9 +293,15 @@ def _check_moved(reservation: Reservation) -> None:
     student = reservation.owner or str(reservation.owner_id)
     needs = reservation_needs(reservation)
     owner = db.session.get(User, reservation.owner_id) if reservation.owner_id else None
+    started = reservation.state == ReservationState.STARTED
     try:
-        check_capacity(
-            needs, reservation.start_at, reservation.end_at, except_reservation=reservation.id
+        # Placed anew like a moved booking (portal.reservations.move); a started one stays.
+        reservation.hypervisor = check_capacity(
+            needs,
+            reservation.start_at,
+            reservation.end_at,
+            except_reservation=reservation.id,
+            on=reservation.hypervisor if started else None,
         )
         if owner is not None:
             quotas.check_reservation(

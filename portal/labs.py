@@ -18,7 +18,7 @@ from apiflask import HTTPError
 from flask import g
 from sqlalchemy import case, func, select
 from sqlalchemy.dialects.postgresql import distinct_on
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import defer, joinedload, selectinload
 
 from jobs.queue import submit
 from ltb import capture, kinds, model
@@ -30,7 +30,7 @@ from ltb.node_state import node_states as read_node_states
 from ltb.picture import topology_svg
 from ltb.ssh import ssh_argv
 from ltb.topology import TopologyError, parse_lab
-from portal.access import is_admin, taught_course_ids
+from portal.access import LARGEST_ID, is_admin, lab_or_404, taught_course_ids
 from portal.keys import ssh_one_liner
 from portal.quotas import check_lab_start
 from portal.templates import usable_version
@@ -86,6 +86,7 @@ def start_lab(user: User, template_id: int, version: int | None, title: str | No
         name,
         "deploy",
         topology=topology,
+        hypervisor=hypervisor,  # recorded before the job is queued: the deploy runs there
         owner=user.username,
         owner_id=user.id,
         template_version_id=chosen.id,
@@ -93,10 +94,7 @@ def start_lab(user: User, template_id: int, version: int | None, title: str | No
         title=title or template.name,
     )
     db.session.expire_all()  # submit wrote in its own transaction
-    job = db.session.get(Job, job_id)
-    job.lab.hypervisor = hypervisor  # where the placement put it (one hypervisor per lab)
-    db.session.commit()
-    return job
+    return db.session.get(Job, job_id)
 
 
 def request_lab_task(lab: Lab, task: str, params: dict[str, Any]) -> Job:
@@ -131,8 +129,12 @@ LAB_DETAILS = (
 )
 
 
-def visible_labs(user: User, state: str | None, page: int, per_page: int) -> tuple[list[Lab], int]:
-    """The labs the user may see (portal.access.may_see_lab), newest first, one page."""
+def visible_labs(
+    user: User, state: str | None, page: int, per_page: int, *, with_nodes: bool = True
+) -> tuple[list[Lab], int]:
+    """The labs the user may see (portal.access.may_see_lab), newest first, one page; with
+    their nodes, interfaces and links unless `with_nodes` is false (the API's list: a lab's
+    own page has them, and a page of labs without them costs a third)."""
     query = select(Lab)
     if not is_admin(user):
         taught = taught_course_ids(user)
@@ -142,7 +144,7 @@ def visible_labs(user: User, state: str | None, page: int, per_page: int) -> tup
         query = query.where(Lab.state == state)
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
     labs = db.session.scalars(
-        query.options(*LAB_DETAILS)
+        query.options(*(LAB_DETAILS if with_nodes else (defer(Lab.topology),)))
         .order_by(Lab.created_at.desc(), Lab.id.desc())
         .offset((page - 1) * per_page)
         .limit(per_page)
@@ -151,6 +153,26 @@ def visible_labs(user: User, state: str | None, page: int, per_page: int) -> tup
     ids = [lab.id for lab in labs]
     g.ltb_current_jobs = dict.fromkeys(ids) | current_jobs(ids)
     return list(labs), total or 0
+
+
+# One lab's nodes joined with their interfaces (a few rows each), its links apart (joined
+# too, they would multiply the rows).
+ONE_LAB_DETAILS = (
+    joinedload(Lab.nodes).joinedload(Node.interfaces),
+    selectinload(Lab.connections),
+)
+
+
+def lab_with_details(user: User, lab_id: int) -> Lab:
+    """The lab for its own page, checked by portal.access.lab_or_404 (404 for a lab the
+    user may not see), with its nodes and their interfaces (one joined query) and its links
+    (one more) rather than one query per node as lazy loading makes."""
+    if 1 <= lab_id <= LARGEST_ID:
+        query = select(Lab).where(Lab.id == lab_id).options(*ONE_LAB_DETAILS)
+        # Held until checked: lab_or_404 finds it in the session, which keeps an object only
+        # while something refers to it.
+        loaded = db.session.scalars(query).unique().one_or_none()  # noqa: F841
+    return lab_or_404(user, lab_id)
 
 
 def current_jobs(lab_ids: list[int]) -> dict[int, Job]:

@@ -101,7 +101,7 @@ def book(
             f"template {template.name} version {version.number} is not a valid lab",
             {"problems": [{"place": p.place, "message": p.message} for p in error.problems]},
         ) from None
-    check_capacity(needs, slot.start_at, slot.end_at)
+    hypervisor = check_capacity(needs, slot.start_at, slot.end_at)
     quotas.check_reservation(owner, needs, slot.start_at, slot.end_at)
     try:
         return edges.create_reservation(
@@ -113,6 +113,7 @@ def book(
             owner_id=owner.id,
             template_version_id=version.id,
             course_id=course_id,
+            hypervisor=hypervisor,
         )
     except edges.ReservationConflict as error:
         raise HTTPError(409, str(error)) from None
@@ -160,7 +161,15 @@ def move(user: User, reservation: Reservation, slot: Slot) -> Reservation:
     check_slot(slot.start_at, slot.end_at, started=started)
     lock_bookings(db.session)
     needs = reservation_needs(reservation)
-    check_capacity(needs, slot.start_at, slot.end_at, except_reservation=reservation.id)
+    # A booking still to start is placed anew (never on a draining hypervisor); a started
+    # one runs where it runs, so its new end must fit there.
+    hypervisor = check_capacity(
+        needs,
+        slot.start_at,
+        slot.end_at,
+        except_reservation=reservation.id,
+        on=reservation.hypervisor if started else None,
+    )
     owner = db.session.get(User, reservation.owner_id) if reservation.owner_id else user
     quotas.check_reservation(
         owner, needs, slot.start_at, slot.end_at, except_reservation=reservation.id
@@ -173,6 +182,7 @@ def move(user: User, reservation: Reservation, slot: Slot) -> Reservation:
         raise HTTPError(409, str(error)) from None
     unschedule(reservation)
     reservation.start_at, reservation.end_at = slot.start_at, slot.end_at
+    reservation.hypervisor = hypervisor
     db.session.commit()
     schedule([reservation])
     return reservation

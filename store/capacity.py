@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -100,27 +100,39 @@ def _memory(value: object, where: str) -> int:
         raise ValueError(f"{where}: {error}") from None
 
 
-def hypervisor_capacities(inventory: Path) -> dict[str, Capacity]:
-    """The CPUs and memory of each hypervisor of the inventory directory (hosts.yaml, group
-    `hypervisors`): each host's `ltb_capacity_cpus` and `ltb_capacity_memory` (bytes, or a
-    size like 16GiB), from its host vars, else group_vars/hypervisors.yml, else all.yml,
-    else this machine's own."""
+def hypervisor_vars(inventory: Path) -> dict[str, dict]:
+    """The variables of each hypervisor of the inventory directory (hosts.yaml, group
+    `hypervisors`), in its order: its host vars over group_vars/hypervisors.yml over all.yml."""
     hosts = (yaml.safe_load((inventory / "hosts.yaml").read_text()) or {}).get("hypervisors", {})
     group_vars: dict = {}
     for name in ("all.yml", "hypervisors.yml"):
         path = inventory / "group_vars" / name
         if path.exists():
             group_vars |= yaml.safe_load(path.read_text()) or {}
+    return {str(host): group_vars | (v or {}) for host, v in (hosts.get("hosts") or {}).items()}
+
+
+def hypervisor_capacities(inventory: Path) -> dict[str, Capacity]:
+    """The CPUs and memory of each hypervisor of the inventory directory: each host's
+    `ltb_capacity_cpus` and `ltb_capacity_memory` (bytes, or a size like 16GiB), from its
+    vars (hypervisor_vars), else this machine's own."""
     machine = machine_capacity()
     found = {}
-    for host, host_vars in (hosts.get("hosts") or {}).items():
-        host_found = group_vars | (host_vars or {})
+    for host, host_found in hypervisor_vars(inventory).items():
         where = f"{inventory}: hypervisor {host}"
         found[str(host)] = Capacity(
             float(host_found.get("ltb_capacity_cpus", machine.cpus)),
             _memory(host_found.get("ltb_capacity_memory", machine.memory_bytes), where),
         )
     return found
+
+
+def draining_hypervisors(inventory: Path) -> frozenset[str]:
+    """The hypervisors whose vars say `ltb_drain: true`: no new lab or booking is placed on
+    them; what runs or is booked there stays (see `placement`)."""
+    return frozenset(
+        host for host, found in hypervisor_vars(inventory).items() if found.get("ltb_drain") is True
+    )
 
 
 def hypervisor_capacity(inventory: Path) -> Capacity:
@@ -175,7 +187,14 @@ def bookings(
     if except_reservation is not None:
         query = query.where(Reservation.id != except_reservation)
     found = [
-        Booking(f"reservation {r.id}", r.owner_id, r.start_at, r.end_at, reservation_needs(r))
+        Booking(
+            f"reservation {r.id}",
+            r.owner_id,
+            r.start_at,
+            r.end_at,
+            reservation_needs(r),
+            r.hypervisor,
+        )
         for r in session.scalars(query)
     ]
     held_by_reservations = select(Reservation.lab_name).where(Reservation.state.in_(HOLDING_STATES))
@@ -291,12 +310,14 @@ def _moments(held: Iterable[Booking], start_at: datetime, end_at: datetime) -> l
 class NoRoom:
     """Why a lab fits on no hypervisor: at `at`, `resource` ("CPU", "memory", or "CPU and
     memory" when each is free somewhere but not both on one hypervisor) of `free`, and the
-    bookings that hold the hypervisors then."""
+    bookings that hold the hypervisors then. `draining`: the draining hypervisors, when one
+    of them would have had room (the drain is why)."""
 
     at: datetime
     resource: str
     free: dict[str, Capacity]
     holders: list[Booking]
+    draining: tuple[str, ...] = ()
 
 
 def placement(
@@ -305,11 +326,31 @@ def placement(
     needs: Needs,
     start_at: datetime,
     end_at: datetime,
+    draining: Collection[str] = (),
 ) -> str | NoRoom:
-    """The first hypervisor (in the inventory's order) with room for `needs` at every moment
-    of [start_at, end_at) beside what `held` places there, or why there is none: NoRoom at
-    the first moment where no hypervisor that had room so far still has it."""
-    candidates = list(hypervisors)
+    """The first hypervisor (in the inventory's order) that is not draining and has room for
+    `needs` at every moment of [start_at, end_at) beside what `held` places there, or why
+    there is none: NoRoom at the first moment where no hypervisor that had room so far still
+    has it, naming the draining ones if one of those would have had room. Bookings already
+    placed on a draining hypervisor keep holding it."""
+    open_to_new = [h for h in hypervisors if h not in draining]
+    chosen = _first_with_room(hypervisors, open_to_new, held, needs, start_at, end_at)
+    if isinstance(chosen, NoRoom) and len(open_to_new) < len(hypervisors):
+        # Is the drain why? Only if a draining hypervisor would have had room.
+        anywhere = _first_with_room(hypervisors, list(hypervisors), held, needs, start_at, end_at)
+        if isinstance(anywhere, str):
+            chosen = replace(chosen, draining=tuple(h for h in hypervisors if h in draining))
+    return chosen
+
+
+def _first_with_room(
+    hypervisors: dict[str, Capacity],
+    candidates: list[str],
+    held: list[Booking],
+    needs: Needs,
+    start_at: datetime,
+    end_at: datetime,
+) -> str | NoRoom:
     for moment in _moments(held, start_at, end_at):
         free = free_at(hypervisors, held, moment)
         fitting = [h for h in candidates if _fits(free[h], needs)]
@@ -328,10 +369,14 @@ def placement(
 
 
 def largest_free(
-    hypervisors: dict[str, Capacity], held: list[Booking], start_at: datetime, end_at: datetime
+    hypervisors: dict[str, Capacity],
+    held: list[Booking],
+    start_at: datetime,
+    end_at: datetime,
+    draining: Collection[str] = (),
 ) -> tuple[str | None, Capacity]:
-    """The largest lab that still fits in all of [start_at, end_at): the hypervisor with the
-    most CPUs free throughout (then memory), and what it has free."""
+    """The largest lab that still fits in all of [start_at, end_at): the hypervisor (not
+    draining) with the most CPUs free throughout (then memory), and what it has free."""
     lowest = dict(hypervisors)
     for moment in _moments(held, start_at, end_at):
         for host, room in free_at(hypervisors, held, moment).items():
@@ -339,6 +384,7 @@ def largest_free(
             lowest[host] = Capacity(
                 min(low.cpus, room.cpus), min(low.memory_bytes, room.memory_bytes)
             )
+    lowest = {host: room for host, room in lowest.items() if host not in draining}
     if not lowest:
         return None, Capacity(0.0, 0)
     best = max(lowest, key=lambda h: (lowest[h].cpus, lowest[h].memory_bytes))

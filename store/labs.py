@@ -64,7 +64,8 @@ def request_task(
     *,
     topology: str | None = None,
     owner: str | None = None,
-    hypervisor: str = "localhost",
+    hypervisor: str | None = None,
+    default_hypervisor: str = "localhost",
     params: dict[str, Any] | None = None,
     owner_id: int | None = None,
     template_version_id: int | None = None,
@@ -76,7 +77,12 @@ def request_task(
     Unknown tasks and parameters that break the task's rules (store.tasks) are refused.
 
     A new lab records the portal's fields (`owner_id`, `template_version_id`, `course_id`,
-    `title`); a lab that exists keeps its own."""
+    `title`); a lab that exists keeps its own.
+
+    `hypervisor`: where its placement put the lab (portal.capacity): a new lab, or a removed
+    one deployed again, is recorded there, and its jobs run their playbooks there
+    (jobs.tasks); a lab that is not removed cannot move (LabStateError). None: a new lab goes
+    to `default_hypervisor` (the job layer's LTB_HYPERVISOR), a known one stays where it is."""
     try:
         spec = lab_task(task)
         spec.check_params(params or {})
@@ -100,7 +106,7 @@ def request_task(
                 title=title,
                 topology=topology,
                 state=LabState.REMOVED.value,
-                hypervisor=hypervisor,
+                hypervisor=hypervisor or default_hypervisor,
                 created_at=now,
                 updated_at=now,
             )
@@ -116,6 +122,13 @@ def request_task(
     ).first()
     if active is not None:
         raise LabBusy(lab_name, active.id, active.task)
+    if hypervisor is not None and hypervisor != lab.hypervisor:
+        if lab.state != LabState.REMOVED:
+            raise LabStateError(
+                f"lab {lab_name!r} is {lab.state} on hypervisor {lab.hypervisor!r}; remove it "
+                f"before it runs on {hypervisor!r}"
+            )
+        lab.hypervisor = hypervisor
     needs = spec.needs
     if needs is not None and lab.state not in needs:
         raise LabStateError(f"lab {lab_name!r} is {lab.state}; {task} needs it {needs[0]}")

@@ -91,6 +91,10 @@ class ReservationOut(Schema):
     cpus = Float(allow_none=True)
     memory_bytes = Integer(allow_none=True)
     nodes = Integer(allow_none=True)
+    hypervisor = String(
+        allow_none=True,
+        metadata={"description": "where its placement put it; its lab is deployed there"},
+    )
     started_at = String(allow_none=True)
     ended_at = String(allow_none=True)
     deploy_job_id = String(allow_none=True)
@@ -148,6 +152,7 @@ def reservation_out(r: Reservation) -> dict:
         "cpus": r.cpus,
         "memory_bytes": r.memory_bytes,
         "nodes": r.nodes,
+        "hypervisor": r.hypervisor,
         "started_at": _time(r.started_at),
         "ended_at": _time(r.ended_at),
         "deploy_job_id": r.deploy_job_id,
