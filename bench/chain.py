@@ -8,9 +8,10 @@ one /30 per link, the default node image) is deployed and removed
   `ovs-vsctl`), run one node after the other as a naive operator would ("bare");
 - by the same script with each node's work in the background (`&` + `wait`, "bare-parallel").
 
-Each deploy and remove is timed (wall clock), its CPU time taken from getrusage, and its
-memory sampled every 50 ms: the peak of the summed RSS (and PSS) of the process tree started
-for it. dockerd, containerd and the OVS daemons are shared by all variants and are not counted.
+Each deploy and remove is measured by bench/measure.py (as every bench is): wall clock, its
+CPU time from getrusage, and its memory sampled every 50 ms: the peak of the summed RSS (and
+PSS) of the process tree started for it. dockerd, containerd and the OVS daemons are shared
+by all variants and are not counted.
 Each deployment is checked (containers running, ping across the first and last link and to the
 first node's management address) before it is removed, and each removal is checked to leave
 nothing behind.
@@ -43,10 +44,13 @@ from typing import Any
 
 import yaml
 
-from ltb.model import Lab
-from ltb.topology import load_lab
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.measure import Measurement, measure  # noqa: E402
+from ltb.model import Lab  # noqa: E402
+from ltb.topology import load_lab  # noqa: E402
+
 VENV_BIN = ROOT / ".venv" / "bin"
 RESULTS = ROOT / "bench" / "results"
 
@@ -75,10 +79,6 @@ READY_TIMEOUT = 120
 LINK_POOL = IPv4Address("10.100.0.0")  # link k uses the /30 at LINK_POOL + 4k
 VARIANTS = ("ltb", "bare", "bare-parallel")
 LAB_PREFIX = {"ltb": "bench-chain", "bare": "bench-bare", "bare-parallel": "bench-barep"}
-SAMPLE_INTERVAL = 0.05
-PSS_EVERY = 10  # PSS every 0.5 s
-PAGE = os.sysconf("SC_PAGE_SIZE")
-MIB = 1024 * 1024
 
 
 # Topology -------------------------------------------------------------------------------------
@@ -261,196 +261,6 @@ def bare_remove_script(lab: Lab, parallel: bool) -> str:
         _q("rm", "-rf", STATE_DIR / "labs" / lab.name),
     ]
     return "\n".join(lines) + "\n"
-
-
-# Measurement ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ProcStat:
-    comm: bytes
-    ppid: int
-    cpu_ticks: int  # user + system
-    rss: int  # bytes
-
-
-def _read_stat(pid: str) -> ProcStat | None:
-    """What /proc/PID/stat says of a process, or None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            text = stat.read()
-        head, tail = text.rsplit(b")", 1)
-        fields = tail.split()
-        return ProcStat(
-            comm=head.split(b"(", 1)[1],
-            ppid=int(fields[1]),
-            cpu_ticks=int(fields[11]) + int(fields[12]),
-            rss=int(fields[21]) * PAGE,
-        )
-    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
-        return None
-
-
-ANSIBALLZ = re.compile(rb"AnsiballZ_(\w+)\.py")
-
-
-def process_kind(pid: int, root: int, comm: bytes) -> str:
-    """What a process of the tree is, for the CPU breakdown."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-            argv = cmdline.read()
-    except (FileNotFoundError, ProcessLookupError):
-        argv = b""
-    if b"ansible-playbook" in argv:
-        return "ansible-playbook (main)" if pid == root else "ansible-playbook (workers)"
-    module = ANSIBALLZ.search(argv)
-    if module:
-        return f"module {module[1].decode()}"
-    if comm.startswith(b"python"):
-        return "python (other, e.g. pipelined modules)"
-    return comm.decode(errors="replace")
-
-
-def _read_pss(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup", "rb") as rollup:
-            for line in rollup:
-                if line.startswith(b"Pss:"):
-                    return int(line.split()[1]) * 1024
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        pass
-    return 0
-
-
-class TreeSampler:
-    """Memory and CPU of a process and all its descendants, sampled from /proc.
-
-    Only new processes and members of the tree are read at each sample: a process that was
-    not in the tree when first seen cannot join it later (its parent does not change to one of
-    ours), so the cost per sample follows the size of the tree, not of the machine.
-    The CPU time of each process is attributed to its kind (`process_kind`) as last sampled:
-    what a process does in its last 50 ms is missed, so the kinds add up to less than getrusage.
-    """
-
-    def __init__(self, root: int):
-        self.root = root
-        self.tree: dict[int, tuple[bytes, str]] = {root: (b"", "")}  # pid -> (comm, kind)
-        self.outside: set[int] = set()
-        self.cpu_ticks: dict[int, tuple[str, int]] = {}  # pid -> (kind, ticks), kept after exit
-
-    def sample(self, pss: bool) -> tuple[int, int, int]:
-        """(summed RSS, summed PSS or 0, process count) of the tree now."""
-        stats: dict[int, ProcStat] = {}
-        new: dict[int, int] = {}  # pid -> parent, of processes first seen now
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            pid = int(entry.name)
-            if pid in self.outside:
-                continue
-            stat = _read_stat(entry.name)
-            if stat is None:
-                continue
-            stats[pid] = stat
-            if pid not in self.tree:
-                new[pid] = stat.ppid
-        grown = True
-        while grown:  # a parent may be among the new processes, listed after its child
-            joined = [pid for pid, parent in new.items() if parent in self.tree]
-            for pid in joined:
-                self.tree[pid] = (b"", "")
-                del new[pid]
-            grown = bool(joined)
-        self.outside.update(new)
-        self.tree = {pid: known for pid, known in self.tree.items() if pid in stats}
-        for pid, (comm, kind) in self.tree.items():
-            stat = stats[pid]
-            if stat.comm != comm:  # new, or it has run exec since the last sample
-                kind = process_kind(pid, self.root, stat.comm)
-                self.tree[pid] = (stat.comm, kind)
-            self.cpu_ticks[pid] = (kind, stat.cpu_ticks)
-        total_pss = sum(_read_pss(pid) for pid in self.tree) if pss else 0
-        return sum(stats[pid].rss for pid in self.tree), total_pss, len(self.tree)
-
-    def cpu_by_kind(self) -> dict[str, float]:
-        """Sampled CPU seconds per kind of process, largest first."""
-        totals: dict[str, int] = {}
-        for kind, ticks in self.cpu_ticks.values():
-            totals[kind] = totals.get(kind, 0) + ticks
-        hz = os.sysconf("SC_CLK_TCK")
-        return {k: round(t / hz, 2) for k, t in sorted(totals.items(), key=lambda kt: -kt[1])}
-
-
-@dataclass
-class Measurement:
-    argv: list[str]
-    returncode: int
-    wall_s: float
-    # Peak memory of the process tree: max(sampled summed RSS, largest single process). The
-    # second term covers processes shorter than a sampling interval (e.g. one docker CLI).
-    peak_mib: float
-    peak_rss_mib: float  # peak of the sampled summed RSS of the process tree
-    peak_pss_mib: float  # peak of the summed PSS (shared pages counted once), every 0.5 s
-    peak_processes: int
-    max_single_rss_mib: float  # getrusage: the largest single process that was reaped
-    # CPU time (user + system) of the process tree, from getrusage: less sensitive than wall
-    # time to other load on the machine. Work done by dockerd, containerd and OVS is not in it.
-    cpu_s: float
-    # Busy CPU time of the whole machine during the run (/proc/stat): cpu_s, the daemons'
-    # work for it, the sampler, and whatever else runs on the machine.
-    machine_cpu_s: float
-    cpu_by_kind: dict[str, float]  # sampled CPU seconds per kind of process (TreeSampler)
-    samples: int
-    sampler_cpu_s: float
-    log: str
-
-
-def machine_busy_s() -> float:
-    """CPU seconds the machine has spent busy (not idle or waiting for I/O) since boot."""
-    with open("/proc/stat") as stat:
-        fields = [int(x) for x in stat.readline().split()[1:]]
-    idle = fields[3] + fields[4]
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def measure(argv: list[str], env: dict[str, str], log: Path, cwd: Path) -> Measurement:
-    """Run argv in cwd, sampling its process tree every 50 ms."""
-    peak_rss = peak_pss = peak_procs = samples = 0
-    cpu_before = time.process_time()
-    busy_before = machine_busy_s()
-    with log.open("wb") as output:
-        start = time.monotonic()
-        process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT)
-        sampler = TreeSampler(process.pid)
-        while True:
-            # PSS (smaps_rollup walks page tables) costs far more than RSS: not every sample.
-            rss, pss, procs = sampler.sample(pss=samples % PSS_EVERY == 0)
-            samples += 1
-            peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
-            peak_procs = max(peak_procs, procs)
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            time.sleep(max(0.0, start + samples * SAMPLE_INTERVAL - time.monotonic()))
-        wall = time.monotonic() - start
-    busy = machine_busy_s() - busy_before
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return Measurement(
-        argv=argv,
-        returncode=process.returncode,
-        wall_s=round(wall, 3),
-        peak_mib=round(max(peak_rss / MIB, usage.ru_maxrss / 1024), 1),
-        peak_rss_mib=round(peak_rss / MIB, 1),
-        peak_pss_mib=round(peak_pss / MIB, 1),
-        peak_processes=peak_procs,
-        max_single_rss_mib=round(usage.ru_maxrss / 1024, 1),
-        cpu_s=round(usage.ru_utime + usage.ru_stime, 2),
-        machine_cpu_s=round(busy, 2),
-        cpu_by_kind=sampler.cpu_by_kind(),
-        samples=samples,
-        sampler_cpu_s=round(time.process_time() - cpu_before, 3),
-        log=str(log),
-    )
 
 
 # Checks ---------------------------------------------------------------------------------------

@@ -7,8 +7,10 @@ Deploys a two-node lab (bench-mirror), sends UDP from a to b with iperf3 at each
 payloads), and counts the packets that arrive in:
   * `ltb-capture` of the link (OVS mirror -> mirror port -> tcpdump -> pcap stream), and
   * plain `tcpdump` on the link's hypervisor-side veth (the bare tool, no mirror).
-Prints, per rate, the packets sent and the share each capture holds. The lab is removed at the
-end. Run it on a quiet machine: the numbers depend on free CPU.
+Prints, per rate, the packets sent, the share each capture holds and the CPU time and peak
+memory of each capture's process tree while it runs (bench/measure.py, as in every bench; the
+OVS daemons' mirroring work is not in the tree). The lab is removed at the end. Run it on a
+quiet machine: the numbers depend on free CPU.
 """
 
 from __future__ import annotations
@@ -23,7 +25,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent
+
+from bench.measure import Usage, Watch  # noqa: E402
+
 LAB = "bench-mirror"
 TOPOLOGY = f"""
 name: {LAB}
@@ -92,14 +98,23 @@ def send(rate: int, seconds: float) -> int:
     return report["end"]["sum"]["packets"]
 
 
-def measure(capture: list[str], pcap: Path, rate: int, seconds: float) -> tuple[int, int]:
+def capture_share(
+    capture: list[str], pcap: Path, rate: int, seconds: float
+) -> tuple[int, int, Usage]:
+    """Packets sent and captured, and what the capture's process tree took while it ran."""
     process = subprocess.Popen(capture, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    watch = Watch([process.pid]).start()
     time.sleep(2)  # capture running (mirror made) before traffic starts
     sent = send(rate, seconds)
     time.sleep(1)
+    usage = watch.stop()
     process.terminate()
     process.wait(timeout=30)
-    return sent, count_udp(pcap)
+    return sent, count_udp(pcap), usage
+
+
+def used(usage: Usage) -> dict[str, float]:
+    return {"cpu_s": usage.cpu_s, "peak_mib": usage.peak_mib}
 
 
 def main() -> int:
@@ -142,18 +157,20 @@ def main() -> int:
                 "--immediate-mode",
                 "udp",
             ]
-            sent_m, got_m = measure(ltb, mirror_pcap, rate, args.seconds)
-            sent_l, got_l = measure(bare, link_pcap, rate, args.seconds)
+            sent_m, got_m, use_m = capture_share(ltb, mirror_pcap, rate, args.seconds)
+            sent_l, got_l, use_l = capture_share(bare, link_pcap, rate, args.seconds)
             rows.append(
                 {
                     "rate_pps": rate,
-                    "mirror": {"sent": sent_m, "captured": got_m},
-                    "link_tcpdump": {"sent": sent_l, "captured": got_l},
+                    "mirror": {"sent": sent_m, "captured": got_m, **used(use_m)},
+                    "link_tcpdump": {"sent": sent_l, "captured": got_l, **used(use_l)},
                 }
             )
             print(
-                f"{rate:>7} pps  ltb-capture {got_m:>7}/{sent_m:<7} ({got_m / sent_m:6.1%})"
-                f"   tcpdump on link {got_l:>7}/{sent_l:<7} ({got_l / sent_l:6.1%})",
+                f"{rate:>7} pps  ltb-capture {got_m:>7}/{sent_m:<7} ({got_m / sent_m:6.1%}, "
+                f"{use_m.cpu_s} CPU s, {use_m.peak_mib} MiB)   tcpdump on link "
+                f"{got_l:>7}/{sent_l:<7} ({got_l / sent_l:6.1%}, {use_l.cpu_s} CPU s, "
+                f"{use_l.peak_mib} MiB)",
                 flush=True,
             )
     finally:
