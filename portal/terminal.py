@@ -35,6 +35,7 @@ import docker
 import paramiko
 from simple_websocket import ConnectionClosed
 
+from ltb import kinds
 from ltb.deployed import LabNotDeployed, load_deployed_lab
 from store.models import Lab, LabState
 
@@ -96,7 +97,7 @@ def node_target(lab: Lab, name: str) -> Target:
 
 def check_container_running(target: Target) -> None:
     """A container node that is not running is said at once (SSH would only time out)."""
-    if target.kind != "container":
+    if kinds.get(target.kind).runtime != kinds.DOCKER:
         return
     try:
         status = docker.from_env().containers.get(target.container).status

@@ -13,6 +13,7 @@ from ltb.cli import main
 from ltb.inventory import render_inventory
 from ltb.node_state import Cached, node_states
 from ltb.topology import TopologyError, parse_lab
+from portal.terminal import Target, TerminalRefused, check_container_running
 from store.capacity import Needs, lab_needs
 
 MIB = 1024 * 1024
@@ -110,3 +111,12 @@ def test_a_kind_of_an_unknown_runtime_is_refused_when_registered():
 def test_a_kind_registered_twice_is_refused():
     with pytest.raises(ValueError, match="'container' is registered twice"):
         kinds.register(kinds.get("container"))
+
+
+def test_a_terminal_checks_the_container_of_a_docker_kind_only(third_kinds):
+    # Docker is asked for a container that is not there: a docker kind's node is refused as
+    # down, a libvirt kind's is left to SSH (no container to ask about).
+    target = dict(lab="kinds", address="192.0.2.1", container="ltb-kinds.none-such")
+    with pytest.raises(TerminalRefused, match="its container is gone"):
+        check_container_running(Target(node="f1", kind="frr-box", **target))
+    check_container_running(Target(node="w1", kind="winbox", **target))
