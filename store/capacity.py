@@ -130,9 +130,16 @@ def hypervisor_capacities(inventory: Path) -> dict[str, Capacity]:
 def draining_hypervisors(inventory: Path) -> frozenset[str]:
     """The hypervisors whose vars say `ltb_drain: true`: no new lab or booking is placed on
     them; what runs or is booked there stays (see `placement`)."""
-    return frozenset(
-        host for host, found in hypervisor_vars(inventory).items() if found.get("ltb_drain") is True
-    )
+    draining = set()
+    for host, found in hypervisor_vars(inventory).items():
+        value = found.get("ltb_drain", False)
+        if not isinstance(value, bool):
+            raise ValueError(
+                f"{inventory}: hypervisor {host}: ltb_drain must be true or false, not {value!r}"
+            )
+        if value:
+            draining.add(host)
+    return frozenset(draining)
 
 
 def hypervisor_capacity(inventory: Path) -> Capacity:

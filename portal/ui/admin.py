@@ -10,7 +10,7 @@ a refusal is shown next to the form that asked.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +34,25 @@ from store.capacity import (
     Capacity,
     Needs,
     bookings,
+    draining_hypervisors,
     hypervisor_capacities,
     load_at,
     reservation_needs,
     topology_needs,
 )
 from store.db import db
-from store.models import Job, JobEvent, JobStatus, Lab, LabState, Reservation, Role, User, utcnow
+from store.models import (
+    Job,
+    JobEvent,
+    JobStatus,
+    Lab,
+    LabState,
+    Reservation,
+    ReservationState,
+    Role,
+    User,
+    utcnow,
+)
 
 ADMIN = page_login_required(Role.ADMIN.value)
 USERS_PER_PAGE = 50
@@ -284,6 +296,12 @@ class HypervisorUse:
     labs: int = 0
     reservations: int = 0
     needs: Needs = NOTHING
+    # `ltb_drain: true`: takes no new lab or booking; what runs or is booked there stays.
+    draining: bool = False
+    # Bookings placed on it that start later, and when the last of them ends: a draining
+    # hypervisor is empty once its labs are removed and that time has passed.
+    booked_later: int = 0
+    booked_until: datetime | None = None
 
     def use(self) -> list[tuple[str, float | None]]:
         """CPUs and memory in use, each in words ("1.5 of 2 CPUs (75 %)") and as the part of
@@ -306,14 +324,33 @@ UNPLACED = "not placed yet"
 def hypervisors_now(now) -> tuple[list[HypervisorUse], str | None]:
     """Each hypervisor of the inventory with the labs not removed that run on it (Lab.hypervisor)
     and what they hold: their reservation's CPUs and memory while one holds them, else their
-    topology's. Reservations that hold now and have no lab yet are one more row
-    (UNPLACED): their lab goes to the job layer's hypervisor when it starts."""
+    topology's; whether it drains, and the bookings placed on it for later. Reservations
+    that hold now and have no lab yet count on their recorded hypervisor; those booked before
+    reservations recorded one are one more row (UNPLACED): their lab goes to the job layer's
+    hypervisor when it starts."""
     problem = None
+    inventory = Path(current_app.config["LTB_HYPERVISORS"])
     try:
-        capacities = hypervisor_capacities(Path(current_app.config["LTB_HYPERVISORS"]))
+        capacities = hypervisor_capacities(inventory)
+        draining = draining_hypervisors(inventory)
     except (OSError, ValueError, AttributeError, yaml.YAMLError) as error:
-        capacities, problem = {}, f"The hypervisors' inventory cannot be read: {error}"
-    hosts = {name: HypervisorUse(name, capacity) for name, capacity in capacities.items()}
+        capacities, draining = {}, frozenset()
+        problem = f"The hypervisors' inventory cannot be read: {error}"
+    hosts = {
+        name: HypervisorUse(name, capacity, draining=name in draining)
+        for name, capacity in capacities.items()
+    }
+    later = db.session.scalars(
+        select(Reservation).where(
+            Reservation.state == ReservationState.SCHEDULED.value,
+            Reservation.start_at > now,
+            Reservation.hypervisor.is_not(None),
+        )
+    )
+    for reservation in later:
+        host = hosts.setdefault(reservation.hypervisor, HypervisorUse(reservation.hypervisor, None))
+        host.booked_later += 1
+        host.booked_until = max(host.booked_until or reservation.end_at, reservation.end_at)
     holding = {
         r.lab_name: r
         for r in db.session.scalars(
@@ -337,11 +374,11 @@ def hypervisors_now(now) -> tuple[list[HypervisorUse], str | None]:
         host.labs += 1
         host.reservations += reservation is not None
         host.needs += needs
-    if holding:
-        unplaced = HypervisorUse(UNPLACED, None, reservations=len(holding))
-        for reservation in holding.values():
-            unplaced.needs += reservation_needs(reservation)
-        hosts[UNPLACED] = unplaced
+    for reservation in holding.values():
+        where = reservation.hypervisor or UNPLACED
+        host = hosts.setdefault(where, HypervisorUse(where, None))
+        host.reservations += 1
+        host.needs += reservation_needs(reservation)
     return list(hosts.values()), problem
 
 

@@ -1,20 +1,22 @@
 """Capacity per hypervisor through the API (real PostgreSQL): a lab needs room on ONE
 hypervisor, so room that only the sum of two has is refused, naming the moment and what
-each has free; the calendar shows the largest lab that still fits; a started lab records
-the hypervisor its placement chose."""
+each has free; the calendar shows the largest lab that still fits; a started lab and a
+booking record the hypervisor their placement chose; a draining hypervisor takes no new
+lab or booking, keeps those placed on it, and the admin's page says it drains."""
 
 from __future__ import annotations
 
 import re
 import secrets
 from datetime import timedelta
+from html import unescape
 
 import pytest
 import yaml
 
 from jobs.queue import cancel
 from portal import create_app
-from store.models import Lab, utcnow
+from store.models import Lab, Role, utcnow
 from tests.jobs.conftest import redis_db  # noqa: F401
 from tests.portal.conftest import bearer
 from tests.portal.test_reservations import template  # noqa: F401
@@ -26,9 +28,10 @@ GIB = 1024**3
 def inventory(tmp_path):
     """inventory({host: cpus}) -> an app whose hypervisors are these (8 GiB each)."""
 
-    def make(cpus: dict[str, float]):
+    def make(cpus: dict[str, float], draining: tuple[str, ...] = ()):
         hosts = {
             host: {"ltb_capacity_cpus": count, "ltb_capacity_memory": 8 * GIB}
+            | ({"ltb_drain": True} if host in draining else {})
             for host, count in cpus.items()
         }
         (tmp_path / "hosts.yaml").write_text(
@@ -50,6 +53,19 @@ def app(job_settings, tmp_path, redis_db):  # noqa: F811
             "LTB_MAX_RESERVATION_HOURS": 8,
         }
     )
+
+
+def row_of(page: str, hypervisor: str) -> list[str]:
+    """The texts of the hypervisor's row of the admin's page: its name and notes, then each
+    cell."""
+    for row in re.findall(r"<tr id=\"hypervisor-\d+\">(.*?)</tr>", page, re.S):
+        cells = [
+            " ".join(unescape(re.sub(r"<[^>]+>", " ", cell)).split())
+            for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)
+        ]
+        if cells[0].split()[0] == hypervisor:
+            return cells
+    raise AssertionError(f"no row of {hypervisor}")
 
 
 def far_slot() -> tuple[str, str]:
@@ -119,3 +135,69 @@ def test_a_started_lab_records_the_hypervisor_its_placement_chose(
             assert session.get(Lab, started.get_json()["lab"]["id"]).hypervisor == "hv-room"
     finally:
         cancel(started.get_json()["job"]["id"])
+
+
+def test_a_booking_records_its_hypervisor_a_drain_keeps_it_and_a_move_places_it_anew(
+    client,
+    inventory,
+    template,  # noqa: F811
+    make_user,
+    token_for,
+):
+    inventory({"hv-a": 4, "hv-b": 4})
+    headers = bearer(token_for(make_user()))
+    start_at, end_at = far_slot()
+    body = {"template_id": template, "start_at": start_at, "end_at": end_at}
+    booked = client.post("/api/reservations", json=body, headers=headers)
+    assert booked.status_code == 201, booked.get_json()
+    assert booked.get_json()["hypervisor"] == "hv-a"  # first fit
+    url = f"/api/reservations/{booked.get_json()['id']}"
+
+    inventory({"hv-a": 4, "hv-b": 4}, draining=("hv-a",))
+    assert client.get(url, headers=headers).get_json()["hypervisor"] == "hv-a"  # kept
+    other_start, other_end = far_slot()
+    other = {"template_id": template, "start_at": other_start, "end_at": other_end}
+    second = client.post("/api/reservations", json=other, headers=headers)
+    assert second.status_code == 201 and second.get_json()["hypervisor"] == "hv-b"
+    moved = client.patch(url, json={"start_at": other_start, "end_at": other_end}, headers=headers)
+    assert moved.status_code == 200, moved.get_json()
+    assert moved.get_json()["hypervisor"] == "hv-b"
+
+
+def test_a_start_that_only_a_draining_hypervisor_has_room_for_is_refused_saying_so(
+    client,
+    inventory,
+    template,  # noqa: F811
+    make_user,
+    token_for,
+):
+    inventory({"hv-small": 0.5, "hv-drained": 10_000}, draining=("hv-drained",))
+    started = client.post(
+        "/api/labs", json={"template_id": template}, headers=bearer(token_for(make_user()))
+    )
+    assert started.status_code == 409, started.get_json()
+    error = started.get_json()["error"]
+    assert error["message"].startswith("hv-drained is draining (no new labs)"), error
+    assert error["detail"]["draining"] == ["hv-drained"]
+
+
+def test_the_admin_page_shows_a_draining_hypervisor_and_what_is_booked_on_it(
+    client,
+    inventory,
+    template,  # noqa: F811
+    make_user,
+    token_for,
+    login,
+):
+    inventory({"hv-a": 4, "hv-b": 4})
+    start_at, end_at = far_slot()
+    body = {"template_id": template, "start_at": start_at, "end_at": end_at}
+    booked = client.post("/api/reservations", json=body, headers=bearer(token_for(make_user())))
+    assert booked.get_json()["hypervisor"] == "hv-a", booked.get_json()
+    inventory({"hv-a": 4, "hv-b": 4}, draining=("hv-a",))
+    login(client, make_user(Role.ADMIN))
+    page = client.get("/admin/hypervisors").get_data(as_text=True)
+    name, *_, later = row_of(page, "hv-a")
+    assert name == "hv-a draining: no new labs"
+    assert later.startswith("1 (until ") and end_at[:16].replace("T", " ") in later
+    assert "draining" not in row_of(page, "hv-b")[0]

@@ -98,10 +98,11 @@ def test_labs_count_on_their_hypervisor_and_reservations_without_a_lab_are_not_p
             "1",
             "2",
             "1",
+            "0",  # booked later
         ]
         placed_nowhere = row_of(page, "not placed yet")
         assert placed_nowhere[1:3] == ["1.5 CPUs", "1 GiB"]
-        assert placed_nowhere[3:] == ["0", "3", "1"]
+        assert placed_nowhere[3:] == ["0", "3", "1", "0"]
         localhost = row_of(page, "localhost")
         assert re.fullmatch(r"[\d.]+ of 4 CPUs \(\d+%\)( over capacity)?", localhost[1])
     finally:
