@@ -91,11 +91,12 @@ def canonical(address):
     return str(ipaddress.ip_interface(address))
 
 
-def ensure_present(lab, node, pid, interfaces, check_mode, host_links=None):
+def ensure_present(lab, node, pid, interfaces, check_mode, host_links=None, created=None):
     """Makes every interface (name, host_name, addresses) exist in the network namespace of
     `pid` with exactly its addresses and up, its peer `host_name` on the hypervisor up, cut off
     from the hypervisor's IP stack and labelled `ltb:<lab>:<node>:<name>`. Returns the actions
-    (done, or in check mode to do). `host_links`: the hypervisor's links if already read."""
+    (done, or in check mode to do). `host_links`: the hypervisor's links if already read;
+    `created`: a list the names of host ends made anew are appended to."""
     if not (pid and os.path.exists(f"/proc/{pid}/ns/net")):
         # The node's process is gone: its container stopped (e.g. its entry point crashed).
         raise VethError(
@@ -120,6 +121,8 @@ def ensure_present(lab, node, pid, interfaces, check_mode, host_links=None):
                 ["link", "set", host_name, "alias", f"{ALIAS_PREFIX}{lab}:{node}:{name}"],
                 ["link", "set", host_name, "up"],
             ]
+            if created is not None:
+                created.append(host_name)
             have = set()
         else:
             have = global_addresses(inside[name])

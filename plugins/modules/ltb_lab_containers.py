@@ -99,6 +99,8 @@ removed:
 """
 
 import json
+import shutil
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -201,6 +203,7 @@ class Lab:
         self.params = module.params
         self.docker = docker
         self.check_mode = module.check_mode
+        self.created_host_ends = []  # appended to by the nodes' threads (list.append is atomic)
 
     def images(self, nodes):
         """image name -> inspect record of every node's image; a missing one is an error that
@@ -274,6 +277,7 @@ class Lab:
             interfaces,
             self.check_mode,
             host_links,
+            self.created_host_ends,
         )
         return actions + [f"{name}: {action}" for action in veths]
 
@@ -298,7 +302,10 @@ class Lab:
             except (DockerError, StartupFileError, VethError) as error:
                 return [], f"node {node['name']}: {error}"
 
-        return run_all(self.params["parallel"], one, nodes)
+        actions, errors = run_all(self.params["parallel"], one, nodes)
+        if not self.check_mode:
+            forget_ports(self.created_host_ends)
+        return actions, errors
 
     def wait_ready(self, nodes):
         """Waits until every node of an LTB image has written its ready file (read through the
@@ -360,6 +367,28 @@ class Lab:
         if images and not errors:
             self.docker.request("POST", "/images/prune", {"filters": filters})
         return removed, errors, images
+
+
+def forget_ports(host_ends):
+    """Drops the Open vSwitch ports of host ends made anew. A port row outlives its interface
+    (e.g. after `docker rm -f`), and the userspace datapath keeps using the vanished interface
+    when one of the same name comes back: the node's link would stay dead. Without the row,
+    lab_links adds the port afresh. One ovs-vsctl transaction for the lab."""
+    if not host_ends:
+        return
+    command = [_ovs_vsctl()]
+    for name in host_ends:
+        command += ["--", "--if-exists", "del-port", name]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise VethError(f"ovs-vsctl del-port of new host ends failed: {done.stderr.strip()}")
+
+
+def _ovs_vsctl():
+    path = shutil.which("ovs-vsctl") or shutil.which("ovs-vsctl", path="/usr/sbin:/usr/bin:/sbin")
+    if path is None:
+        raise VethError("ovs-vsctl is not installed on the hypervisor")
+    return path
 
 
 def run_all(parallel, work, items):
