@@ -48,6 +48,8 @@ def lab_network_vars(
         "mgmt_vlan": MGMT_VLAN,
         "mgmt_subnet": str(lab.mgmt_subnet),
         "mgmt_gateway": str(lab.mgmt_gateway),
+        # What every container and VM domain name of the lab starts with (remove sweeps it).
+        "node_prefix": lab.node_name_prefix,
         # The bridge's ports as they must be (ltb_lab_links wires them, ltb_mirror selects).
         "ports": port_specs(lab),
     }

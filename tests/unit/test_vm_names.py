@@ -11,7 +11,7 @@ import pytest
 from ansible.plugins.filter.core import to_uuid
 
 from ltb import kinds, module_utils
-from ltb.inventory import node_vars
+from ltb.inventory import lab_network_vars, node_vars
 from ltb.model import vm_mac_address
 from ltb.topology import parse_lab
 
@@ -88,3 +88,10 @@ def test_a_node_of_an_unknown_kind_is_refused_by_name():
         snapshot_impl.check_nodes("lab", [{"name": "r1", "kind": "router"}])
     with pytest.raises(snapshot_impl.SnapshotError, match="without a name"):
         snapshot_impl.check_nodes("lab", [{"kind": "vm"}])
+
+
+def test_remove_sweeps_domains_by_a_prefix_of_every_node_name_of_the_lab_and_no_other():
+    prefix = lab_network_vars(LAB, "hv1", "")["node_prefix"]
+    assert all(node_vars(LAB, n)["container_name"].startswith(prefix) for n in LAB.nodes)
+    other = parse_lab("name: names2\nnodes:\n  v: {kind: vm}\n")
+    assert not node_vars(other, other.node("v"))["vm"]["domain"].startswith(prefix)
