@@ -80,6 +80,11 @@ class ResourcesSpec(_Strict):
 
 class NodeSpec(_Strict):
     kind: str = Field("container", description="Node kind: container or vm")
+    hypervisor: str | None = Field(
+        None,
+        description="Hypervisor (an inventory host of group hypervisors) that runs the node; "
+        "the lab's hypervisor if unset",
+    )
     image: str | None = Field(None, description="Image; the platform's default node image if unset")
     groups: list[str] = Field(
         default_factory=list,

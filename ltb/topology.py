@@ -67,6 +67,8 @@ LAB_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
 NODE_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
 INTERFACE_NAME = re.compile(r"[a-z][a-z0-9_.-]{0,14}")
 GROUP_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+# An inventory host name; which hosts are hypervisors only the inventory knows.
+HYPERVISOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 IMAGE_NAME = re.compile(r"[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?")
 # A VM image is a directory <ltb_state_dir>/images/vm/<name>/: a plain name, never a path.
 VM_IMAGE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
@@ -352,6 +354,7 @@ _NAME_RULES = {
     "node name": "use 1-32 lower-case letters, digits and '-', starting with a letter",
     "interface name": "use 1-15 lower-case letters, digits and '_.-', starting with a letter",
     "group name": "use lower-case letters, digits, '_' and '-', starting with a letter",
+    "hypervisor name": "use 1-63 letters, digits and '_.-' (an inventory host name)",
 }
 
 
@@ -577,6 +580,9 @@ def _check_node(name: str, spec: NodeSpec | None, nodes: dict[str, Any], p: _Pro
         runtime = kinds.DOCKER  # its image is still checked, as most nodes' are
     if spec.image is not None:
         _check_image(runtime, spec.image, place(where, "image"), p)
+    if spec.hypervisor is not None:
+        where_hypervisor = place(where, "hypervisor")
+        _check_name(HYPERVISOR_NAME, spec.hypervisor, where_hypervisor, "hypervisor name", p)
     for i, group in enumerate(spec.groups):
         gwhere = place(where, "groups", i)
         if not _check_name(GROUP_NAME, group, gwhere, "group name", p):
@@ -743,6 +749,7 @@ def _build_lab(
                 files=tuple(spec.files.items()),
                 mgmt_ipv4=mgmt_ipv4,
                 mgmt_host_name=mgmt_host_interface_name(tag, node_name),
+                hypervisor=spec.hypervisor,
             )
         )
     links = tuple(

@@ -40,7 +40,7 @@ from ansible.plugins.inventory import BaseInventoryPlugin
 
 try:
     from ltb.allocation import Registry
-    from ltb.inventory import render_inventory
+    from ltb.inventory import node_hypervisors, render_inventory
     from ltb.topology import TopologyError, load_lab
 except ImportError as import_error:  # pragma: no cover - shown to the operator
     LTB_IMPORT_ERROR: ImportError | None = import_error
@@ -84,7 +84,16 @@ class InventoryModule(BaseInventoryPlugin):
         for warning in lab.warnings:
             self.display.warning(f"{path}: {warning}")
 
-        data = render_inventory(lab, hypervisor, os.path.abspath(path), str(registry.path))
+        try:
+            data = render_inventory(
+                lab,
+                hypervisor,
+                os.path.abspath(path),
+                str(registry.path),
+                self._tunnel_addresses(path, lab, hypervisor, known),
+            )
+        except ValueError as error:
+            raise AnsibleParserError(f"{path}: {error}") from None
         for host, host_vars in data.hosts.items():
             existing = inventory.get_host(host)
             if existing is not None and existing.vars.get("ltb_lab") != lab.name:
@@ -101,6 +110,25 @@ class InventoryModule(BaseInventoryPlugin):
             inventory.add_group(group)
             for host in hosts:
                 inventory.add_child(group, host)
+
+    def _tunnel_addresses(self, path, lab, hypervisor, known):
+        """Each hypervisor of the lab and its underlay address (host var ltb_tunnel_address,
+        else ansible_host); every node's hypervisor must be in group hypervisors."""
+        names = [h.name for h in known.get_hosts()] if known is not None else [hypervisor]
+        for node in lab.nodes:
+            if node.hypervisor is not None and node.hypervisor not in names:
+                raise AnsibleParserError(
+                    f"{path}: node {node.name!r}: hypervisor {node.hypervisor!r} is not in "
+                    f"group hypervisors (known: {', '.join(names)})"
+                )
+        hypervisors = set(node_hypervisors(lab, hypervisor).values())
+        if len(hypervisors) == 1:
+            return {}
+        addresses = {}
+        for name in hypervisors:
+            host_vars = self.inventory.get_host(name).vars
+            addresses[name] = host_vars.get("ltb_tunnel_address") or host_vars.get("ansible_host")
+        return addresses
 
     def _first_hypervisor(self):
         group = self.inventory.groups.get("hypervisors")

@@ -9,10 +9,16 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import socket
 from urllib.parse import quote, urlencode
 
-DEFAULT_SOCKET = "/var/run/docker.sock"
+# The daemon's socket, as the docker CLI finds it: DOCKER_HOST when it names a unix socket (a
+# hypervisor whose sshd sets it, e.g. tests/multihost), else Docker's default.
+_DOCKER_HOST = os.environ.get("DOCKER_HOST", "")
+DEFAULT_SOCKET = (
+    _DOCKER_HOST[len("unix://") :] if _DOCKER_HOST.startswith("unix://") else "/var/run/docker.sock"
+)
 
 
 class DockerError(Exception):

@@ -235,7 +235,8 @@ class NetnsHypervisor:
         argv = [
             "nsenter", f"--net=/run/netns/{self.netns}",
             "dockerd", "--config-file", str(config), "--host", self.docker_host,
-            "--data-root", str(self.data_dir / "docker"), "--exec-root", str(self.run_dir / "docker"),
+            "--data-root", str(self.data_dir / "docker"),
+            "--exec-root", str(self.run_dir / "docker"),
             "--pidfile", str(self.run_dir / "docker.pid"),
             "--containerd-namespace", namespace,
             "--containerd-plugins-namespace", f"{namespace}-plugins",
@@ -351,7 +352,8 @@ def main(argv: list[str]) -> int:
         hypervisor.down()
         return 0
     took = hypervisor.up()
-    print(json.dumps({"took_seconds": took, hypervisor.name: hypervisor.inventory_host()}, indent=2))
+    entry = {"took_seconds": took, hypervisor.name: hypervisor.inventory_host()}
+    print(json.dumps(entry, indent=2))
     return 0
 
 
