@@ -6,6 +6,7 @@ ansible-runner inventory) and the tests all render the same inventory.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,17 +95,80 @@ def node_vars(lab: Lab, node: Node) -> dict[str, Any]:
     }
 
 
+# Tunnels between the hypervisors of a spread lab: VXLAN's IANA port, and the MTU of the VXLAN
+# device: node interfaces keep the usual 1500, and a 1500-byte node frame (with the 802.1Q tag
+# of its link, which a packet socket allows beyond the MTU) fits unchanged. Its outer packet is
+# 1554 bytes: an underlay with a smaller MTU carries it fragmented (the devices do not set DF).
+TUNNEL_PORT = 4789
+TUNNEL_MTU = 1500
+
+
+def node_hypervisors(lab: Lab, hypervisor: str) -> dict[str, str]:
+    """Where each node runs: the hypervisor its topology names, else the lab's."""
+    return {node.name: node.hypervisor or hypervisor for node in lab.nodes}
+
+
+def tunnel_vars(
+    lab: Lab, here: str, placed: Mapping[str, str], tunnel_addresses: Mapping[str, str]
+) -> dict[str, Any] | None:
+    """The tunnel a hypervisor of a spread lab needs: one VXLAN device, VNI the lab's tag,
+    flooding to every hypervisor it shares a link with; it carries the VLANs of the links that
+    cross hypervisors (never the management VLAN: each hypervisor keeps its own management
+    segment). None where no link crosses to or from `here`."""
+    vlans, peers = [], []
+    for link in lab.links:
+        sides = list(dict.fromkeys(placed[e.node] for e in link.endpoints))
+        if here in sides and len(sides) > 1:
+            vlans.append(link.vlan)
+            peers += [h for h in sides if h != here and h not in peers]
+    if not vlans:
+        return None
+    missing = [h for h in (here, *peers) if not tunnel_addresses.get(h)]
+    if missing:
+        raise ValueError(
+            f"lab {lab.name!r} has links between hypervisors {', '.join((here, *peers))}, but "
+            f"{', '.join(missing)} has no tunnel address (host var ltb_tunnel_address or "
+            "ansible_host)"
+        )
+    return {
+        "device": lab.tunnel_device,
+        "vni": lab.tunnel_vni,
+        "port": TUNNEL_PORT,
+        "mtu": TUNNEL_MTU,
+        "local": tunnel_addresses[here],
+        "remotes": [tunnel_addresses[h] for h in peers],
+        "vlans": vlans,
+    }
+
+
 def render_inventory(
-    lab: Lab, hypervisor: str = "localhost", topology_file: str = "", allocations: str = ""
+    lab: Lab,
+    hypervisor: str = "localhost",
+    topology_file: str = "",
+    allocations: str = "",
+    tunnel_addresses: Mapping[str, str] | None = None,
 ) -> InventoryData:
+    """The lab's hosts and groups. `hypervisor` runs every node whose topology names none;
+    `tunnel_addresses` (hypervisor -> underlay address) is needed only for a spread lab."""
     data = InventoryData()
-    network = lab_network_vars(lab, hypervisor, topology_file, allocations)
+    placed = node_hypervisors(lab, hypervisor)
+    hypervisors = list(dict.fromkeys(placed.values()))
+    networks = {}
+    for here in hypervisors:
+        network = lab_network_vars(lab, here, topology_file, allocations)
+        # Each hypervisor wires (and mirrors) only the ports of its own nodes.
+        if "ports" in network:
+            network["ports"] = [p for p in network["ports"] if placed[p["node"]] == here]
+        tunnel = tunnel_vars(lab, here, placed, tunnel_addresses or {})
+        if tunnel is not None:  # only a spread lab has one
+            network["tunnel"] = tunnel
+        networks[here] = network
     for node in lab.nodes:
         kind = kinds.get(node.kind)
         host_vars: dict[str, Any] = {
             "ltb_lab": lab.name,
-            "ltb_hypervisor": hypervisor,
-            "ltb_lab_network": network,
+            "ltb_hypervisor": placed[node.name],
+            "ltb_lab_network": networks[placed[node.name]],
             "ltb_node": node_vars(lab, node),
         }
         host_vars.update(kind.connection_vars(lab, node))
