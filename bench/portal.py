@@ -43,6 +43,7 @@ from typing import Any
 import requests
 from sqlalchemy import create_engine, event, insert, text
 from sqlalchemy.engine import make_url
+from urllib3.util.retry import Retry
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -350,6 +351,10 @@ def load(base: str, token: str, total: int, clients: int, think_ms: float = 0) -
         rng = random.Random(seed)  # noqa: S311 - which lab to ask for, not a secret
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {token}"
+        # gunicorn closes a connection idle for its keepalive (2 s); a client that paused
+        # longer may send on a connection being closed and see it reset. A browser sends such
+        # a GET again on a new connection: so does this client (never more than once).
+        session.mount(base, requests.adapters.HTTPAdapter(max_retries=Retry(total=1, read=1)))
         turn = seed % 2
         while True:
             with lock:

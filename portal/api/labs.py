@@ -9,7 +9,7 @@ its events, a node or a capture of another user's lab is 404, like a lab that do
 from __future__ import annotations
 
 from apiflask import APIBlueprint, Schema
-from apiflask.fields import Dict, Integer, List, Nested, String
+from apiflask.fields import Boolean, Dict, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range
 from flask import Response, current_app, request
 from sqlalchemy.orm import Session
@@ -43,6 +43,13 @@ class LabListQuery(Schema):
     page = Integer(load_default=1, validate=Range(min=1, max=1_000_000))
     per_page = Integer(load_default=20, validate=Range(min=1, max=MAX_PER_PAGE))
     state = String(load_default=None, validate=OneOf([s.value for s in LabState]))
+    details = Boolean(
+        load_default=False,
+        metadata={
+            "description": "with each lab's nodes and links, as GET /api/labs/{lab_id} "
+            "has them (slower: read them on the lab's own page)"
+        },
+    )
 
 
 class JobListQuery(Schema):
@@ -98,6 +105,9 @@ class NodeOut(Schema):
     interfaces = List(Dict())
 
 
+LIST_DETAILS = "always in a lab's own answer; in GET /api/labs only with details=true"
+
+
 class LabOut(Schema):
     id = Integer()
     name = String()
@@ -108,8 +118,8 @@ class LabOut(Schema):
     course_id = Integer(allow_none=True)
     created_at = String()
     updated_at = String()
-    nodes = List(Nested(NodeOut))
-    links = List(Dict())
+    nodes = List(Nested(NodeOut), metadata={"description": LIST_DETAILS})
+    links = List(Dict(), metadata={"description": LIST_DETAILS})
     job = Nested(JobOut, allow_none=True)
 
 
@@ -180,9 +190,9 @@ def job_out(job: Job | None) -> dict | None:
     }
 
 
-def lab_out(lab) -> dict:
-    states = rules.node_states(lab)
-    return {
+def lab_out(lab, details: bool = True) -> dict:
+    """A lab as LabOut gives it; without `details`, with no nodes and links (the list)."""
+    summary = {
         "id": lab.id,
         "name": lab.name,
         "title": lab.title,
@@ -192,6 +202,12 @@ def lab_out(lab) -> dict:
         "course_id": lab.course_id,
         "created_at": _time(lab.created_at),
         "updated_at": _time(lab.updated_at),
+        "job": job_out(rules.current_job(lab)),
+    }
+    if not details:
+        return summary
+    states = rules.node_states(lab)
+    return summary | {
         "nodes": [
             {
                 "name": node.name,
@@ -207,8 +223,25 @@ def lab_out(lab) -> dict:
             for node in lab.nodes
         ],
         "links": [{"id": c.id, "vlan": c.vlan, "name": c.name} for c in lab.connections],
-        "job": job_out(rules.current_job(lab)),
     }
+
+
+def polled_answer(schema: type[Schema], data: dict) -> Response:
+    """The JSON answer of a GET that clients poll (a lab's page, the lab list), made here
+    rather than by marshmallow (which took a third of the list's time, bench/portal.py),
+    with an ETag: a client that sends it back in If-None-Match gets a 304 with no body
+    while nothing changed. The view has checked the caller before this, as always.
+
+    `data` must be exactly what `schema` gives, or the OpenAPI document would lie: under
+    TESTING (every test of the portal) it is dumped through the schema and compared."""
+    if current_app.testing and schema().dump(data) != data:
+        raise AssertionError(f"{schema.__name__} would answer otherwise than {data!r}")
+    response = current_app.json.response(data)
+    # Per user (the same URL lists other labs for another caller): never a shared cache.
+    response.headers["Cache-Control"] = "private, no-cache"
+    response.vary.update(("Authorization", "Cookie"))
+    response.add_etag()
+    return response.make_conditional(request)
 
 
 def job_or_404(job_id: str) -> Job:
@@ -238,14 +271,19 @@ def start_lab(body):
 def list_labs(query):
     """The labs the caller may see, newest first."""
     labs, total = rules.visible_labs(
-        current_user(), query["state"], query["page"], query["per_page"]
+        current_user(),
+        query["state"],
+        query["page"],
+        query["per_page"],
+        with_nodes=query["details"],
     )
-    return {
-        "items": [lab_out(lab) for lab in labs],
+    page = {
+        "items": [lab_out(lab, query["details"]) for lab in labs],
         "page": query["page"],
         "per_page": query["per_page"],
         "total": total,
     }
+    return polled_answer(LabPageOut, page)
 
 
 @bp.get("/labs/<int:lab_id>")
@@ -253,7 +291,7 @@ def list_labs(query):
 @bp.output(LabOut)
 def show_lab(lab_id: int):
     """A lab: its nodes, links, state and current job with its progress."""
-    return lab_out(lab_or_404(current_user(), lab_id))
+    return polled_answer(LabOut, lab_out(rules.lab_with_details(current_user(), lab_id)))
 
 
 @bp.get("/labs/<int:lab_id>/jobs")

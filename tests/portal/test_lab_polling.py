@@ -1,0 +1,158 @@
+"""What browsers poll: the lab list and a lab's own answer. The list leaves nodes and links to
+the lab's own answer (unless asked with details=true); both answer with an ETag, and a 304
+without a body while nothing changed, after the caller is checked as always; a lab's answer
+takes the same few queries whatever its number of nodes (bench/portal.py measures the
+latency). Labs are rows of the store here (nothing is deployed)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event, update
+
+from portal.api.labs import LabOut, polled_answer
+from store.db import db
+from store.models import Connection, Interface, Job, Lab, Node, utcnow
+from tests.portal.conftest import bearer
+
+
+def add_lab(store, owner_id: int, nodes: int) -> int:
+    """A running lab of `nodes` nodes in a ring of links, with one ended deploy job."""
+    name = f"h4-{uuid.uuid4().hex[:8]}"
+    now = utcnow()
+    with store.begin() as session:
+        lab = Lab(
+            name=name,
+            owner_id=owner_id,
+            title="h4 polling",
+            topology=f"name: {name}\n",
+            state="running",
+            hypervisor="elsewhere",  # node states "unknown": no Docker read in these tests
+            created_at=now,
+            updated_at=now,
+        )
+        links = [Connection(index=k, vlan=10 + k, name=f"link{k}") for k in range(nodes)]
+        lab.connections.extend(links)
+        for k in range(nodes):
+            node = Node(name=f"r{k}", kind="container", image="ltb/node", mgmt_ipv4=f"10.9.9.{k}")
+            node.interfaces.append(Interface(name="eth1", host_name=f"h4{k}a", connection=links[k]))
+            node.interfaces.append(
+                Interface(name="eth2", host_name=f"h4{k}b", connection=links[k - 1])
+            )
+            lab.nodes.append(node)
+        session.add(lab)
+        session.add(
+            Job(
+                id=str(uuid.uuid4()),
+                lab=lab,
+                task="deploy",
+                params={},
+                status="successful",
+                lab_state_before="removed",
+                enqueued_at=now - timedelta(seconds=5),
+                ended_at=now,
+                progress={"done": 3},
+                result={"rc": 0},
+            )
+        )
+        session.flush()
+        return lab.id
+
+
+@pytest.fixture
+def owned_lab(store, make_user):
+    owner = make_user("student")
+    return add_lab(store, owner.id, 3), owner
+
+
+def test_the_lab_list_leaves_nodes_and_links_to_the_labs_own_answer(client, owned_lab, token_for):
+    lab_id, owner = owned_lab
+    headers = bearer(token_for(owner))
+    own = client.get(f"/api/labs/{lab_id}", headers=headers).get_json()
+    assert len(own["nodes"]) == 3 and len(own["links"]) == 3
+
+    (item,) = client.get("/api/labs", headers=headers).get_json()["items"]
+    assert "nodes" not in item and "links" not in item
+    assert item == {k: v for k, v in own.items() if k not in ("nodes", "links")}
+
+    (detailed,) = client.get("/api/labs?details=true", headers=headers).get_json()["items"]
+    assert detailed == own
+
+
+def test_an_unchanged_lab_answers_304_without_a_body_until_it_changes(
+    client, store, owned_lab, token_for
+):
+    lab_id, owner = owned_lab
+    headers = bearer(token_for(owner))
+    for path in (f"/api/labs/{lab_id}", "/api/labs"):
+        first = client.get(path, headers=headers)
+        assert first.status_code == 200 and first.headers["ETag"]
+        assert "private" in first.headers["Cache-Control"]
+        assert "no-cache" in first.headers["Cache-Control"]
+        assert "Authorization" in first.headers["Vary"]
+        again = client.get(path, headers=headers | {"If-None-Match": first.headers["ETag"]})
+        assert again.status_code == 304 and again.data == b""
+        assert again.headers["ETag"] == first.headers["ETag"]
+
+    tag = client.get(f"/api/labs/{lab_id}", headers=headers).headers["ETag"]
+    with store.begin() as session:
+        session.execute(update(Lab).where(Lab.id == lab_id).values(state="removing"))
+    changed = client.get(f"/api/labs/{lab_id}", headers=headers | {"If-None-Match": tag})
+    assert changed.status_code == 200 and changed.get_json()["state"] == "removing"
+    assert changed.headers["ETag"] != tag
+
+
+def test_an_etag_gets_nobody_else_a_304(client, owned_lab, token_for, make_user):
+    lab_id, owner = owned_lab
+    tag = client.get(f"/api/labs/{lab_id}", headers=bearer(token_for(owner))).headers["ETag"]
+    other = bearer(token_for(make_user("student"))) | {"If-None-Match": tag}
+    assert client.get(f"/api/labs/{lab_id}", headers=other).status_code == 404
+    assert client.get(f"/api/labs/{lab_id}", headers={"If-None-Match": tag}).status_code == 401
+    listed = client.get("/api/labs", headers=other)
+    assert listed.status_code == 200 and listed.get_json()["total"] == 0
+
+
+def count_statements(app, request) -> int:
+    statements = []
+
+    def note(*args) -> None:
+        statements.append(args[2])
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        assert request().status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    return len(statements)
+
+
+def test_a_labs_answer_takes_as_many_queries_for_twelve_nodes_as_for_two(
+    app, client, store, make_user, token_for
+):
+    owner = make_user("student")
+    headers = bearer(token_for(owner))
+    small, big = add_lab(store, owner.id, 2), add_lab(store, owner.id, 12)
+    client.get(f"/api/labs/{small}", headers=headers)  # the token's last use is recorded once
+
+    def answer(lab_id):
+        return lambda: client.get(f"/api/labs/{lab_id}", headers=headers)
+
+    queries = count_statements(app, answer(small))
+    assert count_statements(app, answer(big)) == queries <= 6
+    listed = count_statements(app, lambda: client.get("/api/labs", headers=headers))
+    detailed = count_statements(app, lambda: client.get("/api/labs?details=true", headers=headers))
+    # token, user, the courses the student teaches, count, labs, current jobs (+ 3 details)
+    assert listed <= 6 and detailed <= 9
+
+
+def test_a_polled_answer_that_its_schema_would_change_fails_under_testing(app):
+    with app.test_request_context("/api/labs/1"):
+        assert polled_answer(LabOut, {"id": 1, "state": "running"}).status_code == 200
+        with pytest.raises(AssertionError, match="LabOut"):
+            polled_answer(LabOut, {"id": "1"})
+        with pytest.raises(AssertionError, match="LabOut"):
+            polled_answer(LabOut, {"id": 1, "secret": "not in the schema"})
