@@ -296,13 +296,15 @@ def _check_moved(reservation: Reservation) -> None:
     started = reservation.state == ReservationState.STARTED
     try:
         # Placed anew like a moved booking (portal.reservations.move); a started one stays.
-        reservation.hypervisor = check_capacity(
+        hypervisor = check_capacity(
             needs,
             reservation.start_at,
             reservation.end_at,
             except_reservation=reservation.id,
             on=reservation.hypervisor if started else None,
         )
+        if not started:
+            reservation.hypervisor = hypervisor
         if owner is not None:
             quotas.check_reservation(
                 owner,

@@ -182,7 +182,8 @@ def move(user: User, reservation: Reservation, slot: Slot) -> Reservation:
         raise HTTPError(409, str(error)) from None
     unschedule(reservation)
     reservation.start_at, reservation.end_at = slot.start_at, slot.end_at
-    reservation.hypervisor = hypervisor
+    if not started:  # a started one's lab runs where it runs
+        reservation.hypervisor = hypervisor
     db.session.commit()
     schedule([reservation])
     return reservation

@@ -16,7 +16,7 @@ import yaml
 
 from jobs.queue import cancel
 from portal import create_app
-from store.models import Lab, Role, utcnow
+from store.models import Lab, Reservation, ReservationState, Role, utcnow
 from tests.jobs.conftest import redis_db  # noqa: F401
 from tests.portal.conftest import bearer
 from tests.portal.test_reservations import template  # noqa: F401
@@ -201,3 +201,38 @@ def test_the_admin_page_shows_a_draining_hypervisor_and_what_is_booked_on_it(
     assert name == "hv-a draining: no new labs"
     assert later.startswith("1 (until ") and end_at[:16].replace("T", " ") in later
     assert "draining" not in row_of(page, "hv-b")[0]
+
+
+def test_a_started_booking_s_end_moves_where_its_lab_runs_even_on_a_draining_hypervisor(
+    client, inventory, make_user, token_for, store
+):
+    # Room only on the draining hypervisor: a new lab would be refused, this one runs there.
+    inventory({"mh-run-a": 4, "mh-run-b": 0.5}, draining=("mh-run-a",))
+    owner = make_user()
+    now = utcnow()
+    with store.begin() as session:
+        running = Reservation(
+            lab_name=f"mh-run-{secrets.token_hex(3)}",
+            owner_id=owner.id,
+            topology="name: x\nnodes:\n  a: {}\n",
+            cpus=2.0,
+            memory_bytes=GIB,
+            nodes=1,
+            hypervisor="mh-run-a",
+            start_at=now - timedelta(minutes=5),
+            end_at=now + timedelta(hours=1),
+            state=ReservationState.STARTED.value,
+        )
+        session.add(running)
+    try:
+        later = (now + timedelta(hours=2)).isoformat()
+        moved = client.patch(
+            f"/api/reservations/{running.id}",
+            json={"end_at": later},
+            headers=bearer(token_for(owner)),
+        )
+        assert moved.status_code == 200, moved.get_json()
+        assert moved.get_json()["hypervisor"] == "mh-run-a"
+    finally:
+        with store.begin() as session:
+            session.get(Reservation, running.id).state = ReservationState.ENDED.value
