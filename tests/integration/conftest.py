@@ -42,6 +42,17 @@ class PlaybookRun:
     def changed(self) -> dict[str, int]:
         return {host: s["changed"] for host, s in self.stats.items() if s["changed"]}
 
+    def container_actions(self) -> list[str]:
+        """What ltb_lab_containers did (in check mode: would do), "<node>: <action>" lines."""
+        actions = []
+        for play in self.output.get("plays", []):
+            for task in play["tasks"]:
+                if task["task"]["name"].startswith("container_node : "):
+                    for result in task["hosts"].values():
+                        for item in [result, *result.get("results", [])]:
+                            actions += item.get("actions", [])
+        return actions
+
     def failure_messages(self) -> list[str]:
         messages = []
         for play in self.output.get("plays", []):

@@ -26,19 +26,6 @@ pytestmark = pytest.mark.integration
 CHECK = ("--check", "--diff")
 
 
-def container_actions(run: PlaybookRun) -> list[str]:
-    """What ltb_lab_containers did or would do, over all its tasks and labs."""
-    actions = []
-    for play in run.output.get("plays", []):
-        for task in play["tasks"]:
-            if not task["task"]["name"].startswith("container_node : "):
-                continue
-            for result in task["hosts"].values():
-                for item in [result, *result.get("results", [])]:
-                    actions += item.get("actions", [])
-    return actions
-
-
 def checked(playbook: str, path) -> PlaybookRun:
     run = run_playbook(playbook, path, *CHECK)
     assert run.returncode == 0, "\n".join(run.failure_messages()) or run.stderr
@@ -50,7 +37,7 @@ def test_check_mode_of_a_lab_not_deployed_reports_its_nodes_and_creates_nothing(
     name = load_lab(path).name
     try:
         run = checked("deploy.yml", path)
-        actions = container_actions(run)
+        actions = run.container_actions()
         for node in ("a", "b"):
             assert f"{node}: create container ltb-{name}.{node} from ltb/node:latest" in actions
             veth = f"<-> {node}:eth1"
@@ -82,7 +69,7 @@ def deployed(tmp_path_factory, docker_client) -> Iterator[RunningLab]:
 
 def test_check_mode_of_a_deployed_lab_reports_no_change(deployed):
     run = checked("deploy.yml", deployed.path)
-    assert container_actions(run) == []
+    assert run.container_actions() == []
     assert run.changed() == {}
 
 
@@ -90,7 +77,7 @@ def test_check_mode_reports_the_one_node_whose_container_was_removed_by_hand(dep
     container = deployed.client.containers.get(deployed.model.container_name("b"))
     container.remove(force=True)
     run = checked("deploy.yml", deployed.path)
-    actions = container_actions(run)
+    actions = run.container_actions()
     assert "b: create container ltb-pl-check.b from ltb/node:latest" in actions, actions
     assert not [a for a in actions if a.startswith("a: ")], actions
     # Still gone: check mode made nothing.
@@ -102,7 +89,7 @@ def test_check_mode_reports_the_one_node_whose_container_was_removed_by_hand(dep
 
 def test_check_mode_of_remove_reports_the_containers_and_removes_nothing(deployed):
     run = checked("remove.yml", deployed.path)
-    actions = container_actions(run)
+    actions = run.container_actions()
     assert sorted(actions) == [
         "remove container ltb-pl-check.a",
         "remove container ltb-pl-check.b",
