@@ -103,7 +103,7 @@ def mirror_spec(lab, tag, bridge, ports, scope, endpoint, name=None):
     if port is None:
         names = ", ".join(p["interface"] for p in mine) or "none"
         raise MirrorError(
-            f"node {node!r} of lab {lab!r} has no interface {interface!r} on a link "
+            f"node {node!r} of lab {lab!r} has no lab interface {interface!r} on a link "
             f"(its interfaces on links: {names})"
         )
     if scope == "interface":

@@ -70,7 +70,7 @@ class SshHypervisor:
             f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {host_key}\n"
             f"PermitRootLogin prohibit-password\nAuthorizedKeysFile {home}/authorized_keys\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
-            "StrictModes no\nLogLevel VERBOSE\n"
+            "StrictModes no\nLogLevel VERBOSE\nSubsystem sftp internal-sftp\n"
             f"PidFile {home}/sshd.pid\nSetEnv PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin\n"
         )
 

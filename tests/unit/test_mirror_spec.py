@@ -76,3 +76,17 @@ def test_mirror_ports_take_the_labs_own_tag():
 def test_bad_mirror_requests_name_what_is_wrong(scope, endpoint, name, message):
     with pytest.raises(MirrorError, match=message.replace("(", r"\(").replace(")", r"\)")):
         mirror_spec(LAB, scope, endpoint, name)
+
+
+# What ltb_mirror does on the hypervisor: the same spec from the ports the controller passes.
+def test_the_hypervisor_selects_the_same_mirror_from_the_lab_ports():
+    from ltb.links import port_specs
+    from ltb.module_utils import load
+
+    ports = port_specs(LAB)
+    on_hypervisor = load("ltb_mirror").mirror_spec(
+        LAB.name, LAB.tag, LAB.bridge, ports, "link", "b:eth1"
+    )
+    assert on_hypervisor == mirror_spec(LAB, "link", "b:eth1")
+    with pytest.raises(MirrorError, match="has no lab interface 'eth0' on a link"):
+        load("ltb_mirror").mirror_spec(LAB.name, LAB.tag, LAB.bridge, ports, "link", "a:eth0")
