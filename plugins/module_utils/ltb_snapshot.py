@@ -40,6 +40,7 @@ import signal
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ansible.module_utils import ltb_snapshot_runtime as runtime
@@ -76,6 +77,7 @@ class Settings:
         min_free_bytes=512 * 1024**2,
         vm_memory=True,
         docker=None,
+        parallel=4,
     ):
         self.state_dir = Path(state_dir)
         self.ssh_key = Path(ssh_key)
@@ -83,6 +85,8 @@ class Settings:
         self.min_free_bytes = min_free_bytes
         self.vm_memory = vm_memory
         self.docker = docker or Docker()
+        # Nodes saved at the same time (each commit or VM save is mostly I/O).
+        self.parallel = max(1, parallel)
 
     def lab_snapshots(self, lab):
         return self.state_dir / "snapshots" / lab
@@ -150,11 +154,14 @@ def owner_alive(owner):
 
 class _Cancellation:
     """SIGTERM/SIGINT while a snapshot is taken end it, but never inside a step: a VM between
-    `virsh save` and `virsh restore`, or an image being committed, is finished first."""
+    `virsh save` and `virsh restore`, or an image being committed, is finished first. Nodes
+    are saved by several threads: the signal (handled in the main thread) raises there only
+    when no thread is inside a step; else each thread raises when its step ends."""
 
     def __init__(self):
         self.signal = None
         self.depth = 0
+        self.lock = threading.Lock()
         self.previous = {}
 
     def _handle(self, signum, _frame):
@@ -168,11 +175,13 @@ class _Cancellation:
 
     @contextlib.contextmanager
     def step(self):
-        self.depth += 1
+        with self.lock:
+            self.depth += 1
         try:
             yield
         finally:
-            self.depth -= 1
+            with self.lock:
+                self.depth -= 1
         self.check()
 
     def __enter__(self):
@@ -478,19 +487,22 @@ def take_snapshot(lab, name, nodes, where, progress=lambda _: None):
             partial.mkdir()
             (partial / NODES_FILE).write_text(json.dumps(nodes, indent=2) + "\n")
             shutil.copyfile(deployed, partial / TOPOLOGY_FILE)
-            saved = {}
-            for node in nodes:
-                progress(f"snapshot of node {node['name']}")
-                kind = kind_of(node["kind"])
-                # First, so that FRR's running config is in the files saved next.
-                try:
-                    state = runtime.save(kind.runtime_node(node, where))
-                except runtime.RuntimeStateError as error:
-                    if not _runtime_optional(kind, where):
-                        raise
-                    state = {"not_read": str(error)}
-                saved[node["name"]] = kind.save(lab, node, name, owner, partial, where, cancel)
-                saved[node["name"]]["runtime"] = state
+            # Several nodes at a time; on a failure or a signal the nodes being saved finish
+            # their step, the others are not started, and all that was made goes (below).
+            executor = ThreadPoolExecutor(max_workers=min(where.parallel, len(nodes) or 1))
+            try:
+                futures = [
+                    executor.submit(_save_node, lab, node, name, owner, partial, where, cancel)
+                    for node in nodes
+                ]
+                saved = {
+                    node["name"]: future.result()
+                    for node, future in zip(nodes, futures, strict=True)
+                }
+            finally:
+                # Waiting for the nodes being saved is a step: a signal does not cut it short.
+                with cancel.step():
+                    executor.shutdown(wait=True, cancel_futures=True)
             manifest = {
                 "lab": lab,
                 "name": name,
@@ -502,7 +514,8 @@ def take_snapshot(lab, name, nodes, where, progress=lambda _: None):
             # The snapshot exists once renamed: from here on a signal no longer cancels it.
             # Its images get their names after (a run killed in between leaves that to
             # `clean_leftovers`; a restore finds them by id meanwhile).
-            cancel.depth += 1
+            with cancel.lock:
+                cancel.depth += 1
             os.rename(partial, final)
             complete = True
             try:
@@ -532,6 +545,23 @@ def take_snapshot(lab, name, nodes, where, progress=lambda _: None):
                 f"snapshot {name!r} of lab {lab!r} failed, nothing of it was kept: {error}"
             ) from None
         raise
+
+
+def _save_node(lab, node, name, owner, partial, where, cancel):
+    """One node's runtime state and files, as its kind saves them."""
+    cancel.check()
+    kind = kind_of(node["kind"])
+    # First, so that FRR's running config is in the files saved next.
+    try:
+        state = runtime.save(kind.runtime_node(node, where))
+    except runtime.RuntimeStateError as error:
+        if not _runtime_optional(kind, where):
+            raise
+        state = {"not_read": str(error)}
+    cancel.check()
+    saved = kind.save(lab, node, name, owner, partial, where, cancel)
+    saved["runtime"] = state
+    return saved
 
 
 def would_take(lab, name, nodes, where):

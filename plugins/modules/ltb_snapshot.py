@@ -64,6 +64,10 @@ options:
     description: Save each VM's memory with its disk (C(virsh save)); a restored VM resumes.
     type: bool
     default: true
+  parallel:
+    description: How many nodes are saved at the same time.
+    type: int
+    default: 4
 """
 
 RETURN = r"""
@@ -111,6 +115,7 @@ def main():
             libvirt_uri=dict(type="str", default="qemu:///system"),
             min_free_bytes=dict(type="int", default=512 * 1024**2),
             vm_memory=dict(type="bool", default=True),
+            parallel=dict(type="int", default=4),
         ),
         required_if=[
             ("action", action, ["name"]) for action in ("create", "delete", "plan", "runtime")
@@ -126,6 +131,7 @@ def main():
         libvirt_uri=p["libvirt_uri"],
         min_free_bytes=p["min_free_bytes"],
         vm_memory=p["vm_memory"],
+        parallel=p["parallel"],
     )
     try:
         if p["action"] == "create":
