@@ -142,17 +142,24 @@ def visible_labs(
         query = query.where(seen | Lab.course_id.in_(taught) if taught else seen)
     if state is not None:
         query = query.where(Lab.state == state)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    labs = db.session.scalars(
-        query.options(*(LAB_DETAILS if with_nodes else (defer(Lab.topology),)))
+    # The page and the number of all rows in one query (a window count, taken before the
+    # LIMIT): one round trip less for every poll of the list.
+    rows = db.session.execute(
+        query.add_columns(func.count().over())
+        .options(*(LAB_DETAILS if with_nodes else (defer(Lab.topology),)))
         .order_by(Lab.created_at.desc(), Lab.id.desc())
         .offset((page - 1) * per_page)
         .limit(per_page)
     ).all()
+    labs = [lab for lab, _ in rows]
+    if rows:
+        total = rows[0][1]
+    else:  # a page past the end has no rows to count with
+        total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
     # The page's current jobs in one query, kept for the request (current_job).
     ids = [lab.id for lab in labs]
     g.ltb_current_jobs = dict.fromkeys(ids) | current_jobs(ids)
-    return list(labs), total or 0
+    return labs, total
 
 
 # One lab's nodes joined with their interfaces (a few rows each), its links apart (joined

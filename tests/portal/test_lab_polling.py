@@ -145,8 +145,24 @@ def test_a_labs_answer_takes_as_many_queries_for_twelve_nodes_as_for_two(
     assert count_statements(app, answer(big)) == queries <= 6
     listed = count_statements(app, lambda: client.get("/api/labs", headers=headers))
     detailed = count_statements(app, lambda: client.get("/api/labs?details=true", headers=headers))
-    # token, user, the courses the student teaches, count, labs, current jobs (+ 3 details)
-    assert listed <= 6 and detailed <= 9
+    # token, user, the courses the student teaches, labs with their count, current jobs;
+    # with details, nodes, interfaces and links
+    assert listed <= 5 and detailed <= 8
+
+
+def test_the_list_counts_every_visible_lab_on_any_page(client, store, make_user, token_for):
+    owner = make_user("student")
+    headers = bearer(token_for(owner))
+    ids = [add_lab(store, owner.id, 1) for _ in range(3)]
+    add_lab(store, make_user("student").id, 1)  # another user's: not counted
+    pages = [
+        client.get(f"/api/labs?per_page=2&page={page}", headers=headers).get_json()
+        for page in (1, 2, 3)
+    ]
+    assert [page["total"] for page in pages] == [3, 3, 3]
+    assert [item["id"] for page in pages for item in page["items"]] == ids[::-1]
+    running = client.get("/api/labs?state=running&per_page=1&page=2", headers=headers)
+    assert running.get_json()["total"] == 3
 
 
 def test_a_polled_answer_that_its_schema_would_change_fails_under_testing(app):
