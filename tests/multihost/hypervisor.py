@@ -9,8 +9,8 @@ DOCKER_HOST and OVS_RUNDIR for every session, so Ansible modules and the docker 
 CLIs reached over SSH find the hypervisor's daemons, not this machine's. Its LTB state
 directory is /var/lib/ltb-<x> (host var `ltb_state_dir`).
 
-The file system is shared with this machine: the hypervisor's Python may be the controller's
-venv until the hypervisor modules are self-contained.
+The file system is shared with this machine, but the hypervisor runs its modules with
+Debian's /usr/bin/python3, which cannot import the controller's `ltb` package.
 
     python -m tests.multihost.hypervisor up a 1     # prints the inventory entry
     python -m tests.multihost.hypervisor down a 1
@@ -60,11 +60,17 @@ def _read_pid(path: Path) -> int | None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether the process runs; a zombie (dockerd is our child: reaped here) does not."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
-    return True
 
 
 def _stop_pid(pid: int, timeout: float = 10.0) -> None:
@@ -145,8 +151,9 @@ class NetnsHypervisor:
             "OVS_LOGDIR": str(self.run_dir / "ovs"),
         }
 
-    def inventory_host(self, key: Path = PLATFORM_KEY, python: str = sys.executable) -> dict:
-        """Its entry in group `hypervisors`."""
+    def inventory_host(self, key: Path = PLATFORM_KEY, python: str = "/usr/bin/python3") -> dict:
+        """Its entry in group `hypervisors`: Debian's python3, as on a real hypervisor (the
+        modules bring their shared code with them; nothing of the controller's venv)."""
         return {
             "ansible_host": str(self.address.ip),
             "ansible_connection": "ssh",
@@ -156,6 +163,8 @@ class NetnsHypervisor:
                 "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
             ),
             "ansible_python_interpreter": python,
+            # One SSH round trip per module run, not three (the sshd has no requiretty).
+            "ansible_pipelining": True,
             "ltb_state_dir": str(self.state_dir),
             "ltb_tunnel_address": str(self.address.ip),
         }
