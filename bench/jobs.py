@@ -7,7 +7,10 @@
 3. Throughput: K labs of two nodes submitted at once, deployed by 1, 2 and 4 workers
    (makespan from the first submit to the last job's end), then removed the same way.
 
-Times come from the running-lab store (enqueued_at, started_at, first task, ended_at).
+Times come from the running-lab store (enqueued_at, started_at, first task, ended_at). CPU
+time and peak memory come from bench/measure.py, as in every bench: of the workers' process
+trees (worker, work horse, ansible-runner, ansible-playbook and its forks) while a job runs,
+and of the playbook run by hand.
 It uses a database and a Redis database of its own (dropped / flushed afterwards) and its own
 workers; only labs named job-bench-* are created.
 
@@ -39,6 +42,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.measure import Measurement, Usage, Watch, measure  # noqa: E402
 from jobs.queue import submit  # noqa: E402
 from ltb.resources import find_lab_resources  # noqa: E402
 from store.db import DEFAULT_DATABASE_URL, session_factory, upgrade_database  # noqa: E402
@@ -133,27 +137,41 @@ def seconds(a: datetime, b: datetime) -> float:
     return round((b - a).total_seconds(), 3)
 
 
-def by_hand(playbook: str, path: Path) -> tuple[float, float]:
-    """Wall-clock seconds of the playbook run by hand, and from its start to its first task
+def by_hand(playbook: str, path: Path) -> tuple[Measurement, float]:
+    """The playbook run by hand, measured, and the seconds from its start to its first task
     (read from the JSON callback's task start time)."""
     started_at = datetime.now(UTC)
-    started = time.monotonic()
-    run = subprocess.run(
-        [ROOT / ".venv/bin/ansible-playbook", "-i", "inventory/", "-i", str(path), playbook],
-        cwd=ROOT,
-        env=dict(
+    output, errors = path.with_suffix(".out"), path.with_suffix(".err")
+    run = measure(
+        [str(ROOT / ".venv/bin/ansible-playbook"), "-i", "inventory/", "-i", str(path), playbook],
+        dict(
             os.environ,
             ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
             ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
         ),
-        check=True,
-        capture_output=True,
-        text=True,
+        output,
+        ROOT,
+        stderr_log=errors,
     )
-    wall = round(time.monotonic() - started, 3)
-    first = json.loads(run.stdout)["plays"][0]["tasks"][0]["task"]["duration"]["start"]
+    if run.returncode != 0:
+        raise RuntimeError(f"{playbook} failed: {errors.read_text()[-2000:]}")
+    first = json.loads(output.read_text())["plays"][0]["tasks"][0]["task"]["duration"]["start"]
     first_task = datetime.fromisoformat(first.replace("Z", "+00:00"))
-    return wall, seconds(started_at, first_task)
+    return run, seconds(started_at, first_task)
+
+
+def run_jobs(bench: Bench, task: str, labs: list[str]) -> tuple[list[Job], Usage]:
+    """Submit a task of each lab at once and wait for them all, watching the workers' process
+    trees meanwhile."""
+    with Watch([worker.pid for worker in bench.workers]) as watch:
+        jobs = bench.wait(
+            [
+                submit(lab, task, topology=topology(lab) if task == "deploy" else None)
+                for lab in labs
+            ]
+        )
+    assert watch.usage is not None
+    return jobs, watch.usage
 
 
 def latency_and_overhead(bench: Bench, repeat: int) -> dict[str, Any]:
@@ -161,8 +179,8 @@ def latency_and_overhead(bench: Bench, repeat: int) -> dict[str, Any]:
     rows = []
     for i in range(repeat):
         lab = f"job-bench-{i}"
-        [deploy] = bench.wait([submit(lab, "deploy", topology=topology(lab))])
-        [remove] = bench.wait([submit(lab, "remove")])
+        [deploy], deploy_usage = run_jobs(bench, "deploy", [lab])
+        [remove], remove_usage = run_jobs(bench, "remove", [lab])
         first_task = datetime.fromisoformat(deploy.progress["first_task_at"])
         path = bench.workdir / f"{lab}.lab.yml"
         path.write_text(topology(lab))
@@ -176,9 +194,15 @@ def latency_and_overhead(bench: Bench, repeat: int) -> dict[str, Any]:
                 "enqueue_to_first_task": seconds(deploy.enqueued_at, first_task),
                 "by_hand_start_to_first_task": hand_first_task,
                 "deploy_job": seconds(deploy.enqueued_at, deploy.ended_at),
-                "deploy_by_hand": hand_deploy,
+                "deploy_by_hand": hand_deploy.wall_s,
                 "remove_job": seconds(remove.enqueued_at, remove.ended_at),
-                "remove_by_hand": hand_remove,
+                "remove_by_hand": hand_remove.wall_s,
+                "deploy_job_cpu_s": deploy_usage.cpu_s,
+                "deploy_by_hand_cpu_s": hand_deploy.cpu_s,
+                "remove_job_cpu_s": remove_usage.cpu_s,
+                "remove_by_hand_cpu_s": hand_remove.cpu_s,
+                "deploy_job_peak_mib": deploy_usage.peak_mib,
+                "deploy_by_hand_peak_mib": hand_deploy.peak_mib,
                 "events_stored": deploy.result["tasks"],
             }
         )
@@ -191,17 +215,13 @@ def throughput(bench: Bench, labs: int, workers: int) -> dict[str, Any]:
     names = [f"job-bench-w{workers}-{i}" for i in range(labs)]
     result: dict[str, Any] = {"workers": workers, "labs": labs}
     for task in ("deploy", "remove"):
-        started = time.monotonic()
-        ids = [
-            submit(name, task, topology=topology(name) if task == "deploy" else None)
-            for name in names
-        ]
-        jobs = bench.wait(ids)
-        makespan = round(time.monotonic() - started, 3)
+        jobs, usage = run_jobs(bench, task, names)
         result[task] = {
-            "makespan": makespan,
-            "labs_per_minute": round(labs * 60 / makespan, 2),
+            "makespan": usage.wall_s,
+            "labs_per_minute": round(labs * 60 / usage.wall_s, 2),
             "job_seconds": [seconds(j.started_at, j.ended_at) for j in jobs],
+            "cpu_s": usage.cpu_s,
+            "peak_mib": usage.peak_mib,
         }
     for name in names:
         assert find_lab_resources(name).empty(), name
@@ -241,12 +261,16 @@ def main() -> None:
     print(f"  by hand: start -> first task      {m['by_hand_start_to_first_task']:8.3f}")
     print(f"  deploy: job {m['deploy_job']:7.2f}   by hand {m['deploy_by_hand']:7.2f}")
     print(f"  remove: job {m['remove_job']:7.2f}   by hand {m['remove_by_hand']:7.2f}")
+    for what, unit in (("deploy", "cpu_s"), ("remove", "cpu_s"), ("deploy", "peak_mib")):
+        job, hand = m[f"{what}_job_{unit}"], m[f"{what}_by_hand_{unit}"]
+        print(f"  {what} {unit}: job {job:7.2f}   by hand {hand:7.2f}")
     print(f"throughput, {args.labs} labs of 2 nodes at once")
     for row in scaling:
         print(
             f"  {row['workers']} worker(s): deploy {row['deploy']['makespan']:7.2f} s "
             f"({row['deploy']['labs_per_minute']} labs/min), "
-            f"remove {row['remove']['makespan']:7.2f} s"
+            f"remove {row['remove']['makespan']:7.2f} s; CPU deploy {row['deploy']['cpu_s']} s, "
+            f"remove {row['remove']['cpu_s']} s; peak {row['deploy']['peak_mib']} MiB"
         )
     print(f"results: {out.relative_to(ROOT)}")
 
