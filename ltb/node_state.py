@@ -140,7 +140,11 @@ def read_domains(libvirt_uri: str = DEFAULT_LIBVIRT_URI) -> dict[str, str] | Non
 
 
 class Cached:
-    """A reading kept for `seconds`; threads asking at once share one reading."""
+    """A reading kept for `seconds`, then read again in a thread of its own while callers get
+    the last one: no request waits for Docker or libvirt (bench/portal.py: a read takes
+    20 ms on an idle machine, and every lab answer of the process used to wait behind it).
+    With no reading yet, or after forget(), the caller reads (threads asking at once share
+    that reading)."""
 
     def __init__(self, read: Callable[[], dict[str, str] | None], seconds: float) -> None:
         self.read = read
@@ -148,17 +152,38 @@ class Cached:
         self.lock = threading.Lock()
         self.value: dict[str, str] | None = None
         self.at = float("-inf")
+        self.refreshing = False
+        self.generation = 0  # forget() counts up: a reading begun before it is not kept
 
     def get(self) -> dict[str, str] | None:
         with self.lock:
-            if time.monotonic() - self.at >= self.seconds:
-                self.value = self.read()
-                self.at = time.monotonic()
+            if time.monotonic() - self.at < self.seconds:
+                return self.value
+            if self.at != float("-inf"):
+                if not self.refreshing:
+                    self.refreshing = True
+                    threading.Thread(
+                        target=self._refresh, args=(self.generation,), daemon=True
+                    ).start()
+                return self.value
+            self.value = self.read()
+            self.at = time.monotonic()
             return self.value
+
+    def _refresh(self, generation: int) -> None:
+        value = None
+        try:
+            value = self.read()
+        finally:
+            with self.lock:
+                self.refreshing = False
+                if generation == self.generation and self.at != float("-inf"):
+                    self.value, self.at = value, time.monotonic()
 
     def forget(self) -> None:
         with self.lock:
             self.at = float("-inf")
+            self.generation += 1
 
 
 CONTAINERS = Cached(read_containers, CACHE_SECONDS)
