@@ -426,11 +426,27 @@ def _resume_saved_vm(lab, node, domain, memory, where):
 
 
 def check_nodes(lab, nodes):
-    """Each node given has a name and a known kind; errors name the node."""
+    """Each node given has a plain name (it names files), a known kind, and a disk (if any)
+    in the lab's own directory; errors name the node."""
     for node in nodes:
-        if not node.get("name"):
-            raise SnapshotError(f"lab {lab!r}: a node is given without a name ({node!r})")
+        name = node.get("name")
+        if not name or "/" in name or name.startswith("."):
+            raise SnapshotError(f"lab {lab!r}: a node is given without a plain name ({node!r})")
         kind_of(node.get("kind"))
+        disk = node.get("disk")
+        if disk is not None and not _inside(Path(disk), Path("labs") / lab):
+            raise SnapshotError(
+                f"lab {lab!r}, node {name}: disk {disk!r} is not in the lab's directory"
+            )
+
+
+def _inside(path, directory):
+    """True when relative `path` stays inside relative `directory` (no `..`, not absolute)."""
+    return (
+        not path.is_absolute()
+        and ".." not in path.parts
+        and path.parts[: len(directory.parts)] == directory.parts
+    )
 
 
 def _check_running(lab, nodes, where):

@@ -86,7 +86,7 @@ def test_the_snapshot_module_knows_every_kind_the_controller_registers(kind):
 def test_a_node_of_an_unknown_kind_is_refused_by_name():
     with pytest.raises(snapshot_impl.SnapshotError, match=r"unknown node kind 'router'.*container"):
         snapshot_impl.check_nodes("lab", [{"name": "r1", "kind": "router"}])
-    with pytest.raises(snapshot_impl.SnapshotError, match="without a name"):
+    with pytest.raises(snapshot_impl.SnapshotError, match="without a plain name"):
         snapshot_impl.check_nodes("lab", [{"kind": "vm"}])
 
 
@@ -95,3 +95,22 @@ def test_remove_sweeps_domains_by_a_prefix_of_every_node_name_of_the_lab_and_no_
     assert all(node_vars(LAB, n)["container_name"].startswith(prefix) for n in LAB.nodes)
     other = parse_lab("name: names2\nnodes:\n  v: {kind: vm}\n")
     assert not node_vars(other, other.node("v"))["vm"]["domain"].startswith(prefix)
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        {"name": "../r1", "kind": "container", "container": "x"},
+        {"name": ".hidden", "kind": "container", "container": "x"},
+        {"name": "v", "kind": "vm", "disk": "/etc/shadow"},
+        {"name": "v", "kind": "vm", "disk": "labs/lab/../other/vms/v/disk.qcow2"},
+        {"name": "v", "kind": "vm", "disk": "labs/other/vms/v/disk.qcow2"},
+    ],
+)
+def test_a_node_whose_name_or_disk_leaves_the_lab_directory_is_refused(node):
+    with pytest.raises(snapshot_impl.SnapshotError, match="lab 'lab'"):
+        snapshot_impl.check_nodes("lab", [node])
+
+
+def test_the_nodes_the_inventory_gives_pass_the_module_checks():
+    snapshot_impl.check_nodes(LAB.name, [node_vars(LAB, n)["snapshot"] for n in LAB.nodes])
