@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from ltb import module_utils
 from ltb import snapshot as snapshots
 from ltb.mirror import mirror_spec
 from ltb.model import host_interface_name, mgmt_host_interface_name
@@ -17,12 +17,8 @@ ROOT = Path(__file__).parents[2]
 
 
 def _veth_module():
-    spec = importlib.util.spec_from_file_location(
-        "ltb_veth", ROOT / "plugins" / "modules" / "ltb_veth.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    # The veth code the modules share (plugins/module_utils/ltb_veth.py).
+    return module_utils.load("ltb_veth")
 
 
 def test_this_process_owns_what_it_takes_and_a_finished_one_owns_nothing():
