@@ -70,10 +70,15 @@ class InventoryModule(BaseInventoryPlugin):
             raise AnsibleParserError(
                 f"{path}: hypervisor {hypervisor!r} (LTB_HYPERVISOR) is not in group hypervisors"
             )
-        # Allocated only for a valid topology on a known hypervisor.
+        # Allocated only for a valid topology on known hypervisors.
         registry = Registry(self.get_option("state_dir"))
+
+        def allocate(parsed, mgmt_subnet):
+            self._check_node_hypervisors(path, parsed, hypervisor, known)
+            return registry.allocate(parsed, mgmt_subnet)
+
         try:
-            lab = load_lab(path, registry.allocate)
+            lab = load_lab(path, allocate)
         except TopologyError as error:
             raise AnsibleParserError(str(error)) from None
         except OSError as error:
@@ -90,7 +95,7 @@ class InventoryModule(BaseInventoryPlugin):
                 hypervisor,
                 os.path.abspath(path),
                 str(registry.path),
-                self._tunnel_addresses(path, lab, hypervisor, known),
+                self._tunnel_addresses(lab, hypervisor),
             )
         except ValueError as error:
             raise AnsibleParserError(f"{path}: {error}") from None
@@ -111,9 +116,9 @@ class InventoryModule(BaseInventoryPlugin):
             for host in hosts:
                 inventory.add_child(group, host)
 
-    def _tunnel_addresses(self, path, lab, hypervisor, known):
-        """Each hypervisor of the lab and its underlay address (host var ltb_tunnel_address,
-        else ansible_host); every node's hypervisor must be in group hypervisors."""
+    @staticmethod
+    def _check_node_hypervisors(path, lab, hypervisor, known):
+        """Every hypervisor a node names must be in group hypervisors."""
         names = [h.name for h in known.get_hosts()] if known is not None else [hypervisor]
         for node in lab.nodes:
             if node.hypervisor is not None and node.hypervisor not in names:
@@ -121,6 +126,10 @@ class InventoryModule(BaseInventoryPlugin):
                     f"{path}: node {node.name!r}: hypervisor {node.hypervisor!r} is not in "
                     f"group hypervisors (known: {', '.join(names)})"
                 )
+
+    def _tunnel_addresses(self, lab, hypervisor):
+        """Each hypervisor of a spread lab and its underlay address (host var
+        ltb_tunnel_address, else ansible_host)."""
         hypervisors = set(node_hypervisors(lab, hypervisor).values())
         if len(hypervisors) == 1:
             return {}
