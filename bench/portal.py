@@ -13,7 +13,8 @@ time gunicorn spent on the request (its access log, in ms: the client's latency 
 mostly waiting for a free worker thread); requests per second; and the SQL statements one
 request of each endpoint makes (counted in-process with the same app).
 
-    .venv/bin/python bench/portal.py [--requests 4000] [--clients 50] [--think-ms 0] [--label TEXT]
+    .venv/bin/python bench/portal.py [--requests 4000] [--clients 50] [--think-ms 0] [--revalidate]
+        [--workers 2 --threads 4] [--label TEXT]
 
 Results: a table on stdout and bench/results/portal-<timestamp>.json.
 """
@@ -292,7 +293,7 @@ class Portal:
         (format of portal/gunicorn.conf.py: `host "METHOD PATH" status bytes Mms`)."""
         found: dict[str, list[float]] = {"list": [], "show": []}
         for line in self.log_path.read_text().splitlines():
-            match = re.search(r'"GET /api/labs(/\d+)?" 200 \d+ (\d+)ms', line)
+            match = re.search(r'"GET /api/labs(/\d+)?" (?:200|304) (?:\d+|-) (\d+)ms', line)
             if match:
                 found["show" if match.group(1) else "list"].append(float(match.group(2)))
         return found
@@ -337,12 +338,17 @@ def count_queries(database_url: str, token: str) -> dict[str, int]:
     return counts
 
 
-def load(base: str, token: str, total: int, clients: int, think_ms: float = 0) -> dict[str, Any]:
+def load(
+    base: str, token: str, total: int, clients: int, think_ms: float = 0, revalidate: bool = False
+) -> dict[str, Any]:
     """`clients` threads, each with its own connection, alternating the two endpoints until
     `total` requests are done; latency per request in ms, as seen by the client. With
     `think_ms`, each client waits a random time of that mean between its requests (a browser
-    polling a lab); without, each asks again at once (the server saturated)."""
+    polling a lab); without, each asks again at once (the server saturated). With
+    `revalidate`, each client polls one lab of its own and sends back the ETags it was given
+    (If-None-Match), as a browser's fetch does: a 304 counts as an answer."""
     latencies: dict[str, list[float]] = {"list": [], "show": []}
+    not_modified = [0]
     errors: list[str] = []
     lock = threading.Lock()
     left = [total]
@@ -356,6 +362,8 @@ def load(base: str, token: str, total: int, clients: int, think_ms: float = 0) -
         # a GET again on a new connection: so does this client (never more than once).
         session.mount(base, requests.adapters.HTTPAdapter(max_retries=Retry(total=1, read=1)))
         turn = seed % 2
+        own_lab = rng.randint(1, LABS)
+        etags: dict[str, str] = {}
         while True:
             with lock:
                 if left[0] == 0:
@@ -363,15 +371,20 @@ def load(base: str, token: str, total: int, clients: int, think_ms: float = 0) -
                 left[0] -= 1
             endpoint = "list" if turn == 0 else "show"
             turn ^= 1
-            path = "/api/labs" if endpoint == "list" else f"/api/labs/{rng.randint(1, LABS)}"
+            lab = own_lab if revalidate else rng.randint(1, LABS)
+            path = "/api/labs" if endpoint == "list" else f"/api/labs/{lab}"
+            headers = {"If-None-Match": etags[path]} if path in etags else {}
             if think_ms:
                 time.sleep(rng.expovariate(1000 / think_ms))
             started = time.perf_counter()
-            response = session.get(base + path, timeout=30)
+            response = session.get(base + path, headers=headers, timeout=30)
             elapsed = (time.perf_counter() - started) * 1000
             with lock:
-                if response.status_code == 200:
+                if response.status_code in (200, 304):
                     latencies[endpoint].append(elapsed)
+                    not_modified[0] += response.status_code == 304
+                    if revalidate and "ETag" in response.headers:
+                        etags[path] = response.headers["ETag"]
                 else:
                     errors.append(f"{path}: {response.status_code}")
 
@@ -386,6 +399,7 @@ def load(base: str, token: str, total: int, clients: int, think_ms: float = 0) -
         "requests_per_s": round(done / wall, 1),
         "errors": errors[:20],
         "error_count": len(errors),
+        "not_modified": not_modified[0],
         "latency_ms": {k: percentiles(v) for k, v in latencies.items()},
     }
 
@@ -403,6 +417,11 @@ def main() -> None:
         default=0,
         help="mean pause of each client between its requests (0: none, the server saturated)",
     )
+    parser.add_argument(
+        "--revalidate",
+        action="store_true",
+        help="each client polls one lab and sends its ETags back (If-None-Match)",
+    )
     args = parser.parse_args()
 
     database = Database()
@@ -417,7 +436,14 @@ def main() -> None:
                 load(portal.base, token, 200, args.clients)  # warm-up, not counted
                 warm = {k: len(v) for k, v in portal.server_ms().items()}
                 load_avg = os.getloadavg()
-                run = load(portal.base, token, args.requests, args.clients, args.think_ms)
+                run = load(
+                    portal.base,
+                    token,
+                    args.requests,
+                    args.clients,
+                    args.think_ms,
+                    args.revalidate,
+                )
                 server = {k: percentiles(v[warm[k] :]) for k, v in portal.server_ms().items() if v}
             finally:
                 portal.close()
@@ -437,6 +463,7 @@ def main() -> None:
         "gunicorn": {"workers": args.workers, "threads": args.threads},
         "clients": args.clients,
         "think_ms": args.think_ms,
+        "revalidate": args.revalidate,
         "queries_per_request": queries,
         **run,
         "server_ms": server,
@@ -450,7 +477,10 @@ def main() -> None:
         f"{args.workers}x{args.threads} gthread; think {args.think_ms:g} ms; fill {fill_s} s; "
         f"load before {load_avg[0]:.2f}"
     )
-    print(f"  {run['requests_per_s']} requests/s, {run['error_count']} errors")
+    print(
+        f"  {run['requests_per_s']} requests/s, {run['error_count']} errors, "
+        f"{run['not_modified']} answered 304{' (revalidating)' if args.revalidate else ''}"
+    )
     print("  endpoint              queries   p50    p90    p99    max   (ms)")
     names = {"list": "GET /api/labs", "show": "GET /api/labs/<id>"}
     for key, name in names.items():
