@@ -163,6 +163,9 @@ def test_lab_deploys_mirrors_and_goes_on_a_hypervisor_over_ssh(hypervisor, docke
     lab_file.write_text(TOPOLOGY)
     inventory = hypervisor.inventory(tmp_path / "inventory")
     try:
+        would = run("deploy.yml", inventory, lab_file, "--check", "--diff")
+        assert would.changed().get(HYPERVISOR), "check mode reports no change for a new lab"
+        assert_no_leftovers(LAB)  # and makes nothing
         run("deploy.yml", inventory, lab_file)
         lab = RunningLab(lab_file, docker_client)
         assert lab.ping("a", "10.207.1.3"), "no ping across the shared segment"
