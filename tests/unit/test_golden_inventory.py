@@ -87,7 +87,18 @@ def render(topology: Path, state_dir: Path) -> str:
         for name, group in inventory.groups.items()
         if name not in ("all", "ungrouped", "hypervisors")
     }
-    text = yaml.dump({"hosts": hosts, "groups": groups}, Dumper=_Dumper, sort_keys=False, width=100)
+    # What all nodes of a lab share (its network) the plugin sets once, on the lab's group.
+    group_vars = {
+        name: dict(group.vars)
+        for name, group in inventory.groups.items()
+        if name not in ("all", "ungrouped", "hypervisors") and group.vars
+    }
+    text = yaml.dump(
+        {"hosts": hosts, "groups": groups, "group_vars": group_vars},
+        Dumper=_Dumper,
+        sort_keys=False,
+        width=100,
+    )
     text = text.replace(str(topology.resolve()), "<topology>").replace(
         str(state_dir), "<state_dir>"
     )
