@@ -28,17 +28,21 @@ import contextlib
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from ltb.allocation import Registry
-from ltb.ssh import ssh_argv
-from ltb.topology import load_lab
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.measure import Measurement, measure  # noqa: E402
+from ltb.allocation import Registry  # noqa: E402
+from ltb.ssh import ssh_argv  # noqa: E402
+from ltb.topology import load_lab  # noqa: E402
+
 VENV_BIN = ROOT / ".venv" / "bin"
 RESULTS = ROOT / "bench" / "results"
 TOPOLOGY = ROOT / "tests" / "integration" / "topologies" / "mixed.lab.yml"
@@ -48,21 +52,25 @@ LAB = "vm-bench"
 SNAPSHOT = "bench"
 
 
-def playbook(name: str, lab_file: Path, *extra: str) -> float:
+def playbook(name: str, lab_file: Path, *extra: str) -> Measurement:
+    """Run a playbook, measured (bench/measure.py): its time, CPU and peak memory."""
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
     env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
-    started = time.monotonic()
-    done = subprocess.run(
-        [VENV_BIN / "ansible-playbook", "-i", "inventory/", "-i", str(lab_file), name, *extra],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
-    return time.monotonic() - started
+    argv = [str(VENV_BIN / "ansible-playbook"), "-i", "inventory/", "-i", str(lab_file), name]
+    with tempfile.NamedTemporaryFile(prefix="vm-bench-", suffix=".log") as log:
+        done = measure([*argv, *extra], env, Path(log.name), ROOT)
+        if done.returncode != 0:
+            raise SystemExit(f"{name} failed:\n{Path(log.name).read_text()[-5000:]}")
+    return done
+
+
+def record(result: dict[str, Any], key: str, run: Measurement) -> None:
+    """A step's wall time, the CPU time and peak memory of its process tree and the machine's
+    busy CPU time (QEMU and libvirtd are not in the tree: their work is in machine_cpu_s)."""
+    result[f"{key}_s"] = round(run.wall_s, 2)
+    result[f"{key}_cpu_s"] = run.cpu_s
+    result[f"{key}_peak_mib"] = run.peak_mib
+    result[f"{key}_machine_cpu_s"] = run.machine_cpu_s
 
 
 def ssh_answers(address: str) -> bool:
@@ -104,6 +112,23 @@ class SshWatch:
         return self.seconds
 
 
+# What a snapshot and restore of the VM are without LTB: $1 domain, $2 directory, $3 overlay.
+BARE_SNAPSHOT = (
+    'virsh -c qemu:///system save "$1" "$2/vm.memory" --running'
+    ' && cp --sparse=always "$3" "$2/vm.qcow2"'
+    ' && virsh -c qemu:///system restore "$2/vm.memory" --running'
+)
+
+
+def bare(*argv: str) -> Measurement:
+    """Run bare commands, measured like the playbooks."""
+    with tempfile.NamedTemporaryFile(prefix="vm-bench-bare-", suffix=".log") as log:
+        done = measure(list(argv), dict(os.environ), Path(log.name), ROOT)
+        if done.returncode != 0:
+            raise SystemExit(f"{argv} failed:\n{Path(log.name).read_text()[-3000:]}")
+    return done
+
+
 def virsh(*argv: str) -> None:
     subprocess.run(["virsh", "-c", "qemu:///system", *argv], check=True, capture_output=True)
 
@@ -128,12 +153,12 @@ def one_run(lab_file: Path) -> dict[str, Any]:
     result: dict[str, Any] = {}
 
     watch = SshWatch(address).start()
-    result["deploy_s"] = round(playbook("playbooks/deploy.yml", lab_file), 2)
+    record(result, "deploy", playbook("playbooks/deploy.yml", lab_file))
     result["deploy_vm_ssh_s"] = round(watch.wait(300) or -1, 2)
 
     virsh("destroy", domain)
     started = time.monotonic()
-    virsh("start", domain)
+    record(result, "bare_virsh_start", bare("virsh", "-c", "qemu:///system", "start", domain))
     watch = SshWatch(address)
     watch._started = started
     watch._thread.start()
@@ -143,35 +168,35 @@ def one_run(lab_file: Path) -> dict[str, Any]:
 
     for name, extra in ((SNAPSHOT, ()), (f"{SNAPSHOT}-disk", ("-e", "snapshot_vm_memory=false"))):
         key = "snapshot" if name == SNAPSHOT else "snapshot_disk_only"
-        result[f"{key}_s"] = round(
-            playbook("playbooks/snapshot.yml", lab_file, "-e", f"snapshot={name}", *extra), 2
+        record(
+            result,
+            key,
+            playbook("playbooks/snapshot.yml", lab_file, "-e", f"snapshot={name}", *extra),
         )
         manifest = json.loads((STATE_DIR / "snapshots" / LAB / name / "snapshot.json").read_text())
         result[f"{key}_bytes"] = {node: state["bytes"] for node, state in manifest["nodes"].items()}
         result[f"{key}_module_s"] = manifest["seconds"]
 
     overlay = STATE_DIR / "labs" / LAB / "vms" / "vm" / "disk.qcow2"
-    with tempfile.TemporaryDirectory(dir=STATE_DIR) as bare:
-        started = time.monotonic()
-        virsh("save", domain, f"{bare}/vm.memory", "--running")
-        subprocess.run(["cp", "--sparse=always", overlay, f"{bare}/vm.qcow2"], check=True)
-        virsh("restore", f"{bare}/vm.memory", "--running")
-        result["bare_virsh_save_cp_restore_s"] = round(time.monotonic() - started, 2)
+    with tempfile.TemporaryDirectory(dir=STATE_DIR) as saved_to:
+        record(
+            result,
+            "bare_virsh_save_cp_restore",
+            bare("sh", "-c", BARE_SNAPSHOT, "bare", domain, saved_to, str(overlay)),
+        )
 
     saved = STATE_DIR / "snapshots" / LAB / SNAPSHOT / "topology.lab.yml"
     for name in (f"{SNAPSHOT}-disk", SNAPSHOT):
         key = "restore" if name == SNAPSHOT else "restore_disk_only"
         restore_started = time.monotonic()
-        result[f"{key}_s"] = round(
-            playbook("playbooks/restore.yml", saved, "-e", f"snapshot={name}"), 2
-        )
+        record(result, key, playbook("playbooks/restore.yml", saved, "-e", f"snapshot={name}"))
         # After a restore the VM answers by the end of the playbook (ready.yml waits for it).
         result[f"{key}_vm_ssh_s"] = (
             round(time.monotonic() - restore_started, 2) if ssh_answers(address) else -1
         )
 
     delete_snapshots(lab_file)
-    result["remove_s"] = round(playbook("playbooks/remove.yml", lab_file), 2)
+    record(result, "remove", playbook("playbooks/remove.yml", lab_file))
     return result
 
 
