@@ -278,13 +278,16 @@ def run_playbook(
     topology: str,
     hypervisor: str,
     playbook: str,
+    allocation: str | None = None,
     extravars: dict[str, Any],
     observer: RunObserver,
     cancelled: Callable[[], bool],
     on_progress: Callable[[], None],
 ) -> RunResult:
     """Run `playbooks/<playbook>` on the lab; return when it has ended (or was stopped).
-    `extravars` reach the playbook as data, never templated (see the module's doc)."""
+    `extravars` reach the playbook as data, never templated (see the module's doc).
+    `allocation`: the lab's tag and subnet from the store (`<tag>/<subnet>`), which the
+    inventory plugin then uses instead of a registry file (None: the file's)."""
     directory = make_private_data_dir(settings, job_id, lab, topology, extravars)
     started = time.monotonic()
 
@@ -314,7 +317,8 @@ def run_playbook(
                 "/usr/sbin:/usr/bin:/sbin:/bin",
                 "LTB_HYPERVISOR": hypervisor,
                 "ANSIBLE_NOCOLOR": "1",
-            },
+            }
+            | ({"LTB_ALLOCATION": allocation} if allocation else {}),
             settings={"pexpect_timeout": 1, "suppress_ansible_output": True},
             timeout=settings.task_timeout,
             suppress_env_files=True,

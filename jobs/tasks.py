@@ -15,6 +15,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -27,6 +28,9 @@ from jobs.connections import sessions
 from jobs.processes import process_start_time
 from jobs.runner import RunObserver, run_playbook
 from jobs.settings import load
+from ltb.allocation import allocation_text
+from ltb.topology import TopologyError
+from store import allocations
 from store.db import engine
 from store.labs import finish_job
 from store.models import Job, JobEvent, JobStatus, utcnow
@@ -51,6 +55,15 @@ TASKS_WITH_USER_KEYS = ("deploy", "restore")
 # How long a job tries to record its end while the database is away (e.g. restarting); the
 # sweep (jobs.health) fails the job if this never gets through.
 FINAL_RECORD_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a job's playbook acts: the lab's hypervisor, and its allocation
+    (ltb.allocation.allocation_text) that the run's inventory gives the lab."""
+
+    hypervisor: str
+    allocation: str
 
 
 def _queued_by_name(task: str) -> Callable[..., dict[str, Any]]:
@@ -96,7 +109,15 @@ def run_task(task: str, lab: str) -> dict[str, Any]:
             # Read now, not when the task was requested: the keys the owner has at deploy.
             keys = lab_authorized_keys(session, job.lab)
             extravars = {**extravars, "ltb_user_authorized_keys": keys}
+        try:
+            # Held since the request (store.allocations); taken now by a lab that holds none.
+            allocation = allocation_text(allocations.ensure(session, job.lab))
+        except (TopologyError, allocations.LabAllocationError) as error:
+            finish_job(session, job, JobStatus.FAILED, {"error": f"not run: {error}"})
+            log.warning("job %s (%s of lab %s) not run: %s", job_id, task, lab, error)
+            return {"status": "refused", "error": str(error)}
         lab_id, topology, hypervisor = job.lab_id, job.lab.topology, job.lab.hypervisor
+        where = Where(hypervisor, allocation)
         previous = session.scalars(
             select(Job)
             .where(Job.lab_id == lab_id, Job.task == task, Job.status == JobStatus.SUCCESSFUL)
@@ -117,7 +138,7 @@ def run_task(task: str, lab: str) -> dict[str, Any]:
         lock.commit()  # the advisory lock is the session's, not the transaction's
         try:
             return _run_locked(
-                settings, rq_job, task, lab, topology, hypervisor, extravars, tasks_expected
+                settings, rq_job, task, lab, topology, where, extravars, tasks_expected
             )
         finally:
             try:
@@ -128,7 +149,7 @@ def run_task(task: str, lab: str) -> dict[str, Any]:
 
 
 def _run_locked(
-    settings, rq_job, task, lab, topology, hypervisor, extravars, tasks_expected
+    settings, rq_job, task, lab, topology, where, extravars, tasks_expected
 ) -> dict[str, Any]:
     job_id = rq_job.id
     Session = sessions(settings)
@@ -154,7 +175,7 @@ def _run_locked(
             job.pid = os.getpid()
             job.pid_started = process_start_time(job.pid)
         status, result = _run_recorded(
-            settings, rq_job, task, lab, topology, hypervisor, extravars, tasks_expected
+            settings, rq_job, task, lab, topology, where, extravars, tasks_expected
         )
     finally:
         if cgroup is not None:
@@ -163,7 +184,7 @@ def _run_locked(
 
 
 def _run_recorded(
-    settings, rq_job, task, lab, topology, hypervisor, extravars, tasks_expected
+    settings, rq_job, task, lab, topology, where, extravars, tasks_expected
 ) -> tuple[JobStatus, dict[str, Any]]:
     """Run the playbook, writing progress and events as it goes; record its end."""
     job_id = rq_job.id
@@ -219,7 +240,8 @@ def _run_recorded(
             job_id=job_id,
             lab=lab,
             topology=topology,
-            hypervisor=hypervisor,
+            hypervisor=where.hypervisor,
+            allocation=where.allocation,
             playbook=lab_task(task).playbook,
             extravars=extravars or {},
             observer=observer,

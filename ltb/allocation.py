@@ -31,7 +31,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from ipaddress import IPv4Network
@@ -85,12 +85,15 @@ def choose(
     own_networks: Iterable[IPv4Network],
     others: dict[str, Held],
     current: Held | None = None,
+    describe: Callable[[str], str] = lambda other: f"lab {other!r}",
 ) -> Held:
     """The allocation of `lab`, apart from every lab in `others`.
 
     `given` is the topology's own management subnet (None: a default one); `own_networks`
     are the lab's link subnets, which a default subnet must not overlap; `current` is what
-    the lab holds now (kept while it is still free, so a lab deployed again is unchanged)."""
+    the lab holds now (kept while it is still free, so a lab deployed again is unchanged);
+    `describe` names another lab in errors (the portal says "another lab" for labs the
+    caller may not see)."""
     tags = {held.tag for held in others.values()}
     tag = _free_tag(lab, tags) if current is None or current.tag in tags else current.tag
 
@@ -99,7 +102,7 @@ def choose(
             if held.mgmt_subnet.overlaps(given):
                 raise AllocationError(
                     f"management subnet {given} overlaps {held.mgmt_subnet}, the management "
-                    f"subnet of lab {other!r}: set another mgmt.ipv4_subnet"
+                    f"subnet of {describe(other)}: set another mgmt.ipv4_subnet"
                 )
         return Held(tag, given, given=True)
 
@@ -240,6 +243,24 @@ class Registry:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+
+
+def allocation_text(allocation: Allocation) -> str:
+    """`<tag>/<subnet>`: how a job hands a lab's allocation to its playbook run
+    (LTB_ALLOCATION, read by the inventory plugin)."""
+    return f"{allocation.tag}/{allocation.mgmt_subnet}"
+
+
+def parse_allocation_text(text: str) -> Allocation:
+    """The allocation of `allocation_text`; ValueError naming what is wrong."""
+    tag, _, subnet = text.partition("/")
+    if not TAG.fullmatch(tag):
+        raise ValueError(f"{text!r} is not <tag>/<subnet>: the tag is not {TAG_DIGITS} hex digits")
+    try:
+        network = IPv4Network(subnet)
+    except ValueError as error:
+        raise ValueError(f"{text!r} is not <tag>/<subnet>: {error}") from None
+    return Allocation(tag, network)
 
 
 def held_to_json(held: Held) -> dict[str, Any]:

@@ -22,7 +22,6 @@ from sqlalchemy.orm import defer, joinedload, selectinload
 
 from jobs.queue import submit
 from ltb import capture, kinds, model
-from ltb.allocation import Registry
 from ltb.deployed import DEFAULT_STATE_DIR, LabNotDeployed, load_deployed_lab
 from ltb.device_info import ContainerReader, SshReader, read_device_info
 from ltb.mirror import MirrorError
@@ -30,10 +29,11 @@ from ltb.node_state import node_states as read_node_states
 from ltb.picture import topology_svg
 from ltb.ssh import ssh_argv
 from ltb.topology import TopologyError, parse_lab
-from portal.access import LARGEST_ID, is_admin, lab_or_404, taught_course_ids
+from portal.access import LARGEST_ID, is_admin, lab_or_404, may_see_lab, taught_course_ids
 from portal.keys import ssh_one_liner
 from portal.quotas import check_lab_start
 from portal.templates import usable_version
+from store import allocations
 from store.capacity import lab_needs
 from store.db import db
 from store.labs import LabBusy, LabError, LabNotFound, LabStateError, renamed_topology
@@ -92,6 +92,8 @@ def start_lab(user: User, template_id: int, version: int | None, title: str | No
         template_version_id=chosen.id,
         course_id=template.course_id,
         title=title or template.name,
+        # A given subnet that another lab holds: named only if the user may see that lab.
+        may_see=lambda holder: may_see_lab(user, holder),
     )
     db.session.expire_all()  # submit wrote in its own transaction
     return db.session.get(Job, job_id)
@@ -262,7 +264,7 @@ def lab_model(lab: Lab) -> tuple[model.Lab, bool]:
     """The lab's model under the allocation it holds (its real management addresses), and
     whether it holds one; a lab that holds none has only the addresses it would prefer."""
     parsed = parse_lab(lab.topology, f"lab {lab.name}")
-    held = Registry(DEFAULT_STATE_DIR).held().get(lab.name)
+    held = allocations.held(lab)
     if held is None:
         return parsed, False
     return parsed.with_allocation(held.allocation), True

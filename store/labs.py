@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -20,9 +21,7 @@ from sqlalchemy.orm import Session
 
 from jobs.redact import redact
 from ltb import model
-from ltb.allocation import Registry
-from ltb.deployed import DEFAULT_STATE_DIR
-from ltb.topology import parse_lab
+from store import allocations
 from store.models import (
     ACTIVE_JOB_STATUSES,
     Connection,
@@ -71,6 +70,7 @@ def request_task(
     template_version_id: int | None = None,
     course_id: int | None = None,
     title: str | None = None,
+    may_see: Callable[[Lab], bool] | None = None,
 ) -> Job:
     """Record a queued `task` job for the lab (created from `topology` if new) and move the
     lab to the task's state. The caller commits, then enqueues the job under `job.id`.
@@ -88,9 +88,11 @@ def request_task(
         spec.check_params(params or {})
     except TaskError as error:
         raise LabError(str(error)) from None
-    # The lab's allocation (ltb.allocation), the same that the job's inventory plugin finds.
-    allocate = Registry(DEFAULT_STATE_DIR).allocate
-    lab_model = parse_lab(topology, f"lab {lab_name}", allocate) if topology is not None else None
+    lab_model, given = (
+        allocations.parse_topology(topology, f"lab {lab_name}")
+        if topology is not None
+        else (None, None)
+    )
     if lab_model is not None and lab_model.name != lab_name:
         raise LabError(f"the topology is of lab {lab_model.name!r}, not {lab_name!r}")
     now = utcnow()
@@ -133,14 +135,28 @@ def request_task(
     if needs is not None and lab.state not in needs:
         raise LabStateError(f"lab {lab_name!r} is {lab.state}; {task} needs it {needs[0]}")
 
-    if lab_model is not None and (topology != lab.topology or not lab.nodes):
+    changed = lab_model is not None and (topology != lab.topology or not lab.nodes)
+    if changed:
         if lab.state != LabState.REMOVED and topology != lab.topology:
             raise LabStateError(
                 f"lab {lab_name!r} is {lab.state} with another topology; remove it first"
             )
         lab.topology = topology
         lab.owner = owner if owner is not None else lab.owner
-        record_topology(lab, lab_model)
+    # The lab's tag and management subnet (store.allocations), held from its request on, so
+    # the addresses recorded here are the ones its jobs deploy.
+    before = allocations.held(lab)
+    if lab_model is None and before is not None:
+        allocation = before.allocation
+    else:
+        try:
+            if lab_model is None:  # a lab that holds none: from its recorded topology
+                lab_model, given = allocations.parse_topology(lab.topology, f"lab {lab_name}")
+            allocation = allocations.allocate(session, lab, lab_model, given, may_see)
+        except allocations.LabAllocationError as error:
+            raise LabError(str(error)) from None
+    if lab_model is not None and (changed or before is None or before.allocation != allocation):
+        record_topology(lab, lab_model.with_allocation(allocation))
 
     job = Job(
         id=str(uuid.uuid4()),
@@ -237,8 +253,8 @@ def finish_job(session: Session, job: Job, status: JobStatus, result: dict[str, 
     lab.updated_at = job.ended_at
     if lab.state == LabState.REMOVED and not _another_job_started(session, job):
         # Nothing of the lab runs (a remove ended, or its first deploy never started): its
-        # tag and subnet go back to the pool, as remove.yml gives them back on its own.
-        Registry(DEFAULT_STATE_DIR).release(lab.name)
+        # tag and subnet go back to the pool.
+        allocations.release(lab)
 
 
 def _another_job_started(session: Session, job: Job) -> bool:

@@ -8,14 +8,16 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, Text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, Text, false
+from sqlalchemy.dialects.postgresql import CIDR, JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from store.db import db
 
 # JSONB on PostgreSQL, plain JSON elsewhere.
 Json = JSON().with_variant(JSONB(), "postgresql")
+# cidr on PostgreSQL (read as ipaddress networks), text elsewhere.
+Cidr = String(18).with_variant(CIDR(), "postgresql")
 
 
 def utcnow() -> datetime:
@@ -72,6 +74,11 @@ class Lab(db.Model):
     topology: Mapped[str] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(16), default=LabState.REMOVED.value)
     hypervisor: Mapped[str] = mapped_column(String(255))
+    # The lab's allocation (store.allocations): its tag and management subnet, held apart
+    # from every other lab's from when it is recorded until it is removed; None: held none.
+    tag: Mapped[str | None] = mapped_column(String(6), unique=True)
+    mgmt_subnet: Mapped[Any] = mapped_column(Cidr, nullable=True)
+    mgmt_subnet_given: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = _timestamp(nullable=False)
     updated_at: Mapped[datetime] = _timestamp(nullable=False)
 

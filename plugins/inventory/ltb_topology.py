@@ -15,7 +15,16 @@ description:
   - The lab gets its tag and management subnet from the controller's allocation registry
     (C(<state_dir>/allocations.json), see C(ltb.allocation)), the ones it holds already or
     ones no other lab holds, recorded there. Remove releases them.
+  - A job of the lab store gives the lab's allocation instead (O(allocation)), and the run
+    uses it and touches no registry file; the store releases it.
 options:
+  allocation:
+    description:
+      - The lab's tag and management subnet as C(<tag>/<subnet>), held in the lab store
+        (C(store.allocations)); set by the job that runs the playbook.
+    type: str
+    env:
+      - name: LTB_ALLOCATION
   hypervisor:
     description: Hypervisor that runs the lab; overrides the first host of C(hypervisors).
     type: str
@@ -39,7 +48,7 @@ from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin
 
 try:
-    from ltb.allocation import Registry
+    from ltb.allocation import Registry, parse_allocation_text
     from ltb.inventory import lab_group, node_hypervisors, render_inventory
     from ltb.topology import TopologyError, load_lab
 except ImportError as import_error:  # pragma: no cover - shown to the operator
@@ -72,9 +81,12 @@ class InventoryModule(BaseInventoryPlugin):
             )
         # Allocated only for a valid topology on known hypervisors.
         registry = Registry(self.get_option("state_dir"))
+        given = self.get_option("allocation")
 
         def allocate(parsed, mgmt_subnet):
             self._check_node_hypervisors(path, parsed, hypervisor, known)
+            if given:
+                return self._given_allocation(path, given, mgmt_subnet)
             return registry.allocate(parsed, mgmt_subnet)
 
         try:
@@ -94,7 +106,7 @@ class InventoryModule(BaseInventoryPlugin):
                 lab,
                 hypervisor,
                 os.path.abspath(path),
-                str(registry.path),
+                "" if given else str(registry.path),  # where remove releases
                 self._tunnel_addresses(lab, hypervisor),
             )
         except ValueError as error:
@@ -127,6 +139,21 @@ class InventoryModule(BaseInventoryPlugin):
                 inventory.add_child(group, host)
         for key, value in lab_vars.items():
             inventory.set_variable(lab_group(lab.name), key, value)
+
+    @staticmethod
+    def _given_allocation(path, text, mgmt_subnet):
+        """The allocation a job gives (LTB_ALLOCATION), checked against the topology."""
+        try:
+            allocation = parse_allocation_text(text)
+        except ValueError as error:
+            raise AnsibleParserError(f"{path}: LTB_ALLOCATION: {error}") from None
+        if mgmt_subnet is not None and allocation.mgmt_subnet != mgmt_subnet:
+            raise AnsibleParserError(
+                f"{path}: LTB_ALLOCATION holds subnet {allocation.mgmt_subnet}, but the "
+                f"topology's mgmt.ipv4_subnet is {mgmt_subnet}: the lab store's allocation "
+                "is of another topology"
+            )
+        return allocation
 
     @staticmethod
     def _check_node_hypervisors(path, lab, hypervisor, known):

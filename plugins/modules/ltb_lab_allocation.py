@@ -43,7 +43,9 @@ options:
     type: path
     default: /var/lib/ltb
   registry:
-    description: The controller's allocation registry file (required with O(state=absent)).
+    description:
+      - The controller's allocation registry file, for O(state=absent); empty for a run of a
+        job, whose allocation the lab store holds (nothing is released here).
     type: path
 """
 
@@ -103,6 +105,9 @@ def release(module, params):
     # On the controller only (delegated to it): the registry and its lock are ltb's.
     from ltb.allocation import REGISTRY_FILE, Registry
 
+    if not params["registry"]:
+        # A run of a job: the lab store holds the lab's allocation and releases it.
+        module.exit_json(changed=False, conflicts=[])
     registry_file = Path(params["registry"])
     if registry_file.name != REGISTRY_FILE:
         module.fail_json(msg=f"registry must be a file named {REGISTRY_FILE}, not {registry_file}")
@@ -125,7 +130,6 @@ def main():
         ),
         required_if=[
             ("state", "present", ("tag", "mgmt_subnet", "mgmt_port")),
-            ("state", "absent", ("registry",)),
         ],
         supports_check_mode=True,
     )
