@@ -17,6 +17,7 @@ from ltb import model
 from ltb.allocation import Registry
 from ltb.deployed import DEFAULT_STATE_DIR, load_deployed_lab
 from ltb.resources import find_lab_resources
+from store.allocations import held
 from store.models import JobStatus, Lab
 from tests.integration.conftest import (
     BIN,
@@ -203,9 +204,11 @@ def test_a_deploy_job_records_the_addresses_it_deploys_when_the_preferred_subnet
         assert deployed_job.status == JobStatus.SUCCESSFUL, deployed_job.result
         deployed = load_deployed_lab(name)
         assert deployed.mgmt_subnet != preferred
-        assert registry().held()[name].allocation == deployed.allocation
         with store() as session:
             record = session.scalars(select(Lab).where(Lab.name == name)).one()
+            # The lab store holds the job's allocation (store.allocations), not the file.
+            assert held(record).allocation == deployed.allocation
+            assert name not in registry().held()
             recorded = {node.name: node.mgmt_ipv4 for node in record.nodes}
             host_names = {i.host_name for node in record.nodes for i in node.interfaces}
         assert recorded == {node.name: str(node.mgmt_ipv4) for node in deployed.nodes}
@@ -213,7 +216,8 @@ def test_a_deploy_job_records_the_addresses_it_deploys_when_the_preferred_subnet
 
         removal = run_to_end(submit(name, "remove"))
         assert removal.status == JobStatus.SUCCESSFUL, removal.result
-        assert name not in registry().held()
+        with store() as session:
+            assert held(session.scalars(select(Lab).where(Lab.name == name)).one()) is None
         assert_no_leftovers(name)
     finally:
         registry().release(squatter)
