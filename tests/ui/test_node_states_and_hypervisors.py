@@ -142,7 +142,7 @@ def test_the_admin_sees_each_hypervisor_with_its_capacity_and_what_its_labs_hold
             cells = [td.text for td in rows["localhost"].find_elements(By.TAG_NAME, "td")]
             # Two containers at least (0.25 CPU and 128 MiB each): the lab of this module,
             # and any other lab of the run's database still placed there.
-            cpus, memory, labs, nodes, _ = cells
+            cpus, memory, labs, nodes, _holding, _booked_later = cells
             assert re.fullmatch(r"[\d.]+ of 4 CPUs \(\d+%\)( over capacity)?", cpus), cpus
             assert re.fullmatch(r"[\d.]+ of 8 GiB \(\d+%\)( over capacity)?", memory), memory
             assert int(labs) >= 1 and int(nodes) >= 2
@@ -152,7 +152,7 @@ def test_the_admin_sees_each_hypervisor_with_its_capacity_and_what_its_labs_hold
             width = float(bar.get_attribute("style").split(":")[1].strip(" %;"))
             assert width == pytest.approx(min(used / 4, 1) * 100, abs=0.1)
             idle = [td.text for td in rows["hv2"].find_elements(By.TAG_NAME, "td")]
-            assert idle == ["0 of 16 CPUs (0%)", "0 of 64 GiB (0%)", "0", "0", "0"]
+            assert idle == ["0 of 16 CPUs (0%)", "0 of 64 GiB (0%)", "0", "0", "0", "0"]
             driver.execute_script("document.getElementById('hosts-heading').scrollIntoView()")
             screenshot(driver, "hypervisors-each")
             assert_accessible(driver)
