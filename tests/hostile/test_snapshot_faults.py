@@ -79,14 +79,17 @@ def _process_tree(root: int) -> list[int]:
 
 
 def _module_process(root: int) -> int | None:
-    """The Python process that runs the ltb_snapshot module (not the shell that starts it)."""
+    """The Python process that runs the ltb_snapshot module (not the shell that starts it):
+    one running AnsiballZ_ltb_snapshot.py, or, with pipelining (group_vars/hypervisors.yml),
+    a bare interpreter that reads the module from its stdin."""
     for pid in _process_tree(root):
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if "python" in Path(argv[0].decode()).name and any(
-            b"AnsiballZ_ltb_snapshot" in arg for arg in argv
+        arguments = [arg for arg in argv[1:] if arg]
+        if "python" in Path(argv[0].decode()).name and (
+            not arguments or any(b"AnsiballZ_ltb_snapshot" in arg for arg in arguments)
         ):
             return pid
     return None
