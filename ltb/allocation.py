@@ -7,6 +7,12 @@ stay the same from one deploy to the next; when another lab holds them it gets t
 ones. A subnet given by the topology is recorded too, and refused when it overlaps the
 subnet of another lab.
 
+`choose` is the one place that picks, over the allocations held; they are held in one of two
+stores. The labs of the portal and the job CLI hold theirs in PostgreSQL (store.allocations:
+taken when the lab is recorded, handed to the job's run as LTB_ALLOCATION, so workers on any
+host share them); the labs of operators' ansible-playbook runs by hand hold theirs in the
+registry file below.
+
 The registry is one JSON file on the controller, `<state dir>/allocations.json`:
 
     {"labs": {"<lab>": {"tag": "3fa0c1", "mgmt_subnet": "172.21.4.0/24", "given": false}}}
@@ -14,7 +20,7 @@ The registry is one JSON file on the controller, `<state dir>/allocations.json`:
 Every read-modify-write holds an exclusive flock on `<state dir>/allocations.lock` and
 replaces the file atomically, so deploys started at the same moment (separate
 ansible-playbook processes) get different allocations. The inventory plugin allocates when
-it reads a topology (deploy, and any other run), the portal when it records a lab, and
+it reads a topology (deploy, and any other run; not when a job gives LTB_ALLOCATION), and
 remove releases the allocation after the lab is gone from its hypervisor.
 
 The hypervisor keeps the allocation a lab was deployed with beside its kept topology
@@ -182,12 +188,19 @@ class Registry:
     def path(self) -> Path:
         return Path(self.state_dir) / REGISTRY_FILE
 
-    def allocate(self, lab: Lab, given: IPv4Network | None = None) -> Allocation:
+    def allocate(
+        self, lab: Lab, given: IPv4Network | None = None, deployed: Allocation | None = None
+    ) -> Allocation:
         """The allocation of `lab` (the same as before if it holds one), recorded.
+        `deployed`: the one the lab is deployed with here (ltb.deployed), taken again while
+        free when the registry holds none for the lab (a lab of the portal, whose allocation
+        the lab store holds, removed by hand from its kept topology).
 
         The signature of ltb.topology's `allocate`: `load_lab(path, registry.allocate)`."""
         with self._locked() as labs:
             current = labs.pop(lab.name, None)
+            if current is None and deployed is not None:
+                current = Held(deployed.tag, deployed.mgmt_subnet)
             held = choose(lab.name, given, own_networks(lab), labs, current)
             labs[lab.name] = held
             return held.allocation

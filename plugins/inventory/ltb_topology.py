@@ -49,6 +49,7 @@ from ansible.plugins.inventory import BaseInventoryPlugin
 
 try:
     from ltb.allocation import Registry, parse_allocation_text
+    from ltb.deployed import deployed_allocation
     from ltb.inventory import lab_group, node_hypervisors, render_inventory
     from ltb.topology import TopologyError, load_lab
 except ImportError as import_error:  # pragma: no cover - shown to the operator
@@ -87,7 +88,8 @@ class InventoryModule(BaseInventoryPlugin):
             self._check_node_hypervisors(path, parsed, hypervisor, known)
             if given:
                 return self._given_allocation(path, given, mgmt_subnet)
-            return registry.allocate(parsed, mgmt_subnet)
+            deployed = deployed_allocation(parsed.name, registry.state_dir)
+            return registry.allocate(parsed, mgmt_subnet, deployed)
 
         try:
             lab = load_lab(path, allocate)

@@ -200,6 +200,25 @@ def test_a_run_by_hand_allocates_in_the_registry_file_and_a_jobs_run_takes_what_
     assert "topology's mgmt.ipv4_subnet is 10.233.0.0/24" in other.stderr
 
 
+def test_a_run_by_hand_of_a_lab_the_registry_file_lacks_takes_the_allocation_it_runs_with(
+    tmp_path,
+):
+    """A lab of the portal (its allocation is the store's) removed by hand from its kept
+    topology: the run uses the names the lab was deployed with, not its preferred ones."""
+    name, state = "al-kept", tmp_path / "state"
+    kept = state / "labs" / name
+    kept.mkdir(parents=True)
+    (kept / "allocation.json").write_text(
+        json.dumps({"lab": name, "tag": "00dd01", "mgmt_subnet": "172.22.77.0/24"})
+    )
+    (kept / "topology.lab.yml").write_text(pair(name))
+    listed = inventory(kept / "topology.lab.yml", state)
+    assert listed.returncode == 0, listed.stderr
+    network = lab_network(listed)
+    assert (network["tag"], network["mgmt_subnet"]) == ("00dd01", "172.22.77.0/24")
+    assert Registry(state).held()[name].tag == "00dd01", "remove would release another one"
+
+
 def test_the_migration_copies_the_registry_files_entries_of_the_stores_labs(
     job_settings, tmp_path, monkeypatch
 ):
