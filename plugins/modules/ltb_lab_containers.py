@@ -13,7 +13,7 @@ description:
     nothing.
   - O(state=present) takes the wanted state of every container node of the lab (computed on
     the controller from the inventory), compares it with the lab's containers (found by the
-    label C(ltb.lab)), their startup files and their veths, and does only the difference: a
+    label C(ltb.lab)), their startup files and their veths, and does only the difference. A
     container that is missing or whose settings differ is (re)created and started, a stopped
     one started, files that differ written (one archive), missing interfaces and addresses
     made. Then, unless O(wait=false), it waits until every node of an LTB image (one labelled
