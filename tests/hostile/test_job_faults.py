@@ -27,8 +27,6 @@ from jobs.health import fail_orphaned_jobs
 from jobs.queue import cancel, submit
 from jobs.reservations import create_reservation, schedule, scheduled_edges, scheduler
 from jobs.scheduler import SWEEP_JOB_ID
-from ltb.allocation import Registry
-from ltb.deployed import DEFAULT_STATE_DIR
 from ltb.resources import find_lab_resources
 from store.models import Job, JobEvent, JobStatus, Lab, utcnow
 from tests.integration.conftest import assert_no_leftovers
@@ -147,7 +145,8 @@ def test_next_task_of_a_lab_is_refused_while_a_work_horse_of_an_earlier_one_live
         assert job.status == JobStatus.FAILED and job.started_at is None
         assert f"of job {earlier} of this lab still run" in job.result["error"]
         assert lab_row(store, lab).state == "removed", "the refusal changed the lab's state"
-        assert lab not in Registry(DEFAULT_STATE_DIR).held(), "a removed lab kept its subnet"
+        kept = lab_row(store, lab)
+        assert kept.tag is None and kept.mgmt_subnet is None, "a removed lab kept its subnet"
         assert sleeper.poll() is None and owner.poll() is None, "a live task's process was killed"
     finally:
         cgroups.kill(group)

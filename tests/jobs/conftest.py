@@ -21,12 +21,10 @@ from typing import Any
 
 import pytest
 from redis import Redis
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from jobs.settings import Settings, load
-from ltb.allocation import Registry
-from ltb.deployed import DEFAULT_STATE_DIR, lab_dir
 from ltb.resources import find_lab_resources
 from store.db import DEFAULT_DATABASE_URL, session_factory, upgrade_database
 from store.models import Job, JobStatus, Lab, Reservation
@@ -80,21 +78,9 @@ def job_settings(tmp_path_factory) -> Iterator[Settings]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        release_allocations_of_labs_not_deployed(url)
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-
-
-def release_allocations_of_labs_not_deployed(url: str) -> None:
-    """Labs that a test only recorded (a queued job never run) hold an allocation in the
-    controller's registry: give back those of labs that are not deployed here."""
-    with session_factory(url)() as session:
-        names = session.scalars(select(Lab.name)).all()
-    registry = Registry(DEFAULT_STATE_DIR)
-    for name in names:
-        if not lab_dir(name).exists():
-            registry.release(name)
 
 
 @pytest.fixture
