@@ -1,5 +1,6 @@
 #!/usr/bin/python
-# LTB module: a lab's bridge and the hypervisor's port on the lab's management network.
+# LTB module: a lab's bridge and the hypervisor's port on the lab's management network, and
+# (state=absent) the whole of a lab's network on the hypervisor gone in one module run.
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -14,6 +15,12 @@ description:
     management port, internal, in the management VLAN - then gives the port the lab's
     gateway address, brings it up and keeps the hypervisor from forwarding what comes
     from it.
+  - With O(state=absent), removes everything of the lab's network on the hypervisor, found
+    by the lab's identity, also what a failed deploy or a changed topology left - the bridge
+    with all its ports (one C(ovs-vsctl del-br)), every hypervisor interface whose alias is
+    C(ltb:<lab>:...) (veth ends, the VXLAN tunnel device) and every unlabelled one named
+    like a host end or the tunnel device of the lab's tag, and the lab's state directory
+    C(<state_dir>/labs/<lab>). A lab that is not there changes nothing.
   - Fails, changing nothing, when the bridge belongs to another lab. Check mode reports
     what would change, with a diff.
 options:
@@ -28,19 +35,27 @@ options:
   datapath_type:
     description: The bridge's datapath (C(system) on a kernel with openvswitch, else C(netdev)).
     type: str
-    required: true
   mgmt_port:
     description: The hypervisor's port on the management network.
     type: str
-    required: true
   mgmt_vlan:
     description: The management VLAN.
     type: int
-    required: true
   mgmt_gateway:
     description: The gateway address of the management network, with its prefix length.
     type: str
-    required: true
+  tag:
+    description: The lab's tag (C(Lab.tag)); with O(state=absent), names unlabelled leftovers.
+    type: str
+  state_dir:
+    description: LTB's state directory on the hypervisor (O(state=absent) removes C(labs/<lab>)).
+    type: path
+  state:
+    description: Whether the lab's network exists; V(present) needs datapath_type, mgmt_port,
+      mgmt_vlan and mgmt_gateway, V(absent) needs tag and state_dir.
+    type: str
+    choices: [present, absent]
+    default: present
 """
 
 RETURN = r"""
@@ -53,10 +68,18 @@ actions:
 
 import json
 import os
+import re
+import shutil
 import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ltb_ovs import OvsError, rows, transaction
+from ansible.module_utils.ltb_ovs import OvsError, rows, transaction, vsctl
+from ansible.module_utils.ltb_veth import Netlink, VethError, delete_link
+from ansible.module_utils.ltb_veth import ensure_absent as interfaces_absent
+
+# A lab name as ltb.topology allows it (LAB_NAME): it names a directory under the state
+# directory, so no other name gets near a path.
+LAB_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
 
 
 def ip(*args):
@@ -133,19 +156,57 @@ def host_changes(p, make):
     return actions
 
 
+def network_absent(p, bridge, check_mode):
+    """Removes the lab's bridge with its ports, its hypervisor interfaces and its state
+    directory; returns what was (in check mode, would be) removed."""
+    actions = []
+    if bridge is not None:
+        actions.append(f"delete bridge {p['bridge']} with its ports")
+        if not check_mode:
+            vsctl("--if-exists", "del-br", p["bridge"])
+    # By alias ltb:<lab>:... (veth ends and the tunnel device) and unlabelled host ends.
+    actions += interfaces_absent(p["lab"], p["tag"], check_mode)
+    # A deploy killed between making the tunnel device and labelling it leaves it unlabelled.
+    tunnel = f"ltt-{p['tag']}"
+    if os.path.exists(f"/sys/class/net/{tunnel}") and f"delete {tunnel}" not in actions:
+        host = Netlink()
+        if not host.links().get(tunnel, {}).get("ifalias", ""):
+            actions.append(f"delete {tunnel}")
+            if not check_mode:
+                delete_link(host, tunnel)
+    state = os.path.join(p["state_dir"], "labs", p["lab"])
+    if os.path.lexists(state):
+        actions.append(f"remove {state}")
+        if not check_mode:
+            if os.path.isdir(state) and not os.path.islink(state):
+                shutil.rmtree(state)
+            else:
+                os.unlink(state)
+    return actions
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             lab=dict(type="str", required=True),
             bridge=dict(type="str", required=True),
-            datapath_type=dict(type="str", required=True),
-            mgmt_port=dict(type="str", required=True),
-            mgmt_vlan=dict(type="int", required=True),
-            mgmt_gateway=dict(type="str", required=True),
+            datapath_type=dict(type="str"),
+            mgmt_port=dict(type="str"),
+            mgmt_vlan=dict(type="int"),
+            mgmt_gateway=dict(type="str"),
+            tag=dict(type="str"),
+            state_dir=dict(type="path"),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
         ),
+        required_if=[
+            ("state", "present", ("datapath_type", "mgmt_port", "mgmt_vlan", "mgmt_gateway")),
+            ("state", "absent", ("tag", "state_dir")),
+        ],
         supports_check_mode=True,
     )
     p = module.params
+    if p["state"] == "absent" and not LAB_NAME.fullmatch(p["lab"]):
+        module.fail_json(msg=f"lab name {p['lab']!r} is not a lab name: nothing removed")
     try:
         columns = ("name", "datapath_type", "other_config", "external_ids")
         bridge = next(iter(rows("Bridge", columns, f"name={p['bridge']}")), None)
@@ -159,6 +220,13 @@ def main():
                     "first, or rename one of the labs."
                 )
             )
+        if p["state"] == "absent":
+            actions = network_absent(p, bridge, module.check_mode)
+            module.exit_json(
+                changed=bool(actions),
+                actions=actions,
+                diff={"before": "".join(a + "\n" for a in actions), "after": ""},
+            )
         port = next(
             iter(rows("Port", ("name", "tag", "external_ids"), f"name={p['mgmt_port']}")), None
         )
@@ -167,8 +235,9 @@ def main():
         if commands and not module.check_mode:
             transaction(*commands)
         actions += host_changes(p, make=not module.check_mode)
-    except (OvsError, OSError, ValueError) as error:
-        module.fail_json(msg=f"lab {p['lab']!r}: network not made: {error}")
+    except (OvsError, VethError, OSError, ValueError) as error:
+        verb = "removed" if p["state"] == "absent" else "made"
+        module.fail_json(msg=f"lab {p['lab']!r}: network not {verb}: {error}")
     module.exit_json(
         changed=bool(actions),
         actions=actions,
