@@ -1,131 +1,83 @@
-"""Remote packet capture: a bounded pcap stream of a running lab's link or interface.
+"""Packet capture of a running lab's link or interface, from the controller: a bounded pcap stream.
 
-    ltb-capture LAB NODE:INTERFACE [--interface-only] [--filter BPF]
-                [--duration SECONDS] [--packets N] [--bytes N] [--write FILE]
+The capture itself is the hypervisor's command `ltb-capture` (plugins/module_utils/ltb_capture.py,
+standard library only, installed by roles/platform_capture): it mirrors the link to a port of
+its own, runs tcpdump there and streams pcap. `capture_stream` runs that same code here when
+the node's hypervisor is this machine, and runs the command over SSH when it is another one
+(`SshHypervisor`, from the hypervisors' inventory: `ssh_hypervisor`), so the portal and the
+tests get the same stream either way.
 
-Run on the hypervisor, it mirrors the link (or the interface alone) to a mirror port of its
-own, runs tcpdump there and writes pcap to stdout, so that from a laptop
-
-    ssh root@HYPERVISOR ltb-capture LAB r1:eth1 | wireshark -k -i -
-
-shows the link live. Every capture is bounded (duration, packets, bytes) and removes its
-mirror when it ends, however it ends. `capture_stream` is the one implementation: the CLI
-writes it to stdout or a file, and the portal can send the same stream over HTTPS.
+    python -m ltb.capture LAB NODE:INTERFACE [options]     # = ltb-capture on this machine
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import signal
-import struct
+import re
+import shlex
 import subprocess
 import sys
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any
 
-from ltb.deployed import DEFAULT_STATE_DIR, LabNotDeployed, load_deployed_lab
-from ltb.mirror import (
-    MirrorError,
-    ensure_mirror,
-    mirror_spec,
-    remove_abandoned_mirrors,
-    remove_mirror,
-)
+from ltb.module_utils import load
+from ltb.ssh import ssh_argv
 
-MAX_FILTER_LENGTH = 1024
-PCAP_HEADER = 24
-RECORD_HEADER = 16
+_capture = load("ltb_capture")
+CaptureError = _capture.CaptureError
+CaptureBounds = _capture.CaptureBounds
+CaptureSummary = _capture.CaptureSummary
+check_filter = _capture.check_filter
+_pcap_records = _capture.pcap_records
+main = _capture.main
 
-
-class CaptureError(ValueError):
-    pass
+# The platform key (roles/platform_ssh_key): what the inventory's hypervisors accept.
+PLATFORM_KEY = Path("/var/lib/ltb/ssh/id_ed25519")
+REMOTE_COMMAND = "ltb-capture"
+# An inventory value that is still a template cannot be used as data.
+_PLAIN = re.compile(r"[A-Za-z0-9_.:@/+-]+")
 
 
 @dataclass(frozen=True)
-class CaptureBounds:
-    """Limits that end a capture; a forgotten capture cannot run or grow without end."""
+class SshHypervisor:
+    """How to reach a hypervisor over SSH: its inventory's ansible_host, port, user, key."""
 
-    seconds: float = 600
-    packets: int = 1_000_000
-    bytes: int = 512 * 1024**2
+    name: str
+    host: str
+    port: int | None = None
+    user: str = "root"
+    key: Path = PLATFORM_KEY
 
-    MAX_SECONDS = 3600
-    MAX_PACKETS = 10_000_000
-    MAX_BYTES = 2 * 1024**3
-
-    def __post_init__(self) -> None:
-        for name, value, most in (
-            ("duration", self.seconds, self.MAX_SECONDS),
-            ("packets", self.packets, self.MAX_PACKETS),
-            ("bytes", self.bytes, self.MAX_BYTES),
-        ):
-            if not 0 < value <= most:
-                raise CaptureError(f"{name} must be more than 0 and at most {most}, not {value}")
+    def argv(self, *command: str) -> list[str]:
+        argv = ssh_argv(self.host, *command, key=self.key, port=self.port)
+        # `-l` wins over ssh_argv's root@host (OpenSSH takes the first user it is given).
+        return [argv[0], "-l", self.user, *argv[1:]]
 
 
-@dataclass
-class CaptureSummary:
-    packets: int = 0
-    bytes: int = 0
-    stopped_by: str = "end of traffic"
-
-
-def check_filter(expression: str) -> str:
-    """A BPF filter that tcpdump compiles; raise CaptureError naming what is wrong.
-
-    The filter is passed to tcpdump as one argument, never through a shell; it is compiled
-    here first so that a bad filter fails before any mirror exists.
-    """
-    expression = expression.strip()
-    if len(expression) > MAX_FILTER_LENGTH:
-        raise CaptureError(f"filter is longer than {MAX_FILTER_LENGTH} characters")
-    if any(not (c.isprintable() and c.isascii()) for c in expression):
-        raise CaptureError("filter may contain only printable ASCII characters")
-    if expression.startswith("-"):
-        raise CaptureError("filter must not start with '-'")
-    if not expression:
-        return ""
-    result = subprocess.run(
-        ["tcpdump", "-d", "-i", "lo", expression], capture_output=True, text=True, check=False
+def ssh_hypervisor(name: str, host_vars: Mapping[str, Any]) -> SshHypervisor | None:
+    """The SSH settings of hypervisor `name` from its inventory vars; None when it is driven
+    locally (ansible_connection: local, as localhost)."""
+    if host_vars.get("ansible_connection") == "local":
+        return None
+    settings = {
+        "host": host_vars.get("ansible_host", name),
+        "user": host_vars.get("ansible_user", "root"),
+        "key": host_vars.get("ansible_ssh_private_key_file", str(PLATFORM_KEY)),
+    }
+    for setting, value in settings.items():
+        if not _PLAIN.fullmatch(str(value)):
+            raise CaptureError(f"hypervisor {name}: its {setting} {value!r} cannot be used")
+    port = host_vars.get("ansible_port")
+    return SshHypervisor(
+        name,
+        str(settings["host"]),
+        int(port) if port is not None else None,
+        str(settings["user"]),
+        Path(str(settings["key"])),
     )
-    if result.returncode != 0:
-        message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "invalid"
-        raise CaptureError(f"bad capture filter {expression!r}: {message}")
-    return expression
-
-
-def _read_exact(stream: BinaryIO, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = stream.read(size - len(data))
-        if not chunk:
-            return b""
-        data += chunk
-    return data
-
-
-def _pcap_records(stream: BinaryIO) -> Iterator[bytes]:
-    """Split tcpdump's pcap output into the global header and then one item per packet."""
-    header = _read_exact(stream, PCAP_HEADER)
-    if not header:
-        return
-    yield header
-    order = "<" if header[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-    while True:
-        record = _read_exact(stream, RECORD_HEADER)
-        if not record:
-            return
-        (length,) = struct.unpack(order + "I", record[8:12])
-        data = _read_exact(stream, length)
-        if len(data) < length:
-            return
-        yield record + data
 
 
 def capture_stream(
@@ -135,163 +87,99 @@ def capture_stream(
     scope: str = "link",
     expression: str = "",
     bounds: CaptureBounds | None = None,
-    state_dir: Path = DEFAULT_STATE_DIR,
     summary: CaptureSummary | None = None,
     on_ready: Callable[[str], None] | None = None,
+    via: SshHypervisor | None = None,
 ) -> Iterator[bytes]:
-    """Yield a pcap stream (header, then packets) of a lab link or interface, within bounds.
+    """Yield a pcap stream (header, then packets) of a lab link or interface, within bounds,
+    on this machine or (`via`) on the hypervisor the endpoint's node runs on.
 
     Everything is checked before the mirror is made; the mirror is removed when the
     generator ends or is closed (e.g. the reader went away).
     """
     bounds = bounds or CaptureBounds()
     summary = summary if summary is not None else CaptureSummary()
+    if scope not in ("link", "interface"):
+        raise CaptureError(f"scope must be link or interface, not {scope!r}")
+    if via is None:
+        name = f"capture-{uuid.uuid4().hex[:8]}"
+        spec = _capture.lab_mirror_spec(lab, scope, endpoint, name=name)
+        return _capture.capture_stream(spec, expression, bounds, summary, on_ready)
     expression = check_filter(expression)
-    try:
-        model = load_deployed_lab(lab, state_dir)
-        spec = mirror_spec(model, scope, endpoint, name=f"capture-{uuid.uuid4().hex[:8]}")
-    except (LabNotDeployed, MirrorError) as error:
-        raise CaptureError(str(error)) from None
+    return _remote_stream(via, lab, endpoint, scope, expression, bounds, summary, on_ready)
 
-    remove_abandoned_mirrors(model)
-    ensure_mirror(spec, owner_pid=os.getpid())
-    argv = [
-        "tcpdump",
-        "-i",
-        spec.capture_interface,
-        "-U",
-        "-w",
-        "-",
-        "--immediate-mode",
-        "-c",
-        str(bounds.packets),
-    ]
+
+def _remote_stream(
+    via: SshHypervisor,
+    lab: str,
+    endpoint: str,
+    scope: str,
+    expression: str,
+    bounds: CaptureBounds,
+    summary: CaptureSummary,
+    on_ready: Callable[[str], None] | None,
+) -> Iterator[bytes]:
+    """`ltb-capture` on `via` over SSH. Its arguments are single words checked here or by the
+    command (ssh joins them into one remote command line, so each is quoted)."""
+    command = [REMOTE_COMMAND, lab, endpoint, "--end-with-stdin"]
+    command += ["--duration", str(bounds.seconds), "--packets", str(bounds.packets)]
+    command += ["--bytes", str(bounds.bytes)]
+    if scope == "interface":
+        command.append("--interface-only")
+    if expression:
+        command.append(f"--filter={expression}")
     process = subprocess.Popen(
-        [*argv, expression] if expression else argv,
+        via.argv(*(shlex.quote(word) for word in command)),
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    deadline = threading.Timer(bounds.seconds, _stop, args=(process, summary, "duration"))
-    deadline.start()
+    assert process.stdout is not None and process.stderr is not None
+    said = _wait_until_ready(process)
+    if said is not None:
+        process.wait(timeout=10)
+        raise CaptureError(f"on hypervisor {via.name}: {said}")
+    # What the command says after it listens (its summary); read on, so it never blocks.
+    rest: list[bytes] = []
+    drain = threading.Thread(target=lambda: rest.append(process.stderr.read()), daemon=True)
+    drain.start()
+    if on_ready is not None:
+        on_ready(f"capturing on hypervisor {via.name}")
+    return _remote_records(process, bounds, summary, drain, rest)
+
+
+def _remote_records(
+    process: subprocess.Popen,
+    bounds: CaptureBounds,
+    summary: CaptureSummary,
+    drain: threading.Thread,
+    rest: list[bytes],
+) -> Iterator[bytes]:
     try:
-        assert process.stdout is not None and process.stderr is not None
-        _wait_until_listening(process.stderr)
-        if on_ready is not None:
-            on_ready(f"capturing {spec.description} (mirror port {spec.capture_interface})")
-        for index, item in enumerate(_pcap_records(process.stdout)):
-            if summary.bytes + len(item) > bounds.bytes:
-                summary.stopped_by = "bytes"
-                break
-            summary.bytes += len(item)
-            summary.packets += index > 0  # the first item is the pcap header
-            yield item
-        else:
-            if summary.packets >= bounds.packets:
-                summary.stopped_by = "packets"
+        yield from _capture.bounded(_pcap_records(process.stdout), bounds, summary)
     finally:
-        deadline.cancel()
-        _stop(process, summary, None)
-        remove_mirror(spec)
-
-
-def _wait_until_listening(stderr: BinaryIO) -> None:
-    """Return once tcpdump captures (it says 'listening on'); then keep draining its stderr."""
-    said = []
-    for line in iter(stderr.readline, b""):
-        said.append(line.decode(errors="replace").strip())
-        if b"listening on" in line:
-            threading.Thread(target=stderr.read, daemon=True).start()
-            return
-    raise CaptureError(f"tcpdump did not start: {' '.join(said) or 'no output'}")
-
-
-def _stop(process: subprocess.Popen, summary: CaptureSummary, reason: str | None) -> None:
-    if process.poll() is None:
-        if reason:
-            summary.stopped_by = reason
-        process.terminate()
+        # Closing its stdin ends the remote command, which removes its mirror there.
+        if process.stdin is not None:
+            process.stdin.close()
         try:
-            process.wait(timeout=5)
+            process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()
+        drain.join(timeout=5)
+        if b"stopped by duration" in b"".join(rest):
+            summary.stopped_by = "duration"
 
 
-def _raise_exit(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="ltb-capture", description="Stream a pcap of a lab link or interface."
-    )
-    parser.add_argument("lab", help="name of the running lab")
-    parser.add_argument("endpoint", help="NODE:INTERFACE on the link to capture, e.g. r1:eth1")
-    parser.add_argument(
-        "--interface-only",
-        action="store_true",
-        help="capture the interface alone, not its whole link",
-    )
-    parser.add_argument("--filter", default="", help="BPF capture filter, e.g. 'icmp or arp'")
-    parser.add_argument(
-        "--duration",
-        type=float,
-        default=CaptureBounds.seconds,
-        help="seconds before the capture stops (default %(default)s)",
-    )
-    parser.add_argument(
-        "--packets",
-        type=int,
-        default=CaptureBounds.packets,
-        help="packets before the capture stops (default %(default)s)",
-    )
-    parser.add_argument(
-        "--bytes",
-        type=int,
-        default=CaptureBounds.bytes,
-        help="pcap bytes before the capture stops (default %(default)s)",
-    )
-    parser.add_argument("--write", metavar="FILE", help="write a .pcap file instead of stdout")
-    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-
-    # ssh closing the session, Ctrl-C or a kill must still remove the mirror.
-    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(signum, _raise_exit)
-    summary = CaptureSummary()
-    started = time.monotonic()
-    try:
-        stream = capture_stream(
-            args.lab,
-            args.endpoint,
-            scope="interface" if args.interface_only else "link",
-            expression=args.filter,
-            bounds=CaptureBounds(args.duration, args.packets, args.bytes),
-            state_dir=args.state_dir,
-            summary=summary,
-            on_ready=lambda what: print(f"ltb-capture: {what}", file=sys.stderr, flush=True),
-        )
-        output = open(args.write, "wb") if args.write else sys.stdout.buffer  # noqa: SIM115
-        try:
-            for item in stream:
-                output.write(item)
-                output.flush()
-        finally:
-            stream.close()
-            if args.write:
-                output.close()
-    except CaptureError as error:
-        print(f"ltb-capture: {error}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        summary.stopped_by = "reader closed the stream"
-        # Python would complain again when it flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    print(
-        f"ltb-capture: {summary.packets} packets, {summary.bytes} bytes in "
-        f"{time.monotonic() - started:.1f}s; stopped by {summary.stopped_by}",
-        file=sys.stderr,
-    )
-    return 0
+def _wait_until_ready(process: subprocess.Popen) -> str | None:
+    """None once the remote command captures, else what it (or ssh) said before it ended."""
+    said = []
+    for raw in iter(process.stderr.readline, b""):
+        line = raw.decode(errors="replace").strip()
+        if line.startswith(_capture.READY):
+            return None
+        said.append(line.removeprefix("ltb-capture: "))
+    return " ".join(said) or f"ssh ended with status {process.wait()}"
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from apiflask import HTTPError
-from flask import g
+from flask import current_app, g
 from sqlalchemy import case, func, select
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import defer, joinedload, selectinload
@@ -34,7 +34,7 @@ from portal.keys import ssh_one_liner
 from portal.quotas import check_lab_start
 from portal.templates import usable_version
 from store import allocations
-from store.capacity import lab_needs
+from store.capacity import hypervisor_vars, lab_needs
 from store.db import db
 from store.labs import LabBusy, LabError, LabNotFound, LabStateError, renamed_topology
 from store.labs import unique_lab_name as new_lab_name
@@ -322,11 +322,25 @@ def capture_pcap(
         raise HTTPError(409, f"lab {lab.name} is {lab.state}; a capture needs it running")
     try:
         bounds = capture.CaptureBounds(seconds, packets, size)
-        stream = capture.capture_stream(lab.name, endpoint, scope=scope, bounds=bounds)
+        via = capture_hypervisor(lab, endpoint)
+        stream = capture.capture_stream(lab.name, endpoint, scope=scope, bounds=bounds, via=via)
         header = next(stream, b"")
     except (capture.CaptureError, MirrorError) as error:
         raise HTTPError(422, str(error)) from None
     return _pcap(header, stream)
+
+
+def capture_hypervisor(lab: Lab, endpoint: str) -> capture.SshHypervisor | None:
+    """Where the endpoint's node runs (its own hypervisor in a spread lab, else the lab's):
+    None for this machine, else how to reach it over SSH, from the hypervisors' inventory."""
+    parsed, _ = lab_model(lab)
+    name = parsed.node(endpoint.partition(":")[0]).hypervisor or lab.hypervisor
+    if name in LOCAL_HYPERVISORS:
+        return None
+    found = hypervisor_vars(Path(current_app.config["LTB_HYPERVISORS"])).get(name)
+    if found is None:
+        raise HTTPError(409, f"hypervisor {name} of lab {lab.name} is not in the inventory")
+    return capture.ssh_hypervisor(name, found)
 
 
 def _pcap(header: bytes, stream: Generator[bytes, None, None]) -> Iterator[bytes]:
