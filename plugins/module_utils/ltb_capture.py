@@ -179,7 +179,7 @@ def kept_lab(lab):
         ports.append(port)
     for port in ports:
         peers = sorted(f"{p['node']}:{p['interface']}" for p in ports if p["vlan"] == port["vlan"])
-        port["link"] = None if port["vlan"] == MGMT_VLAN else " - ".join(peers)
+        port["link"] = None if port["vlan"] == MGMT_VLAN else "--".join(peers)
     return bridge, bridge[len("ltb-") :], ports
 
 
