@@ -10,8 +10,9 @@ Measured, wall clock:
 - snapshot: `snapshot.yml` time, and what the snapshot stores (VM overlay copy and memory,
   container layers) in bytes; with VM memory (the default) and without
   (`snapshot_vm_memory=false`);
-- bare snapshot: `virsh save` + `cp` of the overlay + `virsh restore` of the same domain, the
-  part of a snapshot that is libvirt's and the disk's own work;
+- bare snapshot: `virsh save` + `cp` of the overlay + `docker commit` of the two containers,
+  the part of a snapshot that is libvirt's, the disk's and Docker's own work; bare restore:
+  the overlay copied back + `virsh restore` of the memory, until the VM answers over SSH;
 - restore: `restore.yml` time (remove + deploy from the snapshot) and until the VM answers,
   for both snapshots (with memory the VM resumes; without it boots).
 
@@ -112,10 +113,19 @@ class SshWatch:
         return self.seconds
 
 
-# What a snapshot and restore of the VM are without LTB: $1 domain, $2 directory, $3 overlay.
+# What a snapshot of the lab is without LTB: $1 domain, $2 directory, $3 overlay, then the
+# containers to commit (image name = the container's name, tag "bare-snapshot"). The domain is
+# left saved (off), as BARE_RESTORE finds it.
 BARE_SNAPSHOT = (
-    'virsh -c qemu:///system save "$1" "$2/vm.memory" --running'
-    ' && cp --sparse=always "$3" "$2/vm.qcow2"'
+    'domain="$1"; dir="$2"; overlay="$3"; shift 3'
+    ' && virsh -c qemu:///system save "$domain" "$dir/vm.memory" --running'
+    ' && cp --sparse=always "$overlay" "$dir/vm.qcow2"'
+    ' && for c in "$@"; do docker commit "$c" "$c:bare-snapshot" >/dev/null || exit 1; done'
+)
+# What a restore of the VM is without LTB: the overlay copied back, the memory restored (the
+# VM resumes). The containers keep running: a bare restore does not recreate them.
+BARE_RESTORE = (
+    'cp --sparse=always "$2/vm.qcow2" "$3"'
     ' && virsh -c qemu:///system restore "$2/vm.memory" --running'
 )
 
@@ -178,13 +188,34 @@ def one_run(lab_file: Path) -> dict[str, Any]:
         result[f"{key}_module_s"] = manifest["seconds"]
 
     overlay = STATE_DIR / "labs" / LAB / "vms" / "vm" / "disk.qcow2"
+    containers = [lab.container_name(name) for name in ("c1", "c2")]
     with tempfile.TemporaryDirectory(dir=STATE_DIR) as saved_to:
-        record(
-            result,
-            "bare_virsh_save_cp_restore",
-            bare("sh", "-c", BARE_SNAPSHOT, "bare", domain, saved_to, str(overlay)),
-        )
-
+        try:
+            record(
+                result,
+                "bare_snapshot",
+                bare(
+                    "sh", "-c", BARE_SNAPSHOT, "bare", domain, saved_to, str(overlay), *containers
+                ),
+            )
+            started = time.monotonic()
+            record(
+                result,
+                "bare_restore",
+                bare("sh", "-c", BARE_RESTORE, "bare", domain, saved_to, str(overlay)),
+            )
+            watch = SshWatch(address)
+            watch._started = started
+            watch._thread.start()
+            result["bare_restore_vm_ssh_s"] = round(watch.wait(300) or -1, 2)
+        finally:
+            for container in containers:
+                subprocess.run(
+                    ["docker", "rmi", f"{container}:bare-snapshot"],
+                    capture_output=True,
+                    check=False,
+                )
+    # restore.yml removes the lab first: the restored VM's ports need no new deploy here.
     saved = STATE_DIR / "snapshots" / LAB / SNAPSHOT / "topology.lab.yml"
     for name in (f"{SNAPSHOT}-disk", SNAPSHOT):
         key = "restore" if name == SNAPSHOT else "restore_disk_only"
