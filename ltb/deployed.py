@@ -18,8 +18,9 @@ from ltb.allocation import DEPLOYED_FILE, AllocationError, held_from_json
 from ltb.model import Allocation, Lab
 from ltb.topology import load_lab
 
-# The platform settings ltb_state_dir and ltb_libvirt_uri, for the Python commands run on a
-# hypervisor (ltb-capture gets the state directory from its wrapper).
+# The platform settings ltb_state_dir and ltb_libvirt_uri, for the controller's Python
+# commands (the portal, the jobs, `ltb resources`); hypervisor-side code gets them as module
+# arguments or, for ltb-capture, from its wrapper.
 DEFAULT_STATE_DIR = Path(os.environ.get("LTB_STATE_DIR", "/var/lib/ltb"))
 DEFAULT_LIBVIRT_URI = os.environ.get("LTB_LIBVIRT_URI", "qemu:///system")
 TOPOLOGY_FILE = "topology.lab.yml"
