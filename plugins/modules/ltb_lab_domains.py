@@ -78,7 +78,12 @@ def remove(virsh, name, active):
             # It may have stopped on its own since the read.
             if name in virsh.names():
                 raise
-    virsh.run("undefine", name, *UNDEFINE_FLAGS)
+    try:
+        virsh.run("undefine", name, *UNDEFINE_FLAGS)
+    except VirshError:
+        # A transient domain is gone once stopped: nothing to undefine.
+        if name in virsh.names("--all"):
+            raise
 
 
 def main():
