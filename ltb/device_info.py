@@ -2,16 +2,21 @@
 version and running configuration where FRR runs, else its addresses and routes.
 
 Container nodes are read through the Docker API (exec), VM nodes over SSH with the platform
-key (ltb.ssh). Every read is bounded in time and in output size, and a node that is down or
-does not answer gives a message saying so, never an exception: a user asking about a broken
-node must learn that it is broken.
+key (ltb.ssh). A node on another hypervisor is read through that hypervisor (an
+ltb.capture.SshHypervisor from the inventory): a container with `docker exec` over SSH to it
+(its sshd's environment gives DOCKER_HOST), a VM over SSH jumping through it (only the lab's
+hypervisor reaches the management network). Every read is bounded in time and in output
+size, and a node that is down or does not answer gives a message saying so, never an
+exception: a user asking about a broken node must learn that it is broken.
 """
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import docker
 from docker.errors import DockerException
@@ -19,6 +24,9 @@ from requests.exceptions import RequestException
 
 from ltb.runtime import FRR_DAEMON
 from ltb.ssh import ssh_argv
+
+if TYPE_CHECKING:
+    from ltb.capture import SshHypervisor
 
 # A command's output is cut to this many bytes; a running config of a big router fits.
 MAX_OUTPUT_BYTES = 64 * 1024
@@ -31,6 +39,9 @@ FRR_VERSION = ("vtysh", "-c", "show version")
 FRR_CONFIG = ("vtysh", "-c", "show running-config")
 IP_ADDRESSES = ("ip", "-br", "addr")
 IP_ROUTES = ("ip", "route")
+# Exit statuses of ssh itself (it could not connect) and of coreutils' timeout (time is up).
+SSH_FAILED = 255
+TIMED_OUT = 124
 
 
 class NodeUnreachable(Exception):
@@ -97,11 +108,71 @@ class ContainerReader:
         self.client.close()
 
 
-class SshReader:
-    """Runs commands on a VM node over SSH with the platform key, each bounded in time."""
+class RemoteContainerReader:
+    """Runs commands in a container node on another hypervisor: `docker` over SSH to it, each
+    bounded in time there (coreutils' `timeout`, so nothing stays behind) and here."""
 
-    def __init__(self, address: str, key: Path, timeout: float = READ_TIMEOUT):
-        self.address, self.key, self.timeout = address, key, timeout
+    def __init__(self, container: str, via: SshHypervisor, timeout: float = READ_TIMEOUT):
+        self.name, self.via, self.timeout = container, via, timeout
+
+    def _docker(self, *argv: str) -> tuple[int, bytes]:
+        # Fixed words and the container's name (a model name): quoted for the remote shell.
+        command = ("timeout", str(int(self.timeout)), "docker", *argv)
+        try:
+            done = subprocess.run(
+                self.via.argv(*(shlex.quote(word) for word in command)),
+                capture_output=True,
+                timeout=self.timeout + 5,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise NodeUnreachable(f"hypervisor {self.via.name} did not answer in time") from None
+        output = done.stdout + done.stderr
+        if done.returncode == SSH_FAILED and not done.stdout:
+            said = _text(done.stderr)[0].strip()
+            raise NodeUnreachable(f"hypervisor {self.via.name} cannot be reached: {said}")
+        if done.returncode == TIMED_OUT:
+            raise NodeUnreachable(
+                f"docker {argv[0]} on hypervisor {self.via.name} did not answer in "
+                f"{self.timeout:.0f} s"
+            )
+        return done.returncode, output
+
+    def check(self) -> None:
+        code, output = self._docker("inspect", "--format", "{{.State.Status}}", self.name)
+        status = _text(output)[0].strip()
+        if code != 0:
+            raise NodeUnreachable(
+                f"its container {self.name} is not there on hypervisor {self.via.name} ({status})"
+            )
+        if status != "running":
+            raise NodeUnreachable(f"its container {self.name} is {status}")
+
+    def run(self, argv: tuple[str, ...]) -> tuple[int, bytes]:
+        return self._docker("exec", self.name, *argv)
+
+    def close(self) -> None:
+        pass
+
+
+class SshReader:
+    """Runs commands on a VM node over SSH with the platform key, each bounded in time; `via`:
+    through the node's hypervisor (ProxyCommand), when that is another machine."""
+
+    def __init__(
+        self,
+        address: str,
+        key: Path,
+        timeout: float = READ_TIMEOUT,
+        via: SshHypervisor | None = None,
+    ):
+        self.address, self.key, self.timeout, self.via = address, key, timeout, via
+
+    def argv(self, command: str) -> list[str]:
+        argv = ssh_argv(self.address, command, key=self.key, connect_timeout=int(self.timeout))
+        if self.via is None:
+            return argv
+        return [argv[0], "-o", f"ProxyCommand={proxy_command(self.via)}", *argv[1:]]
 
     def check(self) -> None:
         code, output = self.run(("true",))
@@ -113,7 +184,7 @@ class SshReader:
         command = " ".join(f"'{word}'" for word in argv)
         try:
             done = subprocess.run(
-                ssh_argv(self.address, command, key=self.key, connect_timeout=int(self.timeout)),
+                self.argv(command),
                 capture_output=True,
                 timeout=self.timeout,
                 check=False,
@@ -128,7 +199,14 @@ class SshReader:
         pass
 
 
-def read_device_info(reader: ContainerReader | SshReader) -> DeviceInfo:
+def proxy_command(via: SshHypervisor) -> str:
+    """An ssh ProxyCommand that connects through hypervisor `via` with its own SSH settings
+    (command-line options of the outer ssh would not reach a ProxyJump's connection)."""
+    argv = via.argv()
+    return shlex.join([*argv[:-1], "-W", "%h:%p", argv[-1]])
+
+
+def read_device_info(reader: ContainerReader | RemoteContainerReader | SshReader) -> DeviceInfo:
     """Ask the node through `reader`; a node that cannot be asked gives reachable False."""
     info = DeviceInfo()
     try:

@@ -7,6 +7,10 @@ API call lists every LTB container (label `ltb.lab`) with its status and health,
 answers are kept a few seconds (CACHE_SECONDS), so a page of browsers polling every few
 seconds costs one Docker call per interval, not one per node and poll.
 
+A hypervisor that is not this machine is read the same way over SSH (an
+ltb.capture.SshHypervisor from the inventory): one SSH call per hypervisor and CACHE_SECONDS
+runs `docker ps` with the same label filter and `virsh list --all` there (read_remote).
+
 A node's state is one of STATES: running, starting (its health check has not passed yet),
 unhealthy, paused, restarting, stopping, stopped (exited, created, shut off, crashed),
 missing (the lab's container or domain does not exist) or unknown (Docker or libvirt could
@@ -15,12 +19,16 @@ not be asked; the error is logged, never shown).
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+import shlex
 import shutil
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import docker
 import docker.errors
@@ -30,6 +38,9 @@ from ltb.deployed import DEFAULT_LIBVIRT_URI
 from ltb.kinds import DOCKER, LIBVIRT
 from ltb.kinds import get as node_kind
 from ltb.model import container_name
+
+if TYPE_CHECKING:
+    from ltb.capture import SshHypervisor
 
 STATES = (
     "running",
@@ -44,6 +55,13 @@ STATES = (
 )
 CACHE_SECONDS = 3.0
 VIRSH_TIMEOUT = 10
+# Seconds one SSH call to a hypervisor may take for both of its reads.
+REMOTE_TIMEOUT = 15
+# Lines the remote reading prints between and after its parts (ours, never a container's name).
+SECTION = "--ltb-section--"
+FAILED = "--ltb-failed--"
+# A libvirt URI that may go into the remote command (it is quoted there too).
+_URI = re.compile(r"[A-Za-z0-9_.:@/+?=&-]+")
 
 log = logging.getLogger(__name__)
 
@@ -139,23 +157,73 @@ def read_domains(libvirt_uri: str = DEFAULT_LIBVIRT_URI) -> dict[str, str] | Non
     return parse_virsh_list(out)
 
 
-class Cached:
+def read_remote(
+    via: SshHypervisor, libvirt_uri: str = DEFAULT_LIBVIRT_URI
+) -> dict[str, dict[str, str] | None] | None:
+    """The runtimes' readings of hypervisor `via` (DOCKER and LIBVIRT -> name -> node state,
+    None where that runtime could not be asked) from one SSH call; None if SSH fails."""
+    if not _URI.fullmatch(libvirt_uri):
+        log.warning("node states: libvirt URI %r of %s cannot be used", libvirt_uri, via.name)
+        libvirt_uri = DEFAULT_LIBVIRT_URI
+    docker_ps = "docker ps --all --filter label=ltb.lab --format '{{json .}}'"
+    virsh = f"timeout {VIRSH_TIMEOUT} virsh -c {shlex.quote(libvirt_uri)} list --all"
+    script = f"{docker_ps} || echo {FAILED}; echo {SECTION}; {virsh} || echo {FAILED}"
+    try:
+        done = subprocess.run(
+            via.argv(script), capture_output=True, text=True, timeout=REMOTE_TIMEOUT, check=False
+        )
+    except subprocess.TimeoutExpired:
+        log.warning("node states: hypervisor %s did not answer in %s s", via.name, REMOTE_TIMEOUT)
+        return None
+    if SECTION not in done.stdout:
+        log.warning("node states: hypervisor %s: %s", via.name, done.stderr.strip()[:500])
+        return None
+    containers, _, domains = done.stdout.partition(f"{SECTION}\n")
+    return {DOCKER: parse_docker_ps(containers), LIBVIRT: parse_remote_virsh(domains)}
+
+
+def parse_docker_ps(text: str) -> dict[str, str] | None:
+    """Container name -> node state from `docker ps --format '{{json .}}'` lines; None when
+    the command failed."""
+    if FAILED in text.splitlines():
+        return None
+    states = {}
+    for line in text.splitlines():
+        try:
+            found = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(found, dict):
+            state = container_state(str(found.get("State", "")), str(found.get("Status", "")))
+            for name in str(found.get("Names", "")).split(","):
+                states[name] = state
+    return states
+
+
+def parse_remote_virsh(text: str) -> dict[str, str] | None:
+    return None if FAILED in text.splitlines() else parse_virsh_list(text)
+
+
+T = TypeVar("T")
+
+
+class Cached(Generic[T]):
     """A reading kept for `seconds`, then read again in a thread of its own while callers get
     the last one: no request waits for Docker or libvirt (bench/portal.py: a read takes
     20 ms on an idle machine, and every lab answer of the process used to wait behind it).
     With no reading yet, or after forget(), the caller reads (threads asking at once share
     that reading)."""
 
-    def __init__(self, read: Callable[[], dict[str, str] | None], seconds: float) -> None:
+    def __init__(self, read: Callable[[], T | None], seconds: float) -> None:
         self.read = read
         self.seconds = seconds
         self.lock = threading.Lock()
-        self.value: dict[str, str] | None = None
+        self.value: T | None = None
         self.at = float("-inf")
         self.refreshing = False
         self.generation = 0  # forget() counts up: a reading begun before it is not kept
 
-    def get(self) -> dict[str, str] | None:
+    def get(self) -> T | None:
         with self.lock:
             if time.monotonic() - self.at < self.seconds:
                 return self.value
@@ -186,8 +254,11 @@ class Cached:
             self.generation += 1
 
 
-CONTAINERS = Cached(read_containers, CACHE_SECONDS)
-DOMAINS = Cached(read_domains, CACHE_SECONDS)
+CONTAINERS: Cached[dict[str, str]] = Cached(read_containers, CACHE_SECONDS)
+DOMAINS: Cached[dict[str, str]] = Cached(read_domains, CACHE_SECONDS)
+# Other hypervisors' readings, one per hypervisor (and libvirt URI), made when first asked.
+REMOTE: dict[tuple[SshHypervisor, str], Cached[dict[str, dict[str, str] | None]]] = {}
+_REMOTE_LOCK = threading.Lock()
 
 
 def reading(runtime: str) -> Cached:
@@ -195,15 +266,32 @@ def reading(runtime: str) -> Cached:
     return {DOCKER: CONTAINERS, LIBVIRT: DOMAINS}[runtime]
 
 
-def node_states(lab: str, kinds: Mapping[str, str]) -> dict[str, str]:
+def remote_reading(via: SshHypervisor, libvirt_uri: str) -> Cached:
+    with _REMOTE_LOCK:
+        key = (via, libvirt_uri)
+        if key not in REMOTE:
+            REMOTE[key] = Cached(lambda: read_remote(via, libvirt_uri), CACHE_SECONDS)
+        return REMOTE[key]
+
+
+def node_states(
+    lab: str,
+    kinds: Mapping[str, str],
+    via: SshHypervisor | None = None,
+    libvirt_uri: str = DEFAULT_LIBVIRT_URI,
+) -> dict[str, str]:
     """The state of each node of the lab (node name -> its kind's name) on this hypervisor,
-    read from its kind's runtime (only the runtimes asked about are read): "missing" where
-    its container or domain does not exist, "unknown" where the runtime cannot be asked."""
+    or (`via`) on that other one, read from its kind's runtime (here only the runtimes asked
+    about are read): "missing" where its container or domain does not exist, "unknown" where
+    the runtime cannot be asked."""
     runtimes = {node: node_kind(kind).runtime for node, kind in kinds.items()}
-    found = {runtime: reading(runtime).get() for runtime in set(runtimes.values())}
+    if via is None:
+        found = {runtime: reading(runtime).get() for runtime in set(runtimes.values())}
+    else:
+        found = remote_reading(via, libvirt_uri).get() or {}
     states = {}
     for node, runtime in runtimes.items():
-        names = found[runtime]
+        names = found.get(runtime)
         if names is None:
             states[node] = "unknown"
         else:

@@ -10,6 +10,7 @@ before anything is queued.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,15 @@ from sqlalchemy.orm import defer, joinedload, selectinload
 
 from jobs.queue import submit
 from ltb import capture, kinds, model
-from ltb.deployed import DEFAULT_STATE_DIR, LabNotDeployed, load_deployed_lab
-from ltb.device_info import ContainerReader, SshReader, read_device_info
+from ltb.deployed import DEFAULT_STATE_DIR
+from ltb.device_info import (
+    ContainerReader,
+    RemoteContainerReader,
+    SshReader,
+    read_device_info,
+)
 from ltb.mirror import MirrorError
+from ltb.node_state import DEFAULT_LIBVIRT_URI
 from ltb.node_state import node_states as read_node_states
 from ltb.picture import topology_svg
 from ltb.ssh import ssh_argv
@@ -48,6 +55,8 @@ PLATFORM_SSH_KEY = DEFAULT_STATE_DIR / "ssh" / "id_ed25519"
 CAPTURE_MAX_SECONDS = 60
 CAPTURE_MAX_PACKETS = 100_000
 CAPTURE_MAX_BYTES = 64 * 1024**2
+
+log = logging.getLogger(__name__)
 
 
 def _submit(lab: Lab | str, task: str, **fields: Any) -> str:
@@ -229,9 +238,11 @@ def find_node(lab: Lab, name: str) -> Any:
 
 
 def node_info(lab: Lab, name: str) -> dict[str, Any]:
-    """A node's device information: what the topology says, and what the node says now."""
+    """A node's device information: what the topology says, and what the node says now, read
+    on the node's hypervisor (this machine or another one, through it)."""
     row = find_node(lab, name)
-    model_node = parse_lab(lab.topology, f"lab {lab.name}").node(name)
+    parsed, _ = lab_model(lab)  # the store's allocation: no deployed copy is needed here
+    model_node = parsed.node(name)
     info: dict[str, Any] = {
         "name": row.name,
         "kind": row.kind,
@@ -248,14 +259,18 @@ def node_info(lab: Lab, name: str) -> dict[str, Any]:
         info["live"] = {"reachable": False, "error": f"the lab is {lab.state}, not running"}
         return info
     try:
-        deployed = load_deployed_lab(lab.name)
-    except LabNotDeployed as error:
+        via = reach_hypervisor(lab, model_node.hypervisor or lab.hypervisor)
+    except (LookupError, capture.CaptureError) as error:
         info["live"] = {"reachable": False, "error": str(error)}
         return info
+    reader: ContainerReader | RemoteContainerReader | SshReader
     if kinds.get(row.kind).runtime == kinds.DOCKER:  # else SSH, the way into any node
-        reader: ContainerReader | SshReader = ContainerReader(deployed.container_name(name))
+        container = parsed.container_name(name)
+        reader = (
+            ContainerReader(container) if via is None else RemoteContainerReader(container, via)
+        )
     else:
-        reader = SshReader(str(deployed.node(name).mgmt_ipv4.ip), Path(PLATFORM_SSH_KEY))
+        reader = SshReader(str(model_node.mgmt_ipv4.ip), Path(PLATFORM_SSH_KEY), via=via)
     info["live"] = vars(read_device_info(reader))
     return info
 
@@ -270,18 +285,47 @@ def lab_model(lab: Lab) -> tuple[model.Lab, bool]:
     return parsed.with_allocation(held.allocation), True
 
 
-# Hypervisors whose nodes the portal can read itself (it runs on them): the default inventory's
-# one. A node of a lab elsewhere is "unknown".
+# Hypervisors whose nodes the portal reads itself (it runs on them): the default inventory's
+# one. Others are reached over SSH with their inventory's settings (reach_hypervisor).
 LOCAL_HYPERVISORS = ("localhost",)
+
+
+def reach_hypervisor(lab: Lab, name: str) -> capture.SshHypervisor | None:
+    """How the portal reaches hypervisor `name` of the lab: None for this machine, else over
+    SSH with its settings in the hypervisors' inventory (LookupError when it has none there,
+    capture.CaptureError when they cannot be used)."""
+    if name in LOCAL_HYPERVISORS:
+        return None
+    found = hypervisor_vars(Path(current_app.config["LTB_HYPERVISORS"])).get(name)
+    if found is None:
+        raise LookupError(f"hypervisor {name} of lab {lab.name} is not in the inventory")
+    return capture.ssh_hypervisor(name, found)
 
 
 def node_states(lab: Lab) -> dict[str, str]:
     """Each node's state now on its hypervisor (ltb.node_state: running, stopped, missing,
-    unknown...), read once for all labs and kept a few seconds."""
+    unknown...), read once for all labs of a hypervisor and kept a few seconds."""
     kinds = {node.name: node.kind for node in lab.nodes}
-    if lab.hypervisor not in LOCAL_HYPERVISORS:
-        return dict.fromkeys(kinds, "unknown")
-    return read_node_states(lab.name, kinds)
+    if lab.hypervisor in LOCAL_HYPERVISORS and "hypervisor" not in lab.topology:
+        return read_node_states(lab.name, kinds)  # no node elsewhere: no parsing (polled)
+    parsed = parse_lab(lab.topology, f"lab {lab.name}")
+    placed: dict[str, dict[str, str]] = {}
+    for node, kind in kinds.items():
+        placed.setdefault(parsed.node(node).hypervisor or lab.hypervisor, {})[node] = kind
+    states: dict[str, str] = {}
+    for hypervisor, its_kinds in placed.items():
+        try:
+            via = reach_hypervisor(lab, hypervisor)
+        except (LookupError, capture.CaptureError) as error:
+            log.warning("node states of lab %s: %s", lab.name, error)
+            states |= dict.fromkeys(its_kinds, "unknown")
+            continue
+        uri = DEFAULT_LIBVIRT_URI
+        if via is not None:
+            found = hypervisor_vars(Path(current_app.config["LTB_HYPERVISORS"]))[hypervisor]
+            uri = str(found.get("ltb_libvirt_uri", DEFAULT_LIBVIRT_URI))
+        states |= read_node_states(lab.name, its_kinds, via, uri)
+    return states
 
 
 def lab_picture(lab: Lab) -> str:
@@ -335,12 +379,10 @@ def capture_hypervisor(lab: Lab, endpoint: str) -> capture.SshHypervisor | None:
     None for this machine, else how to reach it over SSH, from the hypervisors' inventory."""
     parsed, _ = lab_model(lab)
     name = parsed.node(endpoint.partition(":")[0]).hypervisor or lab.hypervisor
-    if name in LOCAL_HYPERVISORS:
-        return None
-    found = hypervisor_vars(Path(current_app.config["LTB_HYPERVISORS"])).get(name)
-    if found is None:
-        raise HTTPError(409, f"hypervisor {name} of lab {lab.name} is not in the inventory")
-    return capture.ssh_hypervisor(name, found)
+    try:
+        return reach_hypervisor(lab, name)
+    except LookupError as error:
+        raise HTTPError(409, str(error)) from None
 
 
 def _pcap(header: bytes, stream: Generator[bytes, None, None]) -> Iterator[bytes]:
