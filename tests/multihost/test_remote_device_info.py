@@ -19,9 +19,10 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from ltb import node_state
+from ltb import capture, node_state
 from ltb.allocation import Registry
 from ltb.deployed import DEFAULT_STATE_DIR
+from ltb.device_info import NodeUnreachable, SshReader
 from portal import create_app
 from portal import labs as rules
 from store.db import db, session_factory
@@ -29,7 +30,7 @@ from store.labs import finish_job, request_task
 from store.models import JobStatus, Lab, utcnow
 from tests.jobs.conftest import job_settings  # noqa: F401
 from tests.multihost.conftest import resources_on, run_playbook
-from tests.multihost.hypervisor import NetnsHypervisor
+from tests.multihost.hypervisor import PLATFORM_KEY, NetnsHypervisor
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +70,9 @@ def inventory(hypervisor, tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("hypervisors")
     hosts = {
         "localhost": {"ansible_connection": "local"},
-        hypervisor.name: hypervisor.inventory_host(),
+        # Its nodes accept the platform key the portal reads them with (the default derives
+        # it from ltb_state_dir, which is the hypervisor's own here, and finds no key).
+        hypervisor.name: hypervisor.inventory_host() | {"ltb_ssh_private_key": str(PLATFORM_KEY)},
     }
     (directory / "hosts.yaml").write_text(yaml.safe_dump({"hypervisors": {"hosts": hosts}}))
     return directory
@@ -135,6 +138,22 @@ def test_a_host_on_another_hypervisor_shows_its_addresses_and_routes(lab, app):
     assert live["reachable"] is True and live["frr_running"] is False, live
     assert "10.114.1.2/24" in live["addresses"], live
     assert "10.114.1.0/24 dev eth1" in live["routes"], live
+
+
+def test_ssh_reaches_a_node_only_its_hypervisor_reaches_through_that_hypervisor(
+    lab, app, hypervisor, inventory
+):
+    # The way VM nodes are read: r1's sshd on the hypervisor's management network.
+    address = node_info(app, "r1")["mgmt_ipv4"].split("/")[0]
+    found = yaml.safe_load((inventory / "hosts.yaml").read_text())["hypervisors"]["hosts"]
+    via = capture.ssh_hypervisor(hypervisor.name, found[hypervisor.name])
+    try:
+        direct = SshReader(address, PLATFORM_KEY, timeout=3).run(("hostname",))[0]
+    except NodeUnreachable:
+        direct = None
+    assert direct != 0, "the management network is reachable from here: the test shows nothing"
+    code, output = SshReader(address, PLATFORM_KEY, via=via).run(("hostname",))
+    assert (code, output.decode().strip()) == (0, "r1"), output
 
 
 def test_a_container_stopped_there_is_stopped_and_says_so(lab, app, hypervisor):
