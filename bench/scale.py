@@ -54,7 +54,7 @@ from bench.chain import (  # noqa: E402
     ltb_env,
     machine,
 )
-from bench.measure import MIB, _read_pss, measure  # noqa: E402
+from bench.measure import HZ, MIB, _read_pss, machine_busy_s, measure  # noqa: E402
 from ltb.allocation import Registry  # noqa: E402
 from ltb.model import Lab  # noqa: E402
 from ltb.topology import load_lab  # noqa: E402
@@ -192,6 +192,21 @@ def shim_memory(container_pids: list[int]) -> list[tuple[int, int]]:
     return [(process_rss(p), _read_pss(p)) for p in parents]
 
 
+def container_cpu_s(pid: int) -> float:
+    """CPU seconds a container has used, from its cgroup (v1 cpuacct, or v2 cpu.stat)."""
+    cgroup = cgroup_dir(pid, "cpuacct")
+    if (cgroup / "cpuacct.usage").exists():
+        return int((cgroup / "cpuacct.usage").read_text()) / 1e9
+    stat = (cgroup / "cpu.stat").read_text().split()
+    return int(stat[stat.index("usage_usec") + 1]) / 1e6
+
+
+def ovs_vswitchd_cpu_s() -> float:
+    pid = _run("pidof", "ovs-vswitchd").stdout.split()[0]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / HZ
+
+
 def ovs_vswitchd() -> dict[str, int]:
     pid = int(_run("pidof", "ovs-vswitchd").stdout.split()[0])
     return {"rss": process_rss(pid), "open_files": len(os.listdir(f"/proc/{pid}/fd"))}
@@ -203,12 +218,23 @@ def threads_on_machine() -> int:
 
 def idle_reading(containers: list[Any], settle: float, mem_before: int) -> dict[str, Any]:
     """What N containers cost once idle: per-node medians and sums of their cgroups, their
-    shims, and the machine's MemAvailable drop per container since `mem_before`."""
-    time.sleep(settle)
+    shims, and the machine's MemAvailable drop per container since `mem_before`; and the CPU
+    the idle containers and ovs-vswitchd take during the settle time."""
     pids = []
     for container in containers:
         container.reload()
         pids.append(container.attrs["State"]["Pid"])
+    cpu_before = [container_cpu_s(pid) for pid in pids]
+    ovs_before, busy_before = ovs_vswitchd_cpu_s(), machine_busy_s()
+    time.sleep(settle)
+    idle_cpu = {
+        "containers_cores": round(
+            sum(container_cpu_s(pid) - b for pid, b in zip(pids, cpu_before, strict=True)) / settle,
+            3,
+        ),
+        "ovs_vswitchd_cores": round((ovs_vswitchd_cpu_s() - ovs_before) / settle, 3),
+        "machine_busy_cores": round((machine_busy_s() - busy_before) / settle, 3),
+    }
     usages = [container_usage(pid) for pid in pids]
     shims = shim_memory(pids)
     n = len(containers)
@@ -222,7 +248,17 @@ def idle_reading(containers: list[Any], settle: float, mem_before: int) -> dict[
         }
 
     available_drop = mem_before - meminfo("MemAvailable")
+    # Routers (c<i>) run FRR, hosts (c<i>h<j>) only sshd: their means apart.
+    routers = [
+        u["usage"]
+        for c, u in zip(containers, usages, strict=True)
+        if re.fullmatch(r"c\d+", c.labels.get("ltb.node", ""))
+    ]
     return {
+        "idle_cpu": idle_cpu,
+        "routers_cgroup_usage_mean_mib": round(sum(routers) / len(routers) / MIB, 2)
+        if routers
+        else None,
         "containers": n,
         "settle_s": settle,
         "cgroup_usage": per_node([u["usage"] for u in usages]),
@@ -243,18 +279,40 @@ def idle_reading(containers: list[Any], settle: float, mem_before: int) -> dict[
 
 
 def traffic(lab: Lab, client: docker.DockerClient) -> dict[str, Any]:
-    """Every link's ends ping each other (all nodes at once, 8 docker execs at a time); then
-    the path across the ring, polled until OSPF carries it."""
+    """Every link's ends ping each other (all nodes at once, 8 docker execs at a time), and
+    those that did not answer once more after 5 s; then the path across the ring, polled until
+    OSPF carries it."""
     targets = link_targets(lab)
     started = time.monotonic()
+
+    def tentative(node: str) -> int:
+        """IPv6 addresses of a node still in duplicate address detection (not usable yet)."""
+        container = client.containers.get(lab.container_name(node))
+        return len(
+            container.exec_run(["ip", "-6", "-o", "addr", "show", "tentative"])[1].splitlines()
+        )
 
     def ping_from(node: str) -> list[str]:
         return pings_that_fail(client.containers.get(lab.container_name(node)), targets[node])
 
+    def ping_again(node: str) -> list[str]:
+        return pings_that_fail(client.containers.get(lab.container_name(node)), failed[node])
+
     with ThreadPoolExecutor(PARALLEL) as pool:
+        tentative_after_deploy = sum(pool.map(tentative, targets))
         failed = dict(zip(targets, pool.map(ping_from, targets), strict=True))
-    failed = {node: f for node, f in failed.items() if f}
-    links_s = time.monotonic() - started
+        failed = {node: f for node, f in failed.items() if f}
+        links_s = time.monotonic() - started
+        time.sleep(5 if failed else 0)
+        again = dict(zip(failed, pool.map(ping_again, failed), strict=True))
+    again = {node: f for node, f in again.items() if f}
+    result = {
+        "link_pings": sum(len(t) for t in targets.values()),
+        "ipv6_tentative_after_deploy": tentative_after_deploy,
+        "link_pings_failed_first": failed,
+        "link_pings_failed": again,
+        "link_pings_s": round(links_s, 1),
+    }
 
     ring = len(lab.nodes) // (1 + HOSTS)
     far = f"10.2.{ring // 2}.1{HOSTS}"  # the last host of the router half the ring away
@@ -271,9 +329,7 @@ def traffic(lab: Lab, client: docker.DockerClient) -> dict[str, Any]:
             break
         time.sleep(1)
     return {
-        "link_pings": sum(len(t) for t in targets.values()),
-        "link_pings_failed": failed,
-        "link_pings_s": round(links_s, 1),
+        **result,
         "path": f"c0h1 -> {far}",
         "path_after_s": None if path_s is None else round(path_s, 1),
         "path_routers": routers,
@@ -391,7 +447,8 @@ def largest(ltb: dict[str, Any], total_available_mib: float) -> dict[str, Any]:
         "ovs-vswitchd open files (limit / files per node)": int(ovs_nofile / ovs_files_per_node)
         if ovs_files_per_node > 0
         else None,
-        "management /24 per lab (ltb.model.mgmt_addresses)": 253,
+        # The default subnet of a lab (ltb.model); a topology's mgmt.ipv4_subnet may be larger.
+        "nodes per lab in the default management /24": 253,
     }
     return {
         "per_node_mib": round(per_node_mib, 2),
@@ -416,7 +473,9 @@ def table(report: dict[str, Any]) -> str:
         t = ltb["traffic"]
         lines.append(
             f"traffic: {t['link_pings']} link pings in {t['link_pings_s']} s, "
-            f"failed {sum(len(f) for f in t['link_pings_failed'].values())}; "
+            f"failed {sum(len(f) for f in t['link_pings_failed_first'].values())} at first, "
+            f"{sum(len(f) for f in t['link_pings_failed'].values())} 5 s later "
+            f"({t['ipv6_tentative_after_deploy']} IPv6 addresses tentative after the deploy); "
             f"path {t['path']} after {t['path_after_s']} s, {t['path_routers']} routers on the way"
         )
     if "remove" in ltb:
@@ -442,6 +501,9 @@ def table(report: dict[str, Any]) -> str:
                 f"{idle['mem_available_drop_per_node_mib']} | "
                 f"{idle['pids_per_node']} |"
             )
+    for label, idle in rows:
+        if idle:
+            lines.append(f"idle CPU, {label} (cores): {json.dumps(idle['idle_cpu'])}")
     if "largest" in report:
         lines.append(f"largest: {json.dumps(report['largest'])}")
     return "\n".join(lines)
