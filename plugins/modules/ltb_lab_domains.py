@@ -11,8 +11,8 @@ description:
     starts with one of O(prefixes) (C(Lab.node_name_prefix) from ltb.model, C(ltb-<lab>.)) is
     stopped if it runs and undefined with its managed save, snapshot and checkpoint metadata
     and NVRAM - also domains the topology no longer names or a failed deploy left. Several at
-    a time. With no such domain, that one read is all it does: a lab without VMs costs one
-    C(virsh) process. Without C(virsh) on the hypervisor no domain can exist: nothing to do.
+    a time. With no such domain, that one read is all it does (a lab without VMs costs one
+    C(virsh) process). Without C(virsh) on the hypervisor no domain can exist: nothing to do.
   - Check mode reports what would be removed, with a diff.
 options:
   prefixes:
