@@ -12,7 +12,8 @@ description:
     stopped if it runs and undefined with its managed save, snapshot and checkpoint metadata
     and NVRAM - also domains the topology no longer names or a failed deploy left. Several at
     a time. With no such domain, that one read is all it does (a lab without VMs costs one
-    C(virsh) process). Without C(virsh) on the hypervisor no domain can exist, so there is nothing to do.
+    C(virsh) process). Without C(virsh) on the hypervisor no domain can exist, so there is
+    nothing to do.
   - Check mode reports what would be removed, with a diff.
 options:
   prefixes:
