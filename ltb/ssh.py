@@ -1,31 +1,10 @@
-"""How LTB reaches a lab node (or a hypervisor) over SSH: one place for the client options.
-
-Nodes get new host keys at every deploy, so their keys are not recorded; the platform key
-authenticates, and nothing may prompt.
-"""
+"""How LTB reaches a lab node (or a hypervisor) over SSH: the client options live once, in
+plugins/module_utils/ltb_ssh.py, which the hypervisor's snapshot code uses too."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from ltb.module_utils import load
 
+ssh_argv = load("ltb_ssh").ssh_argv
 
-def ssh_argv(
-    address: str,
-    *command: str,
-    key: str | Path,
-    port: int | None = None,
-    connect_timeout: int = 10,
-) -> list[str]:
-    """The `ssh` command line that runs `command` as root on `address`."""
-    argv = ["ssh", "-i", str(key)]
-    if port is not None:
-        argv += ["-p", str(port)]
-    for option in (
-        "StrictHostKeyChecking=no",
-        "UserKnownHostsFile=/dev/null",
-        "BatchMode=yes",
-        f"ConnectTimeout={connect_timeout}",
-        "LogLevel=ERROR",
-    ):
-        argv += ["-o", option]
-    return [*argv, f"root@{address}", *command]
+__all__ = ["ssh_argv"]

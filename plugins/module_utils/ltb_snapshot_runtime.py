@@ -19,6 +19,8 @@ import json
 import shlex
 import subprocess
 
+from ansible.module_utils.ltb_ssh import ssh_argv
+
 # Numeric route attributes (`ip -N`): names depend on the /etc/iproute2 of whoever runs `ip`.
 KEPT_PROTOCOLS = {"3", "4"}  # boot (`ip route add`), static (`proto static`)
 TYPES = {"1": "unicast", "6": "blackhole", "7": "unreachable", "8": "prohibit", "9": "throw"}
@@ -78,21 +80,6 @@ def run(argv, what, stdin=None, timeout=60):
     if done.returncode != 0:
         raise RuntimeStateError(f"{what}: {(done.stderr or done.stdout).strip()}")
     return done.stdout
-
-
-def ssh_argv(address, *command, key, connect_timeout=10):
-    """The `ssh` command line that runs `command` as root on a node: nodes get new host keys
-    at every deploy, so their keys are not recorded; nothing may prompt (as ltb.ssh)."""
-    argv = ["ssh", "-i", str(key)]
-    for option in (
-        "StrictHostKeyChecking=no",
-        "UserKnownHostsFile=/dev/null",
-        "BatchMode=yes",
-        f"ConnectTimeout={connect_timeout}",
-        "LogLevel=ERROR",
-    ):
-        argv += ["-o", option]
-    return [*argv, f"root@{address}", *command]
 
 
 class ContainerNode:
