@@ -308,10 +308,16 @@ def node_states(lab: Lab) -> dict[str, str]:
     kinds = {node.name: node.kind for node in lab.nodes}
     if lab.hypervisor in LOCAL_HYPERVISORS and "hypervisor" not in lab.topology:
         return read_node_states(lab.name, kinds)  # no node elsewhere: no parsing (polled)
-    parsed = parse_lab(lab.topology, f"lab {lab.name}")
+    try:
+        parsed = parse_lab(lab.topology, f"lab {lab.name}")
+        own_hypervisor = {node.name: node.hypervisor for node in parsed.nodes}
+    except TopologyError as error:
+        # A state is never worth a 500: the nodes are then looked for on the lab's hypervisor.
+        log.warning("node states of lab %s: %s", lab.name, error)
+        own_hypervisor = {}
     placed: dict[str, dict[str, str]] = {}
     for node, kind in kinds.items():
-        placed.setdefault(parsed.node(node).hypervisor or lab.hypervisor, {})[node] = kind
+        placed.setdefault(own_hypervisor.get(node) or lab.hypervisor, {})[node] = kind
     states: dict[str, str] = {}
     for hypervisor, its_kinds in placed.items():
         try:
