@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from ltb.resources import LabResources
-from tests.multihost.hypervisor import NetnsHypervisor
+from tests.multihost.hypervisor import PLATFORM_KEY, NetnsHypervisor
 
 ROOT = Path(__file__).parents[2]
 BIN = Path(sys.executable).parent
@@ -47,6 +47,21 @@ def hypervisors_inventory(hypervisor, tmp_path_factory) -> Path:
     }
     path.write_text(yaml.safe_dump({"hypervisors": {"hosts": hosts}}))
     return path
+
+
+@pytest.fixture(scope="session")
+def hypervisors_dir(hypervisor, tmp_path_factory) -> Path:
+    """An inventory directory as LTB_HYPERVISORS names one, from which the portal and
+    ltb.capture take a hypervisor's SSH settings: this machine and the netns hypervisor, whose
+    nodes accept the platform key (the default derives the key from ltb_state_dir, which is the
+    hypervisor's own here and holds none)."""
+    directory = tmp_path_factory.mktemp("hypervisors")
+    hosts = {
+        "localhost": {"ansible_connection": "local"},
+        hypervisor.name: hypervisor.inventory_host() | {"ltb_ssh_private_key": str(PLATFORM_KEY)},
+    }
+    (directory / "hosts.yaml").write_text(yaml.safe_dump({"hypervisors": {"hosts": hosts}}))
+    return directory
 
 
 @dataclasses.dataclass

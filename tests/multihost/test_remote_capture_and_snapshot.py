@@ -25,14 +25,11 @@ from ltb import capture
 from ltb.allocation import Registry
 from ltb.deployed import DEFAULT_STATE_DIR
 from tests.multihost.conftest import resources_on, run_playbook
-from tests.multihost.hypervisor import NetnsHypervisor
 
 pytestmark = pytest.mark.integration
 
 LAB = "rc-pair"
-# A hypervisor of this module's own (not conftest's shared one), so that other multi-host
-# tests can run at the same time; 198.18.93.0/30.
-HYPERVISOR = NetnsHypervisor("rc", 93)
+# On conftest's netns hypervisor, shared by the multi-host tests of the session.
 TOPOLOGY = f"""\
 name: {LAB}
 nodes:
@@ -46,46 +43,23 @@ links:
 
 
 @pytest.fixture(scope="module")
-def hypervisor() -> Iterator[NetnsHypervisor]:
-    HYPERVISOR.down()  # what an interrupted run left
-    print(f"hypervisor {HYPERVISOR.name} up: {HYPERVISOR.up()}")
-    try:
-        yield HYPERVISOR
-    finally:
-        HYPERVISOR.down()
-
-
-@pytest.fixture(scope="module")
-def inventory(hypervisor, tmp_path_factory) -> Path:
-    """An inventory directory as LTB_HYPERVISORS names one: hosts.yaml with this machine and
-    the netns hypervisor, whose SSH settings ltb.capture takes from it."""
-    directory = tmp_path_factory.mktemp("hypervisors")
-    hosts = {
-        "localhost": {"ansible_connection": "local"},
-        hypervisor.name: hypervisor.inventory_host(),
-    }
-    (directory / "hosts.yaml").write_text(yaml.safe_dump({"hypervisors": {"hosts": hosts}}))
-    return directory
-
-
-@pytest.fixture(scope="module")
-def lab(hypervisor, inventory, tmp_path_factory) -> Iterator[Path]:
+def lab(hypervisor, hypervisors_dir, tmp_path_factory) -> Iterator[Path]:
     lab_file = tmp_path_factory.mktemp("lab") / f"{LAB}.lab.yml"
     lab_file.write_text(TOPOLOGY)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LTB_HYPERVISOR", hypervisor.name)
-        deployed = run_playbook("deploy.yml", inventory / "hosts.yaml", lab_file)
+        deployed = run_playbook("deploy.yml", hypervisors_dir / "hosts.yaml", lab_file)
         print(f"deploy took {deployed.seconds:.1f} s")
         try:
             assert deployed.returncode == 0, deployed.failures()
             yield lab_file
         finally:
             if not resources_on(hypervisor, LAB).empty():
-                run_playbook("remove.yml", inventory / "hosts.yaml", lab_file)
+                run_playbook("remove.yml", hypervisors_dir / "hosts.yaml", lab_file)
             Registry(DEFAULT_STATE_DIR).release(LAB)
             for snapshot in (hypervisor.state_dir / "snapshots" / LAB).glob("*"):
                 run_playbook(
-                    "snapshot.yml", inventory / "hosts.yaml", lab_file,
+                    "snapshot.yml", hypervisors_dir / "hosts.yaml", lab_file,
                     "-e", f"snapshot={snapshot.name}", "-e", "snapshot_action=delete",
                 )  # fmt: skip
 
@@ -100,8 +74,8 @@ def in_node(hypervisor, node: str, *argv: str) -> subprocess.CompletedProcess:
     )
 
 
-def via(hypervisor, inventory) -> capture.SshHypervisor:
-    found = yaml.safe_load((inventory / "hosts.yaml").read_text())["hypervisors"]["hosts"]
+def via(hypervisor, hypervisors_dir) -> capture.SshHypervisor:
+    found = yaml.safe_load((hypervisors_dir / "hosts.yaml").read_text())["hypervisors"]["hosts"]
     target = capture.ssh_hypervisor(hypervisor.name, found[hypervisor.name])
     assert target is not None
     return target
@@ -126,7 +100,7 @@ def test_the_lab_runs_on_the_other_hypervisor_only(lab, hypervisor):
 
 
 def test_capture_through_the_api_reaches_the_labs_hypervisor_over_ssh(
-    lab, hypervisor, inventory, tmp_path
+    lab, hypervisor, hypervisors_dir, tmp_path
 ):
     summary = capture.CaptureSummary()
     stream = capture.capture_stream(
@@ -135,7 +109,7 @@ def test_capture_through_the_api_reaches_the_labs_hypervisor_over_ssh(
         expression="icmp",
         bounds=capture.CaptureBounds(seconds=20, packets=4),
         summary=summary,
-        via=via(hypervisor, inventory),
+        via=via(hypervisor, hypervisors_dir),
     )
     header = next(stream)  # the capture listens once the header came
     assert "ltb/rc-pair/capture-" in mirrors_on(hypervisor)
@@ -155,13 +129,13 @@ def test_capture_through_the_api_reaches_the_labs_hypervisor_over_ssh(
     assert "ltb/" not in mirrors_on(hypervisor), "the remote capture left its mirror"
 
 
-def test_closing_a_remote_capture_early_removes_its_mirror_there(lab, hypervisor, inventory):
+def test_closing_a_remote_capture_early_removes_its_mirror_there(lab, hypervisor, hypervisors_dir):
     stream = capture.capture_stream(
         LAB,
         "b:eth1",
         scope="interface",
         bounds=capture.CaptureBounds(seconds=300),
-        via=via(hypervisor, inventory),
+        via=via(hypervisor, hypervisors_dir),
     )
     next(stream)
     assert "ltb/" in mirrors_on(hypervisor)
@@ -174,15 +148,15 @@ def test_closing_a_remote_capture_early_removes_its_mirror_there(lab, hypervisor
     assert time.monotonic() - started < 10
 
 
-def test_a_bad_remote_endpoint_is_named_by_the_hypervisor(lab, hypervisor, inventory):
+def test_a_bad_remote_endpoint_is_named_by_the_hypervisor(lab, hypervisor, hypervisors_dir):
     with pytest.raises(capture.CaptureError, match="has no lab interface 'eth9'") as raised:
-        next(capture.capture_stream(LAB, "a:eth9", via=via(hypervisor, inventory)))
+        next(capture.capture_stream(LAB, "a:eth9", via=via(hypervisor, hypervisors_dir)))
     assert f"on hypervisor {hypervisor.name}" in str(raised.value)
     assert "ltb/" not in mirrors_on(hypervisor)
 
 
-def test_snapshot_and_restore_of_a_lab_on_the_other_hypervisor(lab, hypervisor, inventory):
-    hosts = inventory / "hosts.yaml"
+def test_snapshot_and_restore_of_a_lab_on_the_other_hypervisor(lab, hypervisor, hypervisors_dir):
+    hosts = hypervisors_dir / "hosts.yaml"
     assert in_node(hypervisor, "a", "sh", "-c", "echo kept > /root/marker").returncode == 0
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LTB_HYPERVISOR", hypervisor.name)

@@ -5,7 +5,8 @@ from this machine's Docker or state directory.
 The lab (a router with FRR and a host without) is deployed there by playbooks/deploy.yml with
 LTB_HYPERVISOR naming that hypervisor, and recorded in the test run's database as a running
 lab placed there, as the portal's deploy job leaves it. The portal's rules (portal.labs) are
-called in a request context whose LTB_HYPERVISORS is an inventory of both hypervisors.
+called in a request context whose LTB_HYPERVISORS is an inventory of both hypervisors
+(conftest's `hypervisors_dir`).
 One lab for the module; its fixture removes it, also on failure.
 """
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import yaml
@@ -29,15 +29,13 @@ from store.db import db, session_factory
 from store.labs import finish_job, request_task
 from store.models import JobStatus, Lab, utcnow
 from tests.jobs.conftest import job_settings  # noqa: F401
-from tests.multihost.conftest import resources_on, run_playbook
-from tests.multihost.hypervisor import PLATFORM_KEY, NetnsHypervisor
+from tests.multihost.conftest import HYPERVISOR, resources_on, run_playbook
+from tests.multihost.hypervisor import PLATFORM_KEY
 
 pytestmark = pytest.mark.integration
 
 LAB = "di-pair"
-# A hypervisor of this module's own, so that other multi-host tests can run at the same
-# time; 198.18.114.0/30.
-HYPERVISOR = NetnsHypervisor("di", 114)
+# On conftest's netns hypervisor, shared by the multi-host tests of the session.
 TOPOLOGY = f"""\
 name: {LAB}
 nodes:
@@ -54,37 +52,12 @@ links:
 
 
 @pytest.fixture(scope="module")
-def hypervisor() -> Iterator[NetnsHypervisor]:
-    HYPERVISOR.down()  # what an interrupted run left
-    print(f"hypervisor {HYPERVISOR.name} up: {HYPERVISOR.up()}")
-    try:
-        yield HYPERVISOR
-    finally:
-        HYPERVISOR.down()
-
-
-@pytest.fixture(scope="module")
-def inventory(hypervisor, tmp_path_factory) -> Path:
-    """An inventory directory as LTB_HYPERVISORS names one: this machine and the netns
-    hypervisor, whose SSH settings the portal takes from it."""
-    directory = tmp_path_factory.mktemp("hypervisors")
-    hosts = {
-        "localhost": {"ansible_connection": "local"},
-        # Its nodes accept the platform key the portal reads them with (the default derives
-        # it from ltb_state_dir, which is the hypervisor's own here, and finds no key).
-        hypervisor.name: hypervisor.inventory_host() | {"ltb_ssh_private_key": str(PLATFORM_KEY)},
-    }
-    (directory / "hosts.yaml").write_text(yaml.safe_dump({"hypervisors": {"hosts": hosts}}))
-    return directory
-
-
-@pytest.fixture(scope="module")
-def lab(hypervisor, inventory, job_settings, tmp_path_factory) -> Iterator[str]:  # noqa: F811
+def lab(hypervisor, hypervisors_dir, job_settings, tmp_path_factory) -> Iterator[str]:  # noqa: F811
     lab_file = tmp_path_factory.mktemp("lab") / f"{LAB}.lab.yml"
     lab_file.write_text(TOPOLOGY)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LTB_HYPERVISOR", hypervisor.name)
-        deployed = run_playbook("deploy.yml", inventory / "hosts.yaml", lab_file)
+        deployed = run_playbook("deploy.yml", hypervisors_dir / "hosts.yaml", lab_file)
         print(f"deploy took {deployed.seconds:.1f} s")
         try:
             assert deployed.returncode == 0, deployed.failures()
@@ -98,18 +71,18 @@ def lab(hypervisor, inventory, job_settings, tmp_path_factory) -> Iterator[str]:
             yield LAB
         finally:
             if not resources_on(hypervisor, LAB).empty():
-                run_playbook("remove.yml", inventory / "hosts.yaml", lab_file)
+                run_playbook("remove.yml", hypervisors_dir / "hosts.yaml", lab_file)
             Registry(DEFAULT_STATE_DIR).release(LAB)
 
 
 @pytest.fixture(scope="module")
-def app(job_settings, inventory):  # noqa: F811
+def app(job_settings, hypervisors_dir):  # noqa: F811
     return create_app(
         {
             "TESTING": True,
             "SECRET_KEY": "test",
             "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
-            "LTB_HYPERVISORS": str(inventory),
+            "LTB_HYPERVISORS": str(hypervisors_dir),
         }
     )
 
@@ -141,11 +114,11 @@ def test_a_host_on_another_hypervisor_shows_its_addresses_and_routes(lab, app):
 
 
 def test_ssh_reaches_a_node_only_its_hypervisor_reaches_through_that_hypervisor(
-    lab, app, hypervisor, inventory
+    lab, app, hypervisor, hypervisors_dir
 ):
     # The way VM nodes are read: r1's sshd on the hypervisor's management network.
     address = node_info(app, "r1")["mgmt_ipv4"].split("/")[0]
-    found = yaml.safe_load((inventory / "hosts.yaml").read_text())["hypervisors"]["hosts"]
+    found = yaml.safe_load((hypervisors_dir / "hosts.yaml").read_text())["hypervisors"]["hosts"]
     via = capture.ssh_hypervisor(hypervisor.name, found[hypervisor.name])
     try:
         direct = SshReader(address, PLATFORM_KEY, timeout=3).run(("hostname",))[0]
