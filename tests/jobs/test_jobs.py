@@ -184,6 +184,10 @@ def test_jobs_deploy_a_lab_one_at_a_time_with_progress_and_events_snapshot_mirro
     assert_no_leftovers(lab)
 
 
+# The plays of deploy.yml during which a lab is half built.
+BUILDING = ("Build the network of each lab", "Deploy the container nodes of each lab")
+
+
 def test_worker_killed_mid_deploy_leaves_the_lab_failed_and_remove_cleans_up(
     store, processes, topology, cleanup
 ):
@@ -191,10 +195,10 @@ def test_worker_killed_mid_deploy_leaves_the_lab_failed_and_remove_cleans_up(
     cleanup[lab] = text = topology("pair.lab.yml", lab)
     worker = processes.start("worker")
     job_id = submit(lab, "deploy", topology=text)
-    # Kill it once the nodes are being created, so the lab is half built.
+    # Kill it once the lab is being built, so it is half built: at its network's play or the
+    # containers' (a pair's deploy is done seconds after that play starts, so not later).
     wait_for(
-        # "Deploy the container nodes of each lab", or the next play ("Deploy every other node").
-        lambda: (job_row(store, job_id).progress.get("play") or "").startswith("Deploy "),
+        lambda: (job_row(store, job_id).progress.get("play") or "").startswith(BUILDING),
         TASK_WAIT,
         "the node play",
         processes,
