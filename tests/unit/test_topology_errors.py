@@ -4,6 +4,7 @@ Every expected line must be reported, and nothing else: a bad file gets all of i
 once, each with its place.
 """
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -148,3 +149,30 @@ def test_mirror_names_with_a_trailing_newline_are_refused():
     with pytest.raises(MirrorError, match=r"'m1\\n' is not allowed"):
         mirror_spec(lab, "link", "a:eth1", "m1\n")
     assert mirror_spec(lab, "link", "a:eth1", "m1").name == "m1"
+
+
+@pytest.mark.parametrize(
+    "hypervisor",
+    [
+        "{{ lookup('pipe', 'id') }}",  # Jinja
+        "hv1; rm -rf /",  # shell metacharacters
+        "$(id)",
+        "../etc",  # a path
+        "hv1\n",  # a trailing newline
+        "h" * 10_000,  # huge
+        "-hv",
+    ],
+    ids=["jinja", "shell", "subshell", "dotdot", "newline", "huge", "dash"],
+)
+def test_a_hostile_node_hypervisor_is_refused_naming_its_place(hypervisor):
+    topology = "name: hv-hostile\nnodes:\n  r1:\n    hypervisor: HV\n".replace(
+        "HV", yaml_quoted(hypervisor)
+    )
+    with pytest.raises(TopologyError) as error:
+        parse_lab(topology, "hostile")
+    places = [problem.place for problem in error.value.problems]
+    assert places == ["nodes.r1.hypervisor"], error.value.problems
+
+
+def yaml_quoted(value: str) -> str:
+    return json.dumps(value)  # JSON strings are YAML strings
