@@ -311,9 +311,10 @@ def leftovers(lab: Lab) -> list[str]:
     return found
 
 
-def clean(lab: Lab) -> None:
-    """Remove whatever a bench lab left behind (never used for timing)."""
-    assert lab.name.startswith("bench-"), lab.name
+def clean(lab: Lab, prefix: str = "bench-") -> None:
+    """Remove whatever a bench lab left behind (never used for timing); only labs of the
+    benches' own `prefix`."""
+    assert lab.name.startswith(prefix), lab.name
     containers = lab_containers(lab.name)
     if containers:
         _run("docker", "rm", "-f", *containers)

@@ -48,8 +48,7 @@ sys.path.insert(0, str(ROOT))
 from bench.chain import (  # noqa: E402
     STATE_DIR,
     VENV_BIN,
-    host_interfaces_of,
-    lab_containers,
+    clean,
     leftovers,
     ltb_env,
     machine,
@@ -341,7 +340,7 @@ def run_ltb(nodes: int, settle: float, workdir: Path, client: docker.DockerClien
     topology = workdir / f"{name}.lab.yml"
     topology.write_text(yaml.safe_dump(scale_topology(name, nodes), sort_keys=False))
     lab = load_lab(topology)
-    clean_lab(lab)
+    clean(lab, prefix="sc-")
     env = ltb_env(ROOT, {}, profile=False)
     playbook = [str(VENV_BIN / "ansible-playbook"), "-i", "inventory/", "-i", str(topology)]
     result: dict[str, Any] = {"lab": name, "nodes": nodes, "loadavg_before": loadavg()}
@@ -363,20 +362,8 @@ def run_ltb(nodes: int, settle: float, workdir: Path, client: docker.DockerClien
         result["remove"] = asdict(remove)
         result["leftovers"] = leftovers(lab)
     finally:
-        clean_lab(lab)
+        clean(lab, prefix="sc-")
     return result
-
-
-def clean_lab(lab: Lab) -> None:
-    """Remove what a run left (never timed), as chain.py's clean does for its labs."""
-    assert lab.name.startswith("sc-"), lab.name
-    containers = lab_containers(lab.name)
-    if containers:
-        _run("docker", "rm", "-f", *containers)
-    _run("ovs-vsctl", "--if-exists", "del-br", lab.bridge)
-    for interface in host_interfaces_of(lab.name):
-        _run("ip", "link", "del", interface)
-    _run("rm", "-rf", str(STATE_DIR / "labs" / lab.name))
 
 
 # Bare ---------------------------------------------------------------------------------------
