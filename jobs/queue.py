@@ -35,6 +35,7 @@ def submit(
     params: dict[str, Any] | None = None,
     settings: Settings | None = None,
     hypervisor: str | None = None,
+    placement: dict[str, str] | None = None,
     **store_fields: Any,
 ) -> str:
     """Queue `task` (a task of store.tasks) on `lab` and return the job id. Raises
@@ -43,7 +44,8 @@ def submit(
     `store_fields` (owner_id, template_version_id, course_id, title) are recorded on a new
     lab (store.labs.request_task). `hypervisor`: where the lab's placement put it, recorded
     before the job is queued, so the job runs there; None: a new lab goes to LTB_HYPERVISOR,
-    a known one stays where it is recorded."""
+    a known one stays where it is recorded. `placement`: with `hypervisor`, where each node
+    of a spread lab runs (store.capacity.spread)."""
     settings = settings or load()
     Session = sessions(settings)
     with Session.begin() as session:
@@ -54,6 +56,7 @@ def submit(
             topology=topology,
             owner=owner,
             hypervisor=hypervisor,
+            placement=placement,
             default_hypervisor=settings.hypervisor,
             params=params,
             **store_fields,

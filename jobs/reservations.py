@@ -67,11 +67,13 @@ def create_reservation(
     template_version_id: int | None = None,
     course_id: int | None = None,
     hypervisor: str | None = None,
+    placement: dict[str, str] | None = None,
 ) -> Reservation:
     """Record a reservation (the caller commits, then calls `schedule`); refuse one whose time
     overlaps another reservation of the same lab that has not ended. The reservation records
     what its lab needs (store.capacity.lab_needs), the hypervisor its placement chose and
-    the portal's fields, which `begin` gives the lab it deploys."""
+    the portal's fields, which `begin` gives the lab it deploys; `placement`: where each node
+    of a spread lab runs (store.capacity.spread), given to its lab the same way."""
     lab = parse_lab(topology, "reservation")
     check_times(session, lab.name, start_at, end_at)
     needs = lab_needs(lab)
@@ -85,6 +87,7 @@ def create_reservation(
         memory_bytes=needs.memory_bytes,
         nodes=needs.nodes,
         hypervisor=hypervisor,
+        placement=placement if hypervisor else None,
         topology=topology,
         start_at=start_at,
         end_at=end_at,
@@ -203,6 +206,7 @@ def begin(reservation_id: int) -> str:
                 settings=settings,
                 # Where it was placed when booked, even if that hypervisor drains since.
                 hypervisor=reservation.hypervisor,
+                placement=reservation.placement,
                 owner_id=reservation.owner_id,
                 template_version_id=reservation.template_version_id,
                 course_id=reservation.course_id,
@@ -296,6 +300,7 @@ def reset(reservation_id: int, phase: str = "remove") -> str:
                 settings=settings,
                 # Where it was placed when booked, even if that hypervisor drains since.
                 hypervisor=reservation.hypervisor,
+                placement=reservation.placement,
                 owner_id=reservation.owner_id,
                 template_version_id=reservation.template_version_id,
                 course_id=reservation.course_id,

@@ -32,7 +32,7 @@ from ltb.allocation import allocation_text
 from ltb.topology import TopologyError
 from store import allocations
 from store.db import engine
-from store.labs import finish_job
+from store.labs import finish_job, placed_topology
 from store.models import Job, JobEvent, JobStatus, utcnow
 from store.sshkeys import lab_authorized_keys
 from store.tasks import TASKS, TaskError, lab_task
@@ -116,7 +116,9 @@ def run_task(task: str, lab: str) -> dict[str, Any]:
             finish_job(session, job, JobStatus.FAILED, {"error": f"not run: {error}"})
             log.warning("job %s (%s of lab %s) not run: %s", job_id, task, lab, error)
             return {"status": "refused", "error": str(error)}
-        lab_id, topology, hypervisor = job.lab_id, job.lab.topology, job.lab.hypervisor
+        lab_id, hypervisor = job.lab_id, job.lab.hypervisor
+        # A spread lab's nodes pinned where its placement put them (the inventory's way).
+        topology = placed_topology(job.lab.topology, job.lab.placement)
         where = Where(hypervisor, allocation)
         previous = session.scalars(
             select(Job)

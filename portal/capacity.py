@@ -1,6 +1,6 @@
 """The hypervisors' capacity as the portal sees it: may a lab run from one moment to another
-without over-committing a hypervisor's CPUs or memory, on which one, and how large a lab
-still fits over a week (the calendar). A lab runs on one hypervisor: the placement is
+without over-committing a hypervisor's CPUs or memory, on which one (or, spread, on which
+ones: `place`), and how large a lab still fits over a week (the calendar). The placement is
 store.capacity's; the capacity is the inventory's (LTB_HYPERVISORS, read at each check, so
 a changed inventory holds at once), and so is the drain: a hypervisor with `ltb_drain: true`
 takes no new lab or booking, and what runs or is booked there stays.
@@ -8,13 +8,14 @@ takes no new lab or booking, and what runs or is booked there stays.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from apiflask import HTTPError
 from flask import current_app, has_request_context
 
+from ltb import model
 from portal.auth import current_user
 from store.capacity import (
     Booking,
@@ -25,8 +26,11 @@ from store.capacity import (
     draining_hypervisors,
     hypervisor_capacities,
     hypervisor_capacity,
+    lab_needs,
     largest_free,
+    node_needs,
     placement,
+    spread,
 )
 from store.db import db
 from store.models import Role, User, utcnow
@@ -50,11 +54,12 @@ def draining() -> frozenset[str]:
 
 
 class OverCommitted(HTTPError):
-    """409: no one hypervisor has room for the lab; says in what, when, what each has free
+    """409: no hypervisor has room for the lab (`one`: on one hypervisor; else not even
+    spread over several); says in what, when, what each has free
     and what holds it then: the caller's own bookings by name, other users' only as a count
     (a student learns nothing of other users' labs; an admin sees them all)."""
 
-    def __init__(self, refusal: NoRoom, asked: Needs, caller: User | None):
+    def __init__(self, refusal: NoRoom, asked: Needs, caller: User | None, one: bool = True):
         free = ", ".join(
             f"{host} {room.cpus:g} CPUs and {room.memory_bytes / GIB:g} GiB"
             for host, room in refusal.free.items()
@@ -74,7 +79,8 @@ class OverCommitted(HTTPError):
             409,
             f"{why}{refusal.resource} would be over-committed at "
             f"{refusal.at.isoformat()}: this lab needs {asked.cpus:g} CPUs and "
-            f"{asked.memory_bytes / GIB:g} GiB on one hypervisor; free then: {free or 'none'} "
+            f"{asked.memory_bytes / GIB:g} GiB{' on one hypervisor' if one else ''}; free then: "
+            f"{free or 'none'} "
             f"(booked by {', '.join(held) or 'nothing'})",
             {
                 "draining": list(refusal.draining),
@@ -122,6 +128,43 @@ def check_capacity(
         caller = current_user() if has_request_context() else None
         raise OverCommitted(chosen, needs, caller)
     return chosen
+
+
+@dataclass(frozen=True)
+class Placed:
+    """Where a lab runs: `hypervisor`, the lab's (where most of its nodes are), and `nodes`,
+    node -> hypervisor when its placement spread it (None: all on `hypervisor`, but for the
+    nodes its topology pins elsewhere). Recorded with the lab or reservation."""
+
+    hypervisor: str
+    nodes: dict[str, str] | None = None
+
+
+def place(
+    lab: model.Lab,
+    start_at: datetime,
+    end_at: datetime,
+    except_reservation: int | None = None,
+) -> Placed:
+    """Where the lab runs from start_at to end_at: on the first hypervisor not draining with
+    room for it at every moment, else spread over several (store.capacity.spread), its
+    topology's pinned nodes where they are pinned; OverCommitted if even spread it does not
+    fit. The caller holds the booking lock (lock_bookings), as for check_capacity."""
+    held = bookings(
+        db.session, start_at, end_at, now=utcnow(), except_reservation=except_reservation
+    )
+    each = capacities()
+    pinned = {node.name: node.hypervisor for node in lab.nodes if node.hypervisor}
+    links = [[end.node for end in link.endpoints] for link in lab.links]
+    chosen = spread(each, held, node_needs(lab), links, start_at, end_at, draining(), pinned)
+    if isinstance(chosen, NoRoom):
+        caller = current_user() if has_request_context() else None
+        raise OverCommitted(chosen, lab_needs(lab), caller, one=False)
+    order = list(each)
+    counts = {h: list(chosen.values()).count(h) for h in dict.fromkeys(chosen.values())}
+    main = max(counts, key=lambda h: (counts[h], -order.index(h) if h in order else -len(order)))
+    moved = any(where != main for node, where in chosen.items() if node not in pinned)
+    return Placed(main, dict(chosen) if moved else None)
 
 
 def calendar(start: datetime, end: datetime, step: timedelta) -> dict:

@@ -41,7 +41,7 @@ from portal.keys import ssh_one_liner
 from portal.quotas import check_lab_start
 from portal.templates import usable_version
 from store import allocations
-from store.capacity import hypervisor_vars, lab_needs
+from store.capacity import hypervisor_vars
 from store.db import db
 from store.labs import LabBusy, LabError, LabNotFound, LabStateError, renamed_topology
 from store.labs import unique_lab_name as new_lab_name
@@ -90,12 +90,13 @@ def start_lab(user: User, template_id: int, version: int | None, title: str | No
         ) from None
     # The user's quotas of running labs, nodes and memory (409 naming the quota), and the
     # hypervisor with room for it.
-    hypervisor = check_lab_start(user, lab_needs(lab_model))
+    placed = check_lab_start(user, lab_model)
     job_id = _submit(
         name,
         "deploy",
         topology=topology,
-        hypervisor=hypervisor,  # recorded before the job is queued: the deploy runs there
+        hypervisor=placed.hypervisor,  # recorded before the job is queued: the deploy runs there
+        placement=placed.nodes,  # a spread lab's nodes, each where it was placed
         owner=user.username,
         owner_id=user.id,
         template_version_id=chosen.id,

@@ -16,7 +16,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from ltb import model
-from portal.capacity import check_capacity
+from portal.capacity import Placed, check_capacity, place
 from store.capacity import HOLDING_STATES, Needs, bookings, lab_needs, lock_bookings, peak
 from store.db import db
 from store.models import Reservation, ReservationState, User, utcnow
@@ -86,18 +86,21 @@ def _check_concurrent(
             raise QuotaExceeded(quota, limit, in_use, asked, f"at {moment.isoformat()}")
 
 
-def check_lab_start(user: User, lab: Needs | model.Lab) -> str:
-    """The hypervisor a lab started now runs on; refuse one that would take the user over a
-    quota of running labs, nodes or memory (QuotaExceeded), or that no hypervisor has room
-    for (portal.capacity.OverCommitted). It runs until removed, but is checked for the longest
-    reservation from now (LTB_MAX_RESERVATION_HOURS): checked to the end of time, any lab
-    would clash with every booking to come; bookings made later count it as running."""
+def check_lab_start(user: User, lab: Needs | model.Lab) -> Placed:
+    """Where a lab started now runs (given its model, maybe spread: portal.capacity.place);
+    refuse one that would take the user over a quota of running labs, nodes or memory
+    (QuotaExceeded), or that no hypervisor has room for (portal.capacity.OverCommitted). It
+    runs until removed, but is checked for the longest reservation from now
+    (LTB_MAX_RESERVATION_HOURS): checked to the end of time, any lab would clash with every
+    booking to come; bookings made later count it as running."""
     needs = lab if isinstance(lab, Needs) else lab_needs(lab)
     now = utcnow()
     until = now + timedelta(hours=float(current_app.config.get("LTB_MAX_RESERVATION_HOURS", 8)))
     lock_bookings(db.session)
     _check_concurrent(user, needs, now, until, None)
-    return check_capacity(needs, now, until)
+    if isinstance(lab, Needs):
+        return Placed(check_capacity(needs, now, until))
+    return place(lab, now, until)
 
 
 def week_start(moment: datetime) -> datetime:

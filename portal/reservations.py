@@ -25,7 +25,7 @@ from jobs import reservations as edges
 from jobs.settings import load as job_settings
 from ltb.topology import TopologyError, parse_lab
 from portal import quotas
-from portal.capacity import check_capacity
+from portal.capacity import check_capacity, place
 from portal.templates import usable_version
 from store.capacity import lab_needs, lock_bookings, reservation_needs
 from store.db import db
@@ -94,14 +94,15 @@ def book(
     name = unique_lab_name(db.session, template.name)
     topology = renamed_topology(version.topology, name)
     try:
-        needs = lab_needs(parse_lab(topology, f"template {template.name} v{version.number}"))
+        lab_model = parse_lab(topology, f"template {template.name} v{version.number}")
+        needs = lab_needs(lab_model)
     except TopologyError as error:
         raise HTTPError(
             422,
             f"template {template.name} version {version.number} is not a valid lab",
             {"problems": [{"place": p.place, "message": p.message} for p in error.problems]},
         ) from None
-    hypervisor = check_capacity(needs, slot.start_at, slot.end_at)
+    placed = place(lab_model, slot.start_at, slot.end_at)
     quotas.check_reservation(owner, needs, slot.start_at, slot.end_at)
     try:
         return edges.create_reservation(
@@ -113,7 +114,8 @@ def book(
             owner_id=owner.id,
             template_version_id=version.id,
             course_id=course_id,
-            hypervisor=hypervisor,
+            hypervisor=placed.hypervisor,
+            placement=placed.nodes,
         )
     except edges.ReservationConflict as error:
         raise HTTPError(409, str(error)) from None

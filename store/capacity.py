@@ -8,17 +8,19 @@ until removed, so they hold every moment from now on): `bookings` lists them, `p
 an interval's edges for the highest load. The portal (reservations, quotas, the capacity
 calendar) and the jobs read these; nothing here needs the web application.
 
-A lab runs on ONE hypervisor (it does not span them), so whether a lab fits is a placement,
-not a sum: at every moment, the bookings that hold it are placed first-fit onto the
-hypervisors of the inventory, each with its own CPUs and memory (`free_at`), and the lab
-needs one hypervisor with room for it at every moment of its time (`placement`).
+Whether a lab fits is a placement, not a sum: at every moment, the bookings that hold it are
+placed onto the hypervisors of the inventory, each with its own CPUs and memory (`free_at`).
+A lab goes to one hypervisor with room for it at every moment of its time (`placement`), or,
+when none has, is spread: its nodes are assigned to several hypervisors (`spread`), and each
+part then holds only its own hypervisor (`Booking.parts`). So does a lab spread by hand (its
+nodes' `hypervisor:` keys).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -57,19 +59,40 @@ class Needs:
 NOTHING = Needs(0.0, 0, 0)
 
 
-def lab_needs(lab: model.Lab) -> Needs:
-    """The CPUs, memory and nodes a lab takes: each node's `resources` where the topology
-    sets them, else its kind's default (ltb.kinds). Fractional CPUs count whole for a kind
-    that gets whole CPUs (a VM: roles/vm_node gives it whole vCPUs)."""
-    cpus, memory = 0.0, 0
+def node_needs(lab: model.Lab) -> dict[str, Needs]:
+    """What each node of the lab takes: its `resources` where the topology sets them, else
+    its kind's default (ltb.kinds). Fractional CPUs count whole for a kind that gets whole
+    CPUs (a VM: roles/vm_node gives it whole vCPUs)."""
+    found = {}
     for node in lab.nodes:
         kind = kinds.get(node.kind)
-        node_cpus = node.cpus if node.cpus is not None else kind.default_cpus
+        cpus = node.cpus if node.cpus is not None else kind.default_cpus
         if kind.whole_cpus:
-            node_cpus = float(math.ceil(node_cpus))
-        cpus += node_cpus
-        memory += node.memory_bytes if node.memory_bytes is not None else kind.default_memory_bytes
-    return Needs(round(cpus, 3), memory, len(lab.nodes))
+            cpus = float(math.ceil(cpus))
+        memory = node.memory_bytes if node.memory_bytes is not None else kind.default_memory_bytes
+        found[node.name] = Needs(cpus, memory, 1)
+    return found
+
+
+def lab_needs(lab: model.Lab) -> Needs:
+    """The CPUs, memory and nodes a lab takes: the sum of its nodes' (node_needs)."""
+    total = sum(node_needs(lab).values(), NOTHING)
+    return Needs(round(total.cpus, 3), total.memory_bytes, total.nodes)
+
+
+def parts_of(
+    lab: model.Lab, hypervisor: str, placement: Mapping[str, str] | None = None
+) -> tuple[tuple[str, Needs], ...]:
+    """What a lab holds on each hypervisor it runs on, in the order they first appear: a node
+    runs where `placement` (node -> hypervisor, recorded by `spread`) puts it, else where its
+    topology's `hypervisor:` key pins it, else on the lab's `hypervisor`."""
+    parts: dict[str, Needs] = {}
+    for name, needs in node_needs(lab).items():
+        where = (placement or {}).get(name) or lab.node(name).hypervisor or hypervisor
+        parts[where] = parts.get(where, NOTHING) + needs
+    return tuple(
+        (where, Needs(round(n.cpus, 3), n.memory_bytes, n.nodes)) for where, n in parts.items()
+    )
 
 
 def topology_needs(topology: str) -> Needs:
@@ -159,6 +182,9 @@ class Booking:
     needs: Needs
     # Where it runs, if that is known (a lab's recorded hypervisor); else placed first-fit.
     hypervisor: str | None = None
+    # A spread lab: what it holds on each of its hypervisors (parts_of); `hypervisor` is then
+    # not used, and `needs` is the sum of the parts.
+    parts: tuple[tuple[str, Needs], ...] = ()
 
 
 def lock_bookings(session: Session) -> None:
@@ -170,6 +196,35 @@ def reservation_needs(reservation: Reservation) -> Needs:
     if reservation.cpus is None or reservation.memory_bytes is None:
         return topology_needs(reservation.topology)
     return Needs(reservation.cpus, reservation.memory_bytes, reservation.nodes or 0)
+
+
+def _spread_parts(
+    topology: str, hypervisor: str | None, placement: Mapping[str, str] | None
+) -> tuple[tuple[str, Needs], ...]:
+    """The parts of a lab on more than one hypervisor (automatically or by hand), else ()."""
+    if hypervisor is None or (not placement and "hypervisor" not in topology):
+        return ()  # one hypervisor (the common case): no parsing
+    try:
+        parts = parts_of(parse_lab(topology, "lab"), hypervisor, placement)
+    except TopologyError:
+        return ()
+    return parts if len(parts) > 1 else ()
+
+
+def _booking(
+    what: str,
+    owner_id: int | None,
+    start_at: datetime,
+    end_at: datetime | None,
+    needs: Needs,
+    hypervisor: str | None,
+    topology: str,
+    placement: Mapping[str, str] | None,
+) -> Booking:
+    parts = _spread_parts(topology, hypervisor, placement)
+    if len(parts) == 1:
+        hypervisor = parts[0][0]
+    return Booking(what, owner_id, start_at, end_at, needs, hypervisor, parts)
 
 
 def bookings(
@@ -194,13 +249,15 @@ def bookings(
     if except_reservation is not None:
         query = query.where(Reservation.id != except_reservation)
     found = [
-        Booking(
+        _booking(
             f"reservation {r.id}",
             r.owner_id,
             r.start_at,
             r.end_at,
             reservation_needs(r),
             r.hypervisor,
+            r.topology,
+            r.placement,
         )
         for r in session.scalars(query)
     ]
@@ -215,7 +272,18 @@ def bookings(
             needs = topology_needs(lab.topology)
         except TopologyError:
             continue  # a lab of the CLI whose topology no longer parses: nothing to count
-        found.append(Booking(f"lab {lab.name}", lab.owner_id, now, None, needs, lab.hypervisor))
+        found.append(
+            _booking(
+                f"lab {lab.name}",
+                lab.owner_id,
+                now,
+                None,
+                needs,
+                lab.hypervisor,
+                lab.topology,
+                lab.placement,
+            )
+        )
     return found
 
 
@@ -286,9 +354,17 @@ def free_at(
     free = dict(hypervisors)
     active = sorted(
         (b for b in held if _holds(b, moment)),
-        key=lambda b: (b.hypervisor is None, b.start_at, b.what),
+        key=lambda b: (b.hypervisor is None and not b.parts, b.start_at, b.what),
     )
     for booking in active:
+        if booking.parts:  # a spread lab: each part where it runs
+            for where, needs in booking.parts:
+                if where in free:
+                    room = free[where]
+                    free[where] = Capacity(
+                        room.cpus - needs.cpus, room.memory_bytes - needs.memory_bytes
+                    )
+            continue
         where = booking.hypervisor
         if where is None:
             where = next((h for h, room in free.items() if _fits(room, booking.needs)), None)
@@ -384,6 +460,19 @@ def largest_free(
 ) -> tuple[str | None, Capacity]:
     """The largest lab that still fits in all of [start_at, end_at): the hypervisor (not
     draining) with the most CPUs free throughout (then memory), and what it has free."""
+    lowest = free_throughout(hypervisors, held, start_at, end_at)
+    lowest = {host: room for host, room in lowest.items() if host not in draining}
+    if not lowest:
+        return None, Capacity(0.0, 0)
+    best = max(lowest, key=lambda h: (lowest[h].cpus, lowest[h].memory_bytes))
+    room = lowest[best]
+    return best, Capacity(max(room.cpus, 0.0), max(room.memory_bytes, 0))
+
+
+def free_throughout(
+    hypervisors: dict[str, Capacity], held: list[Booking], start_at: datetime, end_at: datetime
+) -> dict[str, Capacity]:
+    """What each hypervisor has free at every moment of [start_at, end_at): its least room."""
     lowest = dict(hypervisors)
     for moment in _moments(held, start_at, end_at):
         for host, room in free_at(hypervisors, held, moment).items():
@@ -391,9 +480,188 @@ def largest_free(
             lowest[host] = Capacity(
                 min(low.cpus, room.cpus), min(low.memory_bytes, room.memory_bytes)
             )
-    lowest = {host: room for host, room in lowest.items() if host not in draining}
-    if not lowest:
-        return None, Capacity(0.0, 0)
-    best = max(lowest, key=lambda h: (lowest[h].cpus, lowest[h].memory_bytes))
-    room = lowest[best]
-    return best, Capacity(max(room.cpus, 0.0), max(room.memory_bytes, 0))
+    return lowest
+
+
+# Spreading ---------------------------------------------------------------------------------
+
+
+def spread(
+    hypervisors: dict[str, Capacity],
+    held: list[Booking],
+    nodes: Mapping[str, Needs],
+    links: Iterable[Iterable[str]],
+    start_at: datetime,
+    end_at: datetime,
+    draining: Collection[str] = (),
+    pinned: Mapping[str, str] | None = None,
+) -> dict[str, str] | NoRoom:
+    """Where each node of a lab runs from start_at to end_at (node -> hypervisor), beside what
+    `held` places on the hypervisors, or why it cannot run (NoRoom). Deterministic:
+
+    - `pinned` nodes (a topology's `hypervisor:` keys) stay where they are pinned, draining
+      or not, and hold that hypervisor's room first;
+    - the other nodes all go to the first hypervisor (inventory order, not draining) with room
+      for all of them at every moment, as `placement` would choose;
+    - else they are spread: the groups of linked nodes, largest first, each to the first
+      hypervisor with room for the whole group; a group that fits on none is split, its nodes
+      taken outwards from its largest one along its links, each to a hypervisor with room where
+      most of its linked nodes already are (then the inventory's order): few links cross.
+
+    A hypervisor has room for a part if it has it at every moment (free_throughout)."""
+    pinned = dict(pinned or {})
+    chosen = _assign(hypervisors, held, nodes, links, start_at, end_at, draining, pinned)
+    if not isinstance(chosen, NoRoom) or not draining:
+        return chosen
+    # Is the drain why? Only if the draining hypervisors would have had room.
+    anywhere = _assign(hypervisors, held, nodes, links, start_at, end_at, (), pinned)
+    if isinstance(anywhere, dict):
+        return replace(chosen, draining=tuple(h for h in hypervisors if h in draining))
+    return chosen
+
+
+def _assign(
+    hypervisors: dict[str, Capacity],
+    held: list[Booking],
+    nodes: Mapping[str, Needs],
+    links: Iterable[Iterable[str]],
+    start_at: datetime,
+    end_at: datetime,
+    draining: Collection[str],
+    pinned: dict[str, str],
+) -> dict[str, str] | NoRoom:
+    room = free_throughout(hypervisors, held, start_at, end_at)
+    open_to_new = [h for h in hypervisors if h not in draining]
+    placed: dict[str, str] = {}
+
+    def take(node: str, where: str) -> None:
+        placed[node] = where
+        if where in room:
+            left, needs = room[where], nodes[node]
+            room[where] = Capacity(left.cpus - needs.cpus, left.memory_bytes - needs.memory_bytes)
+
+    for node in sorted(pinned):
+        if node in nodes:
+            take(node, pinned[node])
+    if any(
+        room[h].cpus < -CPU_SLACK or room[h].memory_bytes < 0
+        for h in set(pinned.values()) & set(room)
+    ):
+        return _no_room(hypervisors, held, nodes, pinned, start_at, end_at, open_to_new, {})
+    free_nodes = [n for n in nodes if n not in placed]
+    total = sum((nodes[n] for n in free_nodes), NOTHING)
+    whole = next((h for h in open_to_new if _fits(room[h], total)), None)
+    if whole is not None:
+        for node in free_nodes:
+            take(node, whole)
+        return placed
+
+    neighbours: dict[str, set[str]] = {n: set() for n in nodes}
+    for link in links:
+        ends = [n for n in dict.fromkeys(link) if n in nodes]
+        for end in ends:
+            neighbours[end].update(e for e in ends if e != end)
+
+    def size(names: Iterable[str]) -> tuple[float, int]:
+        total = sum((nodes[n] for n in names), NOTHING)
+        return (total.cpus, total.memory_bytes)
+
+    for group in sorted(
+        _groups(free_nodes, neighbours), key=lambda g: (size(g), min(g)), reverse=True
+    ):
+        group_needs = sum((nodes[n] for n in group), NOTHING)
+        where = next((h for h in open_to_new if _fits(room[h], group_needs)), None)
+        if where is not None:
+            for node in sorted(group):
+                take(node, where)
+            continue
+        for node in _outwards(group, neighbours, nodes):
+            fitting = [h for h in open_to_new if _fits(room[h], nodes[node])]
+            if not fitting:
+                return _no_room(
+                    hypervisors, held, nodes, pinned, start_at, end_at, open_to_new, placed, node
+                )
+            near = {h: sum(1 for m in neighbours[node] if placed.get(m) == h) for h in fitting}
+            take(node, max(fitting, key=lambda h: (near[h], -fitting.index(h))))
+    return placed
+
+
+def _groups(names: list[str], neighbours: dict[str, set[str]]) -> list[list[str]]:
+    """The groups of `names` that links join (through `names` only)."""
+    inside, seen, groups = set(names), set(), []
+    for start in names:
+        if start in seen:
+            continue
+        group, todo = [], [start]
+        seen.add(start)
+        while todo:
+            node = todo.pop()
+            group.append(node)
+            for other in sorted(neighbours[node] & inside - seen):
+                seen.add(other)
+                todo.append(other)
+        groups.append(group)
+    return groups
+
+
+def _outwards(
+    group: list[str], neighbours: dict[str, set[str]], nodes: Mapping[str, Needs]
+) -> list[str]:
+    """The group's nodes breadth-first from its largest, larger neighbours first."""
+
+    def key(n: str) -> tuple:
+        return (-nodes[n].cpus, -nodes[n].memory_bytes, n)
+
+    inside = set(group)
+    first = min(group, key=key)
+    order, seen = [first], {first}
+    for node in order:
+        for other in sorted(neighbours[node] & inside - seen, key=key):
+            seen.add(other)
+            order.append(other)
+    return order
+
+
+def _no_room(
+    hypervisors: dict[str, Capacity],
+    held: list[Booking],
+    nodes: Mapping[str, Needs],
+    pinned: Mapping[str, str],
+    start_at: datetime,
+    end_at: datetime,
+    open_to_new: list[str],
+    placed: Mapping[str, str],
+    homeless: str | None = None,
+) -> NoRoom:
+    """Why a lab's nodes do not fit (the node `homeless` fits nowhere; None: its pinned nodes
+    over-commit their hypervisors), at the moment of [start_at, end_at) when the hypervisors
+    concerned have the least room."""
+    if homeless is None:
+        tried = sorted(set(pinned.values()) & set(hypervisors))
+        short = sum((nodes[n] for n in pinned if n in nodes), NOTHING)
+    else:
+        tried, short = open_to_new, nodes[homeless]
+    moments = _moments(held, start_at, end_at)
+    at = min(
+        moments,
+        key=lambda m: sum(free_at(hypervisors, held, m)[h].cpus for h in tried) if tried else 0,
+    )
+    free = free_at(hypervisors, held, at)
+    # What is left for the node once the lab's nodes already placed take their part (the
+    # refusal says what the others leave free: `free`).
+    left = dict(free)
+    for node, where in placed.items():
+        if where in left:
+            room = left[where]
+            left[where] = Capacity(
+                room.cpus - nodes[node].cpus, room.memory_bytes - nodes[node].memory_bytes
+            )
+    rooms = [left[h] for h in tried]
+    if not any(room.cpus + CPU_SLACK >= short.cpus for room in rooms):
+        resource = "CPU"
+    elif not any(room.memory_bytes >= short.memory_bytes for room in rooms):
+        resource = "memory"
+    else:
+        resource = "CPU and memory"
+    holders = [b for b in held if _holds(b, at)]
+    return NoRoom(at, resource, {h: free[h] for h in hypervisors}, holders)

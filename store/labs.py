@@ -64,6 +64,7 @@ def request_task(
     topology: str | None = None,
     owner: str | None = None,
     hypervisor: str | None = None,
+    placement: dict[str, str] | None = None,
     default_hypervisor: str = "localhost",
     params: dict[str, Any] | None = None,
     owner_id: int | None = None,
@@ -82,7 +83,10 @@ def request_task(
     `hypervisor`: where its placement put the lab (portal.capacity): a new lab, or a removed
     one deployed again, is recorded there, and its jobs run their playbooks there
     (jobs.tasks); a lab that is not removed cannot move (LabStateError). None: a new lab goes
-    to `default_hypervisor` (the job layer's LTB_HYPERVISOR), a known one stays where it is."""
+    to `default_hypervisor` (the job layer's LTB_HYPERVISOR), a known one stays where it is.
+    `placement`: with `hypervisor`, the nodes of a lab spread by its placement (node ->
+    hypervisor, store.capacity.spread), recorded and moved by the same rules; None: all on
+    `hypervisor` but for the nodes its topology pins."""
     try:
         spec = lab_task(task)
         spec.check_params(params or {})
@@ -109,6 +113,7 @@ def request_task(
                 topology=topology,
                 state=LabState.REMOVED.value,
                 hypervisor=hypervisor or default_hypervisor,
+                placement=placement if hypervisor else None,
                 created_at=now,
                 updated_at=now,
             )
@@ -124,13 +129,13 @@ def request_task(
     ).first()
     if active is not None:
         raise LabBusy(lab_name, active.id, active.task)
-    if hypervisor is not None and hypervisor != lab.hypervisor:
+    if hypervisor is not None and (hypervisor, placement) != (lab.hypervisor, lab.placement):
         if lab.state != LabState.REMOVED:
             raise LabStateError(
                 f"lab {lab_name!r} is {lab.state} on hypervisor {lab.hypervisor!r}; remove it "
-                f"before it runs on {hypervisor!r}"
+                f"before it runs on {hypervisor!r}" + (" and others (spread)" if placement else "")
             )
-        lab.hypervisor = hypervisor
+        lab.hypervisor, lab.placement = hypervisor, placement
     needs = spec.needs
     if needs is not None and lab.state not in needs:
         raise LabStateError(f"lab {lab_name!r} is {lab.state}; {task} needs it {needs[0]}")
@@ -175,6 +180,21 @@ def request_task(
     session.add(job)
     session.flush()
     return job
+
+
+def placed_topology(topology: str, placement: dict[str, str] | None) -> str:
+    """The topology a lab is deployed with: its own, with each node of a spread lab pinned
+    (its `hypervisor:` key) where its placement put it, so the inventory places the nodes the
+    way it places a topology's own pins (ltb.inventory.node_hypervisors). Unchanged when the
+    lab is not spread."""
+    if not placement:
+        return topology
+    data = yaml.safe_load(topology)
+    nodes = data.get("nodes") or {}
+    for name, where in placement.items():
+        if name in nodes:
+            nodes[name] = {**(nodes[name] or {}), "hypervisor": where}
+    return yaml.safe_dump(data, sort_keys=False)
 
 
 # A portal lab's name: the template's name cut to this length, '-' and random hex digits.
@@ -274,6 +294,7 @@ def lab_summary(lab: Lab) -> dict[str, Any]:
         "owner": lab.owner,
         "state": lab.state,
         "hypervisor": lab.hypervisor,
+        "placement": lab.placement,
         "nodes": [
             {
                 "name": node.name,

@@ -74,6 +74,10 @@ class Lab(db.Model):
     topology: Mapped[str] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(16), default=LabState.REMOVED.value)
     hypervisor: Mapped[str] = mapped_column(String(255))
+    # A lab spread over several hypervisors by its placement (store.capacity.spread): node ->
+    # hypervisor, which its jobs deploy (store.labs.placed_topology); None: its nodes run on
+    # `hypervisor`, or where their topology's `hypervisor:` keys pin them.
+    placement: Mapped[dict[str, str] | None] = mapped_column(Json, nullable=True)
     # The lab's allocation (store.allocations): its tag and management subnet, held apart
     # from every other lab's from when it is recorded until it is removed; None: held none.
     tag: Mapped[str | None] = mapped_column(String(6), unique=True)
@@ -208,6 +212,9 @@ class Reservation(db.Model):
     # The hypervisor its placement chose when booked (or moved); its lab is deployed there.
     # None: booked before reservations recorded one (placed first-fit at each check).
     hypervisor: Mapped[str | None] = mapped_column(String(255))
+    # A reservation whose lab is spread (store.capacity.spread): node -> hypervisor, which its
+    # lab is deployed with; None: on `hypervisor`.
+    placement: Mapped[dict[str, str] | None] = mapped_column(Json, nullable=True)
     topology: Mapped[str] = mapped_column(Text)
     start_at: Mapped[datetime] = _timestamp(nullable=False)
     end_at: Mapped[datetime] = _timestamp(nullable=False)

@@ -1,8 +1,9 @@
-"""Capacity per hypervisor through the API (real PostgreSQL): a lab needs room on ONE
-hypervisor, so room that only the sum of two has is refused, naming the moment and what
-each has free; the calendar shows the largest lab that still fits; a started lab and a
-booking record the hypervisor their placement chose; a draining hypervisor takes no new
-lab or booking, keeps those placed on it, and the admin's page says it drains."""
+"""Capacity per hypervisor through the API (real PostgreSQL): a lab that no one hypervisor
+has room for is spread over several, each node recorded where it runs, and room that even
+spread does not fit is refused, naming the moment and what each has free; the calendar shows
+the largest lab that still fits; a started lab and a booking record the hypervisor their
+placement chose; a draining hypervisor takes no new lab or booking, keeps those placed on
+it, and the admin's page says it drains."""
 
 from __future__ import annotations
 
@@ -77,14 +78,16 @@ def far_slot() -> tuple[str, str]:
     return start.isoformat(), (start + timedelta(hours=2)).isoformat()
 
 
-def test_room_only_two_hypervisors_have_together_is_refused_naming_each(
+def test_a_booking_no_one_hypervisor_has_room_for_is_spread_and_beyond_that_refused(
     client,
     inventory,
     template,  # noqa: F811
     make_user,
     token_for,
+    store,
 ):
-    inventory({"hv-a": 1.5, "hv-b": 1.5})  # 3 CPUs in all; the lab needs 2 on one
+    # The lab's two nodes need 1 CPU each: 1.5 + 0.5 CPUs take one node, not both.
+    inventory({"hv-a": 1.5, "hv-b": 0.5})
     start_at, end_at = far_slot()
     body = {"template_id": template, "start_at": start_at, "end_at": end_at}
     headers = bearer(token_for(make_user()))
@@ -92,23 +95,31 @@ def test_room_only_two_hypervisors_have_together_is_refused_naming_each(
     assert refused.status_code == 409, refused.get_json()
     error = refused.get_json()["error"]
     assert "CPU would be over-committed" in error["message"] and start_at in error["message"]
-    assert "on one hypervisor" in error["message"] and "hv-a 1.5 CPUs" in error["message"]
-    assert error["detail"]["free"]["hv-b"]["cpus"] == 1.5
+    assert "hv-a 1.5 CPUs" in error["message"] and "on one hypervisor" not in error["message"]
+    assert error["detail"]["free"]["hv-b"]["cpus"] == 0.5
     calendar = client.get(
         f"/api/capacity?from={start_at.replace('+00:00', 'Z')}&to={end_at.replace('+00:00', 'Z')}"
         "&step_minutes=60",
         headers=headers,
     ).get_json()
-    assert calendar["capacity"]["cpus"] == 3
+    assert calendar["capacity"]["cpus"] == 2
     assert [slot["free_cpus"] for slot in calendar["slots"]] == [1.5, 1.5]
 
-    inventory({"hv-a": 1.5, "hv-b": 2})
+    inventory({"hv-a": 1.5, "hv-b": 1.5})  # 2 CPUs on neither, a node on each
     booked = client.post("/api/reservations", json=body, headers=headers)
     assert booked.status_code == 201, booked.get_json()
-    # Another user learns that someone holds the room, not what or whose.
+    with store() as session:
+        row = session.get(Reservation, booked.get_json()["id"])
+        assert (row.hypervisor, row.placement) == ("hv-a", {"a": "hv-a", "b": "hv-b"})
+    # Each part holds its own hypervisor: 0.5 CPUs left on each, no room for another.
     second = client.post("/api/reservations", json=body, headers=bearer(token_for(make_user())))
     assert second.status_code == 409, second.get_json()
     error = second.get_json()["error"]
+    assert error["detail"]["free"] == {
+        "hv-a": {"cpus": 0.5, "memory_bytes": 8 * GIB - 256 * 1024**2},
+        "hv-b": {"cpus": 0.5, "memory_bytes": 8 * GIB - 256 * 1024**2},
+    }
+    # Another user learns that someone holds the room, not what or whose.
     assert re.search(r"booked by \d+ booking\(s\) of other users\)$", error["message"])
     assert "reservation" not in str(error) and error["detail"]["booked_by"] == []
     # The owner is told which of their own bookings holds it.
