@@ -21,6 +21,12 @@ description:
     C(ltb:<lab>:...) (veth ends, the VXLAN tunnel device) and every unlabelled one named
     like a host end or the tunnel device of the lab's tag, and the lab's state directory
     C(<state_dir>/labs/<lab>). A lab that is not there changes nothing.
+  - With O(state=present) and O(state_dir), first fails, changing nothing, when the
+    management subnet O(mgmt_subnet) is in use on the hypervisor by anything but the lab's
+    own management port (a route of any table that overlaps it, an address of the hypervisor
+    in it, a default route whose gateway is in it); then, with the network, keeps the lab's
+    topology O(topology) and allocation (O(tag), O(mgmt_subnet)) in C(<state_dir>/labs/<lab>)
+    where C(ltb.deployed) reads them. One module run for what were four tasks of a deploy.
   - Fails, changing nothing, when the bridge belongs to another lab. Check mode reports
     what would change, with a diff.
 options:
@@ -48,8 +54,16 @@ options:
     description: The lab's tag (C(Lab.tag)); with O(state=absent), names unlabelled leftovers.
     type: str
   state_dir:
-    description: LTB's state directory on the hypervisor (O(state=absent) removes C(labs/<lab>)).
+    description: LTB's state directory on the hypervisor (O(state=absent) removes C(labs/<lab>);
+      with O(state=present) the lab's topology and allocation are kept there).
     type: path
+  mgmt_subnet:
+    description: The lab's management subnet (with O(state=present) and O(state_dir)).
+    type: str
+  topology:
+    description: Text of the topology file the lab is deployed from (with O(state=present)
+      and O(state_dir)).
+    type: str
   state:
     description: Whether the lab's network exists; V(present) needs datapath_type, mgmt_port,
       mgmt_vlan and mgmt_gateway, V(absent) needs tag and state_dir.
@@ -72,8 +86,12 @@ import re
 import shutil
 import subprocess
 
+from ipaddress import IPv4Network
+
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.ltb_lab_state import allocation_text, keep_lab_state
 from ansible.module_utils.ltb_ovs import OvsError, rows, transaction, vsctl
+from ansible.module_utils.ltb_routes import ip_json, subnet_conflicts
 from ansible.module_utils.ltb_veth import Netlink, VethError, delete_link
 from ansible.module_utils.ltb_veth import ensure_absent as interfaces_absent
 
@@ -185,6 +203,23 @@ def network_absent(p, bridge, check_mode):
     return actions
 
 
+def subnet_free(module, p):
+    """Fails, before anything is made, when the management subnet is in use here."""
+    subnet = IPv4Network(p["mgmt_subnet"])
+    conflicts = subnet_conflicts(
+        subnet, p["mgmt_port"], ip_json("route", "show", "table", "all"), ip_json("addr", "show")
+    )
+    if conflicts:
+        module.fail_json(
+            msg=(
+                f"the management subnet {subnet} of lab {p['lab']!r} is in use on this "
+                f"hypervisor: {'; '.join(conflicts)}. Set another mgmt.ipv4_subnet in the "
+                "topology (or remove what uses it)."
+            ),
+            conflicts=conflicts,
+        )
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -196,6 +231,8 @@ def main():
             mgmt_gateway=dict(type="str"),
             tag=dict(type="str"),
             state_dir=dict(type="path"),
+            mgmt_subnet=dict(type="str"),
+            topology=dict(type="str"),
             state=dict(type="str", choices=["present", "absent"], default="present"),
         ),
         required_if=[
@@ -205,8 +242,13 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    if p["state"] == "absent" and not LAB_NAME.fullmatch(p["lab"]):
-        module.fail_json(msg=f"lab name {p['lab']!r} is not a lab name: nothing removed")
+    keep = p["state"] == "present" and p["state_dir"] is not None
+    if (p["state"] == "absent" or keep) and not LAB_NAME.fullmatch(p["lab"]):
+        module.fail_json(msg=f"lab name {p['lab']!r} is not a lab name: nothing changed")
+    if keep:
+        absent = [k for k in ("tag", "mgmt_subnet", "topology") if p[k] is None]
+        if absent:
+            module.fail_json(msg=f"state_dir is given, but not {', '.join(absent)}")
     try:
         columns = ("name", "datapath_type", "other_config", "external_ids")
         bridge = next(iter(rows("Bridge", columns, f"name={p['bridge']}")), None)
@@ -227,6 +269,8 @@ def main():
                 actions=actions,
                 diff={"before": "".join(a + "\n" for a in actions), "after": ""},
             )
+        if keep:
+            subnet_free(module, p)
         port = next(
             iter(rows("Port", ("name", "tag", "external_ids"), f"name={p['mgmt_port']}")), None
         )
@@ -235,7 +279,12 @@ def main():
         if commands and not module.check_mode:
             transaction(*commands)
         actions += host_changes(p, make=not module.check_mode)
-    except (OvsError, VethError, OSError, ValueError) as error:
+        if keep:
+            allocation = allocation_text(p["lab"], p["tag"], str(IPv4Network(p["mgmt_subnet"])))
+            actions += keep_lab_state(
+                p["state_dir"], p["lab"], p["topology"], allocation, module.check_mode
+            )
+    except (OvsError, VethError, OSError, ValueError, RuntimeError) as error:
         verb = "removed" if p["state"] == "absent" else "made"
         module.fail_json(msg=f"lab {p['lab']!r}: network not {verb}: {error}")
     module.exit_json(
