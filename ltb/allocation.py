@@ -189,20 +189,29 @@ class Registry:
         return Path(self.state_dir) / REGISTRY_FILE
 
     def allocate(
-        self, lab: Lab, given: IPv4Network | None = None, deployed: Allocation | None = None
+        self,
+        lab: Lab,
+        given: IPv4Network | None = None,
+        deployed: Allocation | None = None,
+        record: bool = True,
     ) -> Allocation:
         """The allocation of `lab` (the same as before if it holds one), recorded.
         `deployed`: the one the lab is deployed with here (ltb.deployed), taken again while
         free when the registry holds none for the lab (a lab of the portal, whose allocation
-        the lab store holds, removed by hand from its kept topology).
+        the lab store holds, removed by hand from its kept topology). `record=False`: the
+        allocation a run would record, the registry left as it is (a check-mode run).
 
         The signature of ltb.topology's `allocate`: `load_lab(path, registry.allocate)`."""
         with self._locked() as labs:
-            current = labs.pop(lab.name, None)
+            recorded = labs.pop(lab.name, None)
+            current = recorded
             if current is None and deployed is not None:
                 current = Held(deployed.tag, deployed.mgmt_subnet)
             held = choose(lab.name, given, own_networks(lab), labs, current)
-            labs[lab.name] = held
+            if record:
+                labs[lab.name] = held
+            elif recorded is not None:
+                labs[lab.name] = recorded
             return held.allocation
 
     def release(self, lab: str) -> bool:

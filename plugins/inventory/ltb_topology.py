@@ -14,7 +14,8 @@ description:
     (e.g. with C(-i inventory/)), or on C(localhost) when there is none.
   - The lab gets its tag and management subnet from the controller's allocation registry
     (C(<state_dir>/allocations.json), see C(ltb.allocation)), the ones it holds already or
-    ones no other lab holds, recorded there. Remove releases them.
+    ones no other lab holds, recorded there. Remove releases them. A check-mode run
+    (C(--check)) uses the allocation a real run would record and records nothing.
   - A job of the lab store gives the lab's allocation instead (O(allocation)), and the run
     uses it and touches no registry file; the store releases it.
 options:
@@ -44,6 +45,7 @@ EXAMPLES = r"""
 
 import os
 
+from ansible import context
 from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin
 
@@ -89,7 +91,9 @@ class InventoryModule(BaseInventoryPlugin):
             if given:
                 return self._given_allocation(path, given, mgmt_subnet)
             deployed = deployed_allocation(parsed.name, registry.state_dir)
-            return registry.allocate(parsed, mgmt_subnet, deployed)
+            # A check-mode run changes nothing, the controller's registry included.
+            record = not context.CLIARGS.get("check", False)
+            return registry.allocate(parsed, mgmt_subnet, deployed, record=record)
 
         try:
             lab = load_lab(path, allocate)
