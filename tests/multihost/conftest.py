@@ -17,12 +17,15 @@ import pytest
 import yaml
 
 from ltb.resources import LabResources
-from tests.multihost.hypervisor import PLATFORM_KEY, NetnsHypervisor
+from tests.multihost.hypervisor import NetnsHypervisor
 
 ROOT = Path(__file__).parents[2]
 BIN = Path(sys.executable).parent
-# 198.18.91.0/30: apart from other tests' underlays.
-HYPERVISOR = NetnsHypervisor("mt1", 91)
+# 198.18.91.0/30: apart from other tests' underlays. Two test sessions at once (engineers
+# sharing a machine) each name their own, e.g. LTB_TEST_HYPERVISOR=rh1:161: a session's
+# fixture takes down what an earlier one left of its hypervisor.
+_NAME, _, _INDEX = os.environ.get("LTB_TEST_HYPERVISOR", "mt1:91").partition(":")
+HYPERVISOR = NetnsHypervisor(_NAME, int(_INDEX))
 
 
 @pytest.fixture(scope="session")
@@ -52,13 +55,13 @@ def hypervisors_inventory(hypervisor, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def hypervisors_dir(hypervisor, tmp_path_factory) -> Path:
     """An inventory directory as LTB_HYPERVISORS names one, from which the portal and
-    ltb.capture take a hypervisor's SSH settings: this machine and the netns hypervisor, whose
-    nodes accept the platform key (the default derives the key from ltb_state_dir, which is the
-    hypervisor's own here and holds none)."""
+    ltb.capture take a hypervisor's SSH settings: this machine and the netns hypervisor. Nothing
+    names the platform key: its nodes accept the controller's by default, although the
+    hypervisor has a state directory of its own."""
     directory = tmp_path_factory.mktemp("hypervisors")
     hosts = {
         "localhost": {"ansible_connection": "local"},
-        hypervisor.name: hypervisor.inventory_host() | {"ltb_ssh_private_key": str(PLATFORM_KEY)},
+        hypervisor.name: hypervisor.inventory_host(),
     }
     (directory / "hosts.yaml").write_text(yaml.safe_dump({"hypervisors": {"hosts": hosts}}))
     return directory
