@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ltb.module_utils import load
-from ltb.ssh import ssh_argv
+from ltb.ssh import shared_connection, ssh_argv
 
 _capture = load("ltb_capture")
 CaptureError = _capture.CaptureError
@@ -52,9 +52,11 @@ class SshHypervisor:
     key: Path = PLATFORM_KEY
 
     def argv(self, *command: str) -> list[str]:
+        """The ssh command line that runs `command` there, over the connection to the
+        hypervisor that the controller's commands share (ltb.ssh.shared_connection)."""
         argv = ssh_argv(self.host, *command, key=self.key, port=self.port)
         # `-l` wins over ssh_argv's root@host (OpenSSH takes the first user it is given).
-        return [argv[0], "-l", self.user, *argv[1:]]
+        return [argv[0], "-l", self.user, *shared_connection(), *argv[1:]]
 
 
 def ssh_hypervisor(name: str, host_vars: Mapping[str, Any]) -> SshHypervisor | None:

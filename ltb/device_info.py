@@ -202,7 +202,9 @@ class SshReader:
 def proxy_command(via: SshHypervisor) -> str:
     """An ssh ProxyCommand that connects through hypervisor `via` with its own SSH settings
     (command-line options of the outer ssh would not reach a ProxyJump's connection)."""
-    argv = via.argv()
+    # The outer ssh expands %-tokens of the whole line: the hypervisor's own (its shared
+    # connection's ControlPath=.../%C) are kept for the inner ssh as %%.
+    argv = [word.replace("%", "%%") for word in via.argv()]
     return shlex.join([*argv[:-1], "-W", "%h:%p", argv[-1]])
 
 

@@ -129,6 +129,17 @@ def test_ssh_reaches_a_node_only_its_hypervisor_reaches_through_that_hypervisor(
     assert (code, output.decode().strip()) == (0, "r1"), output
 
 
+def test_reads_of_nodes_on_another_hypervisor_share_one_ssh_connection(lab, app, hypervisor):
+    # A read is several commands (docker inspect, then one exec per question): each was its
+    # own SSH connection (~0.5 s of handshake each on an idle machine).
+    log = hypervisor.run_dir / "sshd.log"
+    before = log.read_text().count("Accepted publickey")
+    for node in ("r1", "h1", "r1"):
+        assert node_info(app, node)["live"]["reachable"] is True
+    opened = log.read_text().count("Accepted publickey") - before
+    assert opened <= 1, f"{opened} SSH connections for 3 reads"
+
+
 def test_a_container_stopped_there_is_stopped_and_says_so(lab, app, hypervisor):
     # Last of the module: it stops h1 of the shared lab.
     hypervisor.docker("stop", "--time", "1", f"ltb-{LAB}.h1")
