@@ -43,14 +43,17 @@ class PlaybookRun:
         return {host: s["changed"] for host, s in self.stats.items() if s["changed"]}
 
     def container_actions(self) -> list[str]:
-        """What ltb_lab_containers did (in check mode: would do), "<node>: <action>" lines."""
+        """What ltb_lab_containers did (in check mode: would do), "<node>: <action>" lines;
+        and the containers' lines of remove.yml's one module run (ltb_lab_remove, by lab)."""
         actions = []
         for play in self.output.get("plays", []):
             for task in play["tasks"]:
-                if task["task"]["name"].startswith("container_node : "):
-                    for result in task["hosts"].values():
+                for result in task["hosts"].values():
+                    if task["task"]["name"].startswith("container_node : "):
                         for item in [result, *result.get("results", [])]:
                             actions += item.get("actions", [])
+                    for lab in (result.get("labs") or {}).values():
+                        actions += lab.get("containers", []) if isinstance(lab, dict) else []
         return actions
 
     def failure_messages(self) -> list[str]:
