@@ -15,6 +15,9 @@ from ltb.links import port_specs
 from ltb.model import MGMT_INTERFACE, MGMT_VLAN, Lab, Node
 
 ALL_NODES_GROUP = "ltb_nodes"
+# Nodes whose kind needs per-node plays in deploy.yml (NodeKind.per_node_plays); always made,
+# empty when no node needs them, so the plays' host pattern always matches a group.
+PER_NODE_GROUP = "ltb_node_plays"
 
 
 def safe_group_name(name: str) -> str:
@@ -175,6 +178,9 @@ def render_inventory(
         data.hosts[node.name] = host_vars
         for group in (ALL_NODES_GROUP, lab_group(lab.name), kind.group):
             data.groups.setdefault(group, []).append(node.name)
+        if kind.per_node_plays:
+            data.groups.setdefault(PER_NODE_GROUP, []).append(node.name)
         for group in node.groups:
             data.groups.setdefault(safe_group_name(group), []).append(node.name)
+    data.groups.setdefault(PER_NODE_GROUP, [])
     return data

@@ -35,6 +35,11 @@ class NodeKind:
     default_cpus: float
     default_memory_bytes: int
     whole_cpus: bool = False  # CPUs count whole (a VM gets whole vCPUs)
+    # Its role runs per node, in deploy.yml's per-node plays (group
+    # ltb.inventory.PER_NODE_GROUP): the node itself is reached (a VM over its own SSH). False
+    # for a kind whose role deploys all of a lab's nodes of the kind in per-lab module runs on
+    # their hypervisor (containers: deploy.yml's hypervisor plays include that role).
+    per_node_plays: bool = True
     # Names the node makes on its hypervisor, added to its inventory data (ltb_node) for its role.
     hypervisor_vars: Callable[[Lab, Node], dict[str, Any]] = lambda _lab, _node: {}
     # What ltb_snapshot needs to save and restore a node of the kind (ltb_node.snapshot): its
@@ -96,6 +101,7 @@ register(
         default_cpus=0.25,
         default_memory_bytes=128 * MIB,
         snapshot_vars=_container_snapshot,
+        per_node_plays=False,
     )
 )
 

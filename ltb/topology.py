@@ -85,7 +85,10 @@ DEFAULT_VM_IMAGE = "ltb-vm"
 RESERVED_VM_IMAGE_PREFIX = "ltb-"
 RESERVED_INTERFACES = {MGMT_INTERFACE: "management interface", "lo": "loopback"}
 # Groups that LTB itself puts nodes or hypervisors in.
-RESERVED_GROUPS = {"all", "ungrouped", "hypervisors", "ltb_nodes", "containers", "vms"}
+RESERVED_GROUPS = {
+    *("all", "ungrouped", "hypervisors", "ltb_nodes", "containers", "vms"),
+    "ltb_node_plays",  # ltb.inventory.PER_NODE_GROUP: nodes deployed in per-node plays
+}
 # Host and group names of the inventory besides lab nodes.
 RESERVED_NODE_NAMES = RESERVED_GROUPS | {"localhost"}
 # Files the container runtime mounts over: a startup file there would be lost or refused.
