@@ -98,7 +98,6 @@ removed:
   returned: when state is absent
 """
 
-import json
 import shutil
 import subprocess
 import time
@@ -112,6 +111,7 @@ from ansible.module_utils.ltb_container_files import (
     write_files,
 )
 from ansible.module_utils.ltb_docker import Docker, DockerError
+from ansible.module_utils.ltb_lab_absent import containers_absent
 from ansible.module_utils.ltb_veth import Netlink, VethError, ensure_present
 
 AUTHORIZED_KEYS = "/root/.ssh/authorized_keys"
@@ -346,26 +346,9 @@ class Lab:
     def absent(self):
         """Removes every container of the lab and its untagged images; returns (removed, errors,
         images)."""
-        label = f"ltb.lab={self.params['lab']}"
-        found = sorted(
-            c["Names"][0].lstrip("/") if c.get("Names") else c["Id"]
-            for c in self.docker.containers_labelled(label)
+        removed, images, errors = containers_absent(
+            self.docker, self.params["lab"], self.params["parallel"], self.check_mode
         )
-        filters = json.dumps({"dangling": ["true"], "label": [label]})
-        images = [i["Id"] for i in self.docker.get_json("/images/json", {"filters": filters})]
-        if self.check_mode:
-            return found, [], images
-
-        def one(container):
-            try:
-                self.docker.remove(container)
-                return [container], None
-            except DockerError as error:
-                return [], f"{container}: {error}"
-
-        removed, errors = run_all(self.params["parallel"], one, found)
-        if images and not errors:
-            self.docker.request("POST", "/images/prune", {"filters": filters})
         return removed, errors, images
 
 

@@ -40,51 +40,8 @@ actions:
   returned: always
 """
 
-import shutil
-import subprocess
-from concurrent.futures import ThreadPoolExecutor
-
 from ansible.module_utils.basic import AnsibleModule
-
-# Stopping and undefining a domain is libvirtd's work; a few at once keep it busy enough.
-PARALLEL = 4
-UNDEFINE_FLAGS = ("--managed-save", "--snapshots-metadata", "--checkpoints-metadata", "--nvram")
-
-
-class VirshError(RuntimeError):
-    pass
-
-
-class Virsh:
-    def __init__(self, binary, uri):
-        self.binary, self.uri = binary, uri
-
-    def run(self, *args):
-        done = subprocess.run(
-            [self.binary, "-q", "-c", self.uri, *args], capture_output=True, text=True, check=False
-        )
-        if done.returncode != 0:
-            raise VirshError(f"virsh {' '.join(args)}: {done.stderr.strip()}")
-        return done.stdout
-
-    def names(self, *args):
-        return {line.strip() for line in self.run("list", "--name", *args).splitlines()} - {""}
-
-
-def remove(virsh, name, active):
-    if name in active:
-        try:
-            virsh.run("destroy", name)
-        except VirshError:
-            # It may have stopped on its own since the read.
-            if name in virsh.names():
-                raise
-    try:
-        virsh.run("undefine", name, *UNDEFINE_FLAGS)
-    except VirshError:
-        # A transient domain is gone once stopped: nothing to undefine.
-        if name in virsh.names("--all"):
-            raise
+from ansible.module_utils.ltb_lab_absent import RemoveError, domains_absent
 
 
 def main():
@@ -97,24 +54,10 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    # An empty prefix would match every domain of the hypervisor.
-    prefixes = tuple(prefix for prefix in p["prefixes"] if prefix)
-    if len(prefixes) != len(p["prefixes"]):
-        module.fail_json(msg="prefixes: an empty prefix would name every domain; nothing removed")
-    binary = shutil.which("virsh")
-    if binary is None or not prefixes:
-        module.exit_json(changed=False, actions=[])
-    virsh = Virsh(binary, p["libvirt_uri"])
     try:
-        found = sorted(name for name in virsh.names("--all") if name.startswith(prefixes))
-        actions = [f"remove domain {name}" for name in found]
-        if found and not module.check_mode:
-            active = virsh.names()
-            with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-                for future in [pool.submit(remove, virsh, name, active) for name in found]:
-                    future.result()
-    except (VirshError, OSError) as error:
-        module.fail_json(msg=f"domains of {', '.join(prefixes)} not removed: {error}")
+        actions = domains_absent(p["prefixes"], p["libvirt_uri"], module.check_mode)
+    except (RemoveError, OSError) as error:
+        module.fail_json(msg=f"domains of {', '.join(p['prefixes'])} not removed: {error}")
     module.exit_json(
         changed=bool(actions),
         actions=actions,
