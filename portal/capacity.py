@@ -16,6 +16,7 @@ from apiflask import HTTPError
 from flask import current_app, has_request_context
 
 from ltb import model
+from ltb.topology import parse_lab
 from portal.auth import current_user
 from store.capacity import (
     Booking,
@@ -33,7 +34,7 @@ from store.capacity import (
     spread,
 )
 from store.db import db
-from store.models import Role, User, utcnow
+from store.models import Reservation, Role, User, utcnow
 
 GIB = 1024**3
 
@@ -165,6 +166,31 @@ def place(
     main = max(counts, key=lambda h: (counts[h], -order.index(h) if h in order else -len(order)))
     moved = any(where != main for node, where in chosen.items() if node not in pinned)
     return Placed(main, dict(chosen) if moved else None)
+
+
+def place_reservation(
+    reservation: Reservation, start_at: datetime, end_at: datetime, started: bool
+) -> Placed:
+    """Where a reservation moved to [start_at, end_at) runs: one still to start is placed
+    anew (`place`, its own old time not counted); a started one runs where it runs, so each
+    of its nodes must still have room there at its new end, draining or not."""
+    lab = parse_lab(reservation.topology, f"reservation {reservation.id}")
+    if not started or reservation.hypervisor is None:
+        if started:  # booked before reservations recorded a hypervisor: one, as before
+            return Placed(
+                check_capacity(lab_needs(lab), start_at, end_at, except_reservation=reservation.id)
+            )
+        return place(lab, start_at, end_at, except_reservation=reservation.id)
+    held = bookings(db.session, start_at, end_at, now=utcnow(), except_reservation=reservation.id)
+    where = reservation.placement or {}
+    pinned = {
+        n.name: where.get(n.name) or n.hypervisor or reservation.hypervisor for n in lab.nodes
+    }
+    chosen = spread(capacities(), held, node_needs(lab), [], start_at, end_at, (), pinned)
+    if isinstance(chosen, NoRoom):
+        caller = current_user() if has_request_context() else None
+        raise OverCommitted(chosen, lab_needs(lab), caller, one=False)
+    return Placed(reservation.hypervisor, reservation.placement)
 
 
 def calendar(start: datetime, end: datetime, step: timedelta) -> dict:

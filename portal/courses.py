@@ -27,7 +27,7 @@ from jobs.settings import load as job_settings
 from ltb.topology import TopologyError, parse_lab
 from portal import quotas
 from portal.access import is_admin, not_found
-from portal.capacity import check_capacity
+from portal.capacity import place_reservation
 from portal.labs import remove_lab
 from portal.reservations import (
     Slot,
@@ -296,15 +296,9 @@ def _check_moved(reservation: Reservation) -> None:
     started = reservation.state == ReservationState.STARTED
     try:
         # Placed anew like a moved booking (portal.reservations.move); a started one stays.
-        hypervisor = check_capacity(
-            needs,
-            reservation.start_at,
-            reservation.end_at,
-            except_reservation=reservation.id,
-            on=reservation.hypervisor if started else None,
-        )
+        placed = place_reservation(reservation, reservation.start_at, reservation.end_at, started)
         if not started:
-            reservation.hypervisor = hypervisor
+            reservation.hypervisor, reservation.placement = placed.hypervisor, placed.nodes
         if owner is not None:
             quotas.check_reservation(
                 owner,

@@ -25,7 +25,7 @@ from jobs import reservations as edges
 from jobs.settings import load as job_settings
 from ltb.topology import TopologyError, parse_lab
 from portal import quotas
-from portal.capacity import check_capacity, place
+from portal.capacity import place, place_reservation
 from portal.templates import usable_version
 from store.capacity import lab_needs, lock_bookings, reservation_needs
 from store.db import db
@@ -165,13 +165,7 @@ def move(user: User, reservation: Reservation, slot: Slot) -> Reservation:
     needs = reservation_needs(reservation)
     # A booking still to start is placed anew (never on a draining hypervisor); a started
     # one runs where it runs, so its new end must fit there.
-    hypervisor = check_capacity(
-        needs,
-        slot.start_at,
-        slot.end_at,
-        except_reservation=reservation.id,
-        on=reservation.hypervisor if started else None,
-    )
+    placed = place_reservation(reservation, slot.start_at, slot.end_at, started)
     owner = db.session.get(User, reservation.owner_id) if reservation.owner_id else user
     quotas.check_reservation(
         owner, needs, slot.start_at, slot.end_at, except_reservation=reservation.id
@@ -185,7 +179,7 @@ def move(user: User, reservation: Reservation, slot: Slot) -> Reservation:
     unschedule(reservation)
     reservation.start_at, reservation.end_at = slot.start_at, slot.end_at
     if not started:  # a started one's lab runs where it runs
-        reservation.hypervisor = hypervisor
+        reservation.hypervisor, reservation.placement = placed.hypervisor, placed.nodes
     db.session.commit()
     schedule([reservation])
     return reservation

@@ -40,10 +40,9 @@ def slow_capacity_check(monkeypatch):
 
         return check_then_wait
 
-    monkeypatch.setattr(portal.quotas, "check_capacity", slowed(portal.quotas.check_capacity))
-    monkeypatch.setattr(
-        portal.reservations, "check_capacity", slowed(portal.reservations.check_capacity)
-    )
+    # Lab starts and bookings are placed (portal.capacity.place, spread where needed).
+    monkeypatch.setattr(portal.quotas, "place", slowed(portal.quotas.place))
+    monkeypatch.setattr(portal.reservations, "place", slowed(portal.reservations.place))
 
 
 def at_once(flask_app, requests: list[tuple[str, str, dict, dict]]) -> list:
