@@ -10,11 +10,12 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, update
+from sqlalchemy import delete, event, update
 
 from portal.api.labs import LabOut, polled_answer
+from portal.auth import token_hash
 from store.db import db
-from store.models import Connection, Interface, Job, Lab, Node, utcnow
+from store.models import ApiToken, Connection, Interface, Job, Lab, Node, User, utcnow
 from tests.portal.conftest import bearer
 
 
@@ -142,12 +143,68 @@ def test_a_labs_answer_takes_as_many_queries_for_twelve_nodes_as_for_two(
         return lambda: client.get(f"/api/labs/{lab_id}", headers=headers)
 
     queries = count_statements(app, answer(small))
-    assert count_statements(app, answer(big)) == queries <= 6
+    # the token with its user; the lab with its nodes, interfaces and current job; its links
+    assert count_statements(app, answer(big)) == queries <= 3
     listed = count_statements(app, lambda: client.get("/api/labs", headers=headers))
     detailed = count_statements(app, lambda: client.get("/api/labs?details=true", headers=headers))
-    # token, user, the courses the student teaches, labs with their count, current jobs;
-    # with details, nodes, interfaces and links
-    assert listed <= 5 and detailed <= 8
+    # the token with its user, the courses the student teaches, the page of labs with their
+    # count and current jobs; with details, nodes, interfaces and links
+    assert listed <= 3 and detailed <= 6
+
+
+def test_each_listed_lab_carries_its_started_job_before_later_ended_ones(
+    client, store, make_user, token_for
+):
+    owner = make_user("student")
+    headers = bearer(token_for(owner))
+    busy, idle, bare = (add_lab(store, owner.id, 1) for _ in range(3))
+    now = utcnow()
+    with store.begin() as session:
+        for lab_id, status, ago in ((busy, "started", 60), (busy, "successful", 1)):
+            session.add(
+                Job(
+                    id=f"h7-{uuid.uuid4().hex[:8]}",
+                    lab_id=lab_id,
+                    task="snapshot",
+                    params={},
+                    status=status,
+                    lab_state_before="running",
+                    enqueued_at=now - timedelta(seconds=ago),
+                    progress={},
+                    result={},
+                )
+            )
+        session.execute(delete(Job).where(Job.lab_id == bare))
+    listed = {
+        lab["id"]: lab["job"] for lab in client.get("/api/labs", headers=headers).json["items"]
+    }
+    assert listed[busy]["status"] == "started" and listed[busy]["task"] == "snapshot"
+    assert listed[idle]["task"] == "deploy" and listed[bare] is None
+    shown = client.get(f"/api/labs/{busy}", headers=headers).json["job"]
+    assert shown == listed[busy]
+    assert client.get(f"/api/labs/{bare}", headers=headers).json["job"] is None
+
+
+def test_a_token_revoked_or_a_user_disabled_in_the_store_is_refused_at_the_next_request(
+    client, store, make_user, token_for
+):
+    # As another worker would: straight in the store, not through this app.
+    owner = make_user("student")
+    lab_id = add_lab(store, owner.id, 1)
+    revoked, disabled = token_for(owner), token_for(owner)
+    for token in (revoked, disabled):
+        assert client.get(f"/api/labs/{lab_id}", headers=bearer(token)).status_code == 200
+    with store.begin() as session:
+        session.execute(
+            update(ApiToken)
+            .where(ApiToken.token_hash == token_hash(revoked))
+            .values(revoked_at=utcnow())
+        )
+    assert client.get(f"/api/labs/{lab_id}", headers=bearer(revoked)).status_code == 401
+    assert client.get(f"/api/labs/{lab_id}", headers=bearer(disabled)).status_code == 200
+    with store.begin() as session:
+        session.execute(update(User).where(User.id == owner.id).values(disabled=True))
+    assert client.get("/api/labs", headers=bearer(disabled)).status_code == 401
 
 
 def test_the_list_counts_every_visible_lab_on_any_page(client, store, make_user, token_for):
