@@ -16,7 +16,13 @@ import pytest
 from ltb.allocation import Registry
 from ltb.deployed import DEFAULT_STATE_DIR, load_deployed_lab
 from ltb.resources import find_lab_resources
+from portal import create_app
+from store.db import session_factory
+from store.labs import finish_job, request_task
+from store.models import JobStatus, utcnow
+from tests.jobs.conftest import job_settings  # noqa: F401
 from tests.multihost.conftest import BIN, resources_on, run_playbook
+from tests.portal.conftest import new_user
 
 pytestmark = pytest.mark.integration
 
@@ -142,6 +148,55 @@ def test_capture_on_the_far_side_of_a_cross_hypervisor_link_shows_ospf_and_icmp(
     ).stdout
     assert "10.0.12.1 > 224.0.0.5: OSPF" in read, read
     assert "10.0.12.1 > 10.0.12.2: ICMP echo request" in read, read
+
+
+def test_a_portal_capture_of_a_link_between_hypervisors_downloads_its_packets(
+    spread_lab,
+    hypervisor,
+    hypervisors_dir,
+    lab_file,
+    job_settings,
+    tmp_path,  # noqa: F811
+):
+    # The HTTP endpoint, as a user downloads it: r2's end of link r1-r2 is on the netns
+    # hypervisor, captured there over SSH while r1 (here) pings across the tunnel.
+    store = session_factory(job_settings.database_url)
+    owner = new_user(store, "student", prefix="rh-")
+    with store.begin() as session:  # what the portal's deploy job records
+        job = request_task(session, LAB, "deploy", topology=lab_file.read_text(), owner_id=owner.id)
+        job.started_at = utcnow()
+        finish_job(session, job, JobStatus.SUCCESSFUL, {})
+        lab_id = job.lab_id
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test",
+            "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
+            "SESSION_COOKIE_SECURE": False,
+            "LTB_HYPERVISORS": str(hypervisors_dir),
+        }
+    )
+    client = app.test_client()
+    logged_in = client.post(
+        "/api/auth/login", json={"username": owner.username, "password": owner.password}
+    )
+    assert logged_in.status_code == 200, logged_in.get_json()
+    ping = ["docker", "exec", f"ltb-{LAB}.r1", "ping", "-c", "25", "-i", "0.2", "10.0.12.2"]
+    pinger = subprocess.Popen(ping, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        started = time.monotonic()
+        answer = client.get(f"/api/labs/{lab_id}/capture?endpoint=r2:eth1&seconds=3&packets=200")
+        assert answer.status_code == 200, answer.get_data()[:500]
+        (tmp_path / "r1-r2.pcap").write_bytes(answer.get_data())
+        print(f"portal capture took {time.monotonic() - started:.1f} s")
+    finally:
+        pinger.kill()
+        pinger.wait()
+    read = subprocess.run(
+        ["tcpdump", "-n", "-r", tmp_path / "r1-r2.pcap"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "10.0.12.1 > 10.0.12.2: ICMP echo request" in read, read
+    assert "10.0.12.2 > 10.0.12.1: ICMP echo reply" in read, read
 
 
 def test_the_tunnel_module_in_check_mode_reports_only_a_lost_flood_entry(
