@@ -2,8 +2,8 @@
 portal's placement (portal.capacity.place) on two hypervisors of 1 CPU each, a 3-node lab of
 0.5 CPU per node goes 2 + 1, its nodes recorded with the lab in the store; the playbook its
 deploy job runs, given the topology the job gives it (store.labs.placed_topology) and the
-lab's allocation, puts each node where it was placed, a ping crosses the tunnel, and remove
-leaves nothing on either hypervisor."""
+lab's allocation, puts each node where it was placed, a ping crosses the tunnel, the portal
+reads each node's state where it runs, and remove leaves nothing on either hypervisor."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from ltb.resources import find_lab_resources
 from ltb.topology import parse_lab
 from portal import create_app
 from portal.capacity import place
+from portal.labs import node_states
 from store import allocations
 from store.capacity import bookings
 from store.db import db
@@ -127,6 +128,10 @@ def test_a_lab_no_hypervisor_has_room_for_is_spread_deployed_and_removed(
         ping = ["docker", "exec", f"ltb-{LAB}.b", "ping", "-c", "2", "-W", "2", "10.91.2.3"]
         crossed = subprocess.run(ping, capture_output=True, text=True, check=False)
         assert crossed.returncode == 0, crossed.stdout + crossed.stderr
+        # The portal reads each node where it runs.
+        with app.app_context():
+            lab = db.session.query(Lab).filter_by(name=LAB).one()
+            assert node_states(lab) == dict.fromkeys("abc", "running")
 
         removed = run_playbook("remove.yml", hypervisors_inventory, lab_file)
         print(f"remove took {removed.seconds:.1f} s")
