@@ -105,6 +105,14 @@ def test_a_chain_split_over_two_hypervisors_crosses_one_link():
     assert len(crossing) == 1
 
 
+def test_a_split_node_goes_where_its_linked_nodes_are_rather_than_first_fit():
+    # a fits only hv2; b, linked to a, could go first-fit to hv1 but joins a on hv2.
+    hypervisors = {"hv1": Capacity(1.0, 8 * GIB), "hv2": Capacity(2.5, 8 * GIB)}
+    lab = {"a": Needs(2, GIB, 1), "b": Needs(0.5, GIB, 1), "c": Needs(0.5, GIB, 1)}
+    placed = spread(hypervisors, [], lab, [["a", "b"], ["a", "c"]], at(0), at(1))
+    assert placed == {"a": "hv2", "b": "hv2", "c": "hv1"}
+
+
 def test_pinned_nodes_stay_where_they_are_pinned_and_hold_that_room_first():
     lab = nodes(1, 1, 1, 1, 1)
     placed = spread(THREE, [], lab, chain(lab), at(0), at(1), pinned={"n1": "hv3", "n2": "hv3"})
