@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from html import unescape
 
 import pytest
@@ -126,6 +126,56 @@ def test_a_booking_no_one_hypervisor_has_room_for_is_spread_and_beyond_that_refu
     again = client.post("/api/reservations", json=body, headers=headers)
     own = f"reservation {booked.get_json()['id']}"
     assert again.status_code == 409 and f"booked by {own}" in again.get_json()["error"]["message"]
+
+
+def test_a_spread_booking_moved_is_placed_anew_and_a_started_one_keeps_its_nodes_where_they_are(
+    client,
+    inventory,
+    template,  # noqa: F811
+    make_user,
+    token_for,
+    store,
+):
+    inventory({"hv-a": 1.5, "hv-b": 1.5})
+    headers = bearer(token_for(make_user()))
+    start_at, end_at = far_slot()
+    body = {"template_id": template, "start_at": start_at, "end_at": end_at}
+    booked = client.post("/api/reservations", json=body, headers=headers)
+    assert booked.status_code == 201, booked.get_json()
+    url, number = f"/api/reservations/{booked.get_json()['id']}", booked.get_json()["id"]
+
+    def recorded():
+        with store() as session:
+            row = session.get(Reservation, number)
+            return row.hypervisor, row.placement
+
+    assert recorded() == ("hv-a", {"a": "hv-a", "b": "hv-b"})
+    # Room on one hypervisor at the new time: placed there whole, no stale spread kept.
+    inventory({"hv-a": 4, "hv-b": 4})
+    later_start, later_end = far_slot()
+    moved = client.patch(url, json={"start_at": later_start, "end_at": later_end}, headers=headers)
+    assert moved.status_code == 200, moved.get_json()
+    assert recorded() == ("hv-a", None)
+
+    # A started spread booking: each node stays where it runs, its new end checked there.
+    inventory({"hv-a": 1.5, "hv-b": 1.5})
+    with store() as session:
+        row = session.get(Reservation, number)
+        row.hypervisor, row.placement = "hv-a", {"a": "hv-a", "b": "hv-b"}
+        row.state = ReservationState.STARTED.value
+        session.commit()
+    longer = (datetime.fromisoformat(later_end) + timedelta(hours=1)).isoformat()
+    kept = client.patch(url, json={"start_at": later_start, "end_at": longer}, headers=headers)
+    assert kept.status_code == 200, kept.get_json()
+    assert recorded() == ("hv-a", {"a": "hv-a", "b": "hv-b"})
+    inventory({"hv-a": 1.5, "hv-b": 0.5})  # b's node no longer fits where it runs
+    longest = (datetime.fromisoformat(longer) + timedelta(hours=1)).isoformat()
+    refused = client.patch(url, json={"start_at": later_start, "end_at": longest}, headers=headers)
+    assert refused.status_code == 409, refused.get_json()
+    assert refused.get_json()["error"]["detail"]["resource"] == "CPU"
+    with store() as session:
+        session.get(Reservation, number).state = ReservationState.CANCELLED.value
+        session.commit()
 
 
 def test_a_started_lab_records_the_hypervisor_its_placement_chose(
