@@ -198,7 +198,7 @@ def reservation_needs(reservation: Reservation) -> Needs:
     return Needs(reservation.cpus, reservation.memory_bytes, reservation.nodes or 0)
 
 
-def _spread_parts(
+def spread_parts(
     topology: str, hypervisor: str | None, placement: Mapping[str, str] | None
 ) -> tuple[tuple[str, Needs], ...]:
     """The parts of a lab on more than one hypervisor (automatically or by hand), else ()."""
@@ -221,7 +221,7 @@ def _booking(
     topology: str,
     placement: Mapping[str, str] | None,
 ) -> Booking:
-    parts = _spread_parts(topology, hypervisor, placement)
+    parts = spread_parts(topology, hypervisor, placement)
     if len(parts) == 1:
         hypervisor = parts[0][0]
     return Booking(what, owner_id, start_at, end_at, needs, hypervisor, parts)

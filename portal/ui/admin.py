@@ -38,6 +38,7 @@ from store.capacity import (
     hypervisor_capacities,
     load_at,
     reservation_needs,
+    spread_parts,
     topology_needs,
 )
 from store.db import db
@@ -348,9 +349,13 @@ def hypervisors_now(now) -> tuple[list[HypervisorUse], str | None]:
         )
     )
     for reservation in later:
-        host = hosts.setdefault(reservation.hypervisor, HypervisorUse(reservation.hypervisor, None))
-        host.booked_later += 1
-        host.booked_until = max(host.booked_until or reservation.end_at, reservation.end_at)
+        # A spread booking is booked on each of its hypervisors.
+        for where in dict.fromkeys(
+            [reservation.hypervisor, *(reservation.placement or {}).values()]
+        ):
+            host = hosts.setdefault(where, HypervisorUse(where, None))
+            host.booked_later += 1
+            host.booked_until = max(host.booked_until or reservation.end_at, reservation.end_at)
     holding = {
         r.lab_name: r
         for r in db.session.scalars(
@@ -362,18 +367,22 @@ def hypervisors_now(now) -> tuple[list[HypervisorUse], str | None]:
         )
     }
     labs = db.session.execute(
-        select(Lab.name, Lab.hypervisor, Lab.topology).where(Lab.state != LabState.REMOVED.value)
+        select(Lab.name, Lab.hypervisor, Lab.topology, Lab.placement).where(
+            Lab.state != LabState.REMOVED.value
+        )
     ).all()
-    for name, hypervisor, topology in labs:
-        host = hosts.setdefault(hypervisor, HypervisorUse(hypervisor, None))
+    for name, hypervisor, topology, placement in labs:
         reservation = holding.pop(name, None)
         try:
             needs = reservation_needs(reservation) if reservation else topology_needs(topology)
         except TopologyError:
             needs = NOTHING  # a lab of the command line whose topology no longer parses
-        host.labs += 1
-        host.reservations += reservation is not None
-        host.needs += needs
+        # A spread lab counts on each of its hypervisors with its nodes there.
+        for where, part in spread_parts(topology, hypervisor, placement) or ((hypervisor, needs),):
+            host = hosts.setdefault(where, HypervisorUse(where, None))
+            host.labs += 1
+            host.reservations += reservation is not None
+            host.needs += part
     for reservation in holding.values():
         where = reservation.hypervisor or UNPLACED
         host = hosts.setdefault(where, HypervisorUse(where, None))

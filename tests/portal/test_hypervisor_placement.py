@@ -14,13 +14,15 @@ from html import unescape
 
 import pytest
 import yaml
+from sqlalchemy import delete
 
 from jobs.queue import cancel
 from portal import create_app
-from store.models import Lab, Reservation, ReservationState, Role, utcnow
+from portal.ui.admin import hypervisors_now
+from store.models import Lab, LabState, Reservation, ReservationState, Role, utcnow
 from tests.jobs.conftest import redis_db  # noqa: F401
 from tests.portal.conftest import bearer
-from tests.portal.test_reservations import template  # noqa: F401
+from tests.portal.test_reservations import PAIR, template  # noqa: F401
 
 GIB = 1024**3
 
@@ -176,6 +178,36 @@ def test_a_spread_booking_moved_is_placed_anew_and_a_started_one_keeps_its_nodes
     with store() as session:
         session.get(Reservation, number).state = ReservationState.CANCELLED.value
         session.commit()
+
+
+def test_the_admins_hypervisors_count_a_spread_lab_on_each_with_its_nodes_there(
+    app, inventory, store
+):
+    inventory({"hv-a": 4, "hv-b": 4})
+    name = f"sp-admin-{secrets.token_hex(3)}"
+    now = utcnow()
+    with store() as session:
+        session.add(
+            Lab(
+                name=name,
+                topology=PAIR.replace("name: p4-pair", f"name: {name}"),
+                state=LabState.RUNNING.value,
+                hypervisor="hv-a",
+                placement={"a": "hv-a", "b": "hv-b"},
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        session.commit()
+    try:
+        with app.app_context():
+            used = {host.name: host for host in hypervisors_now(utcnow())[0]}
+        assert (used["hv-a"].labs, used["hv-a"].needs.cpus) == (1, 1.0)
+        assert (used["hv-b"].labs, used["hv-b"].needs.cpus) == (1, 1.0)
+    finally:
+        with store() as session:
+            session.execute(delete(Lab).where(Lab.name == name))
+            session.commit()
 
 
 def test_a_started_lab_records_the_hypervisor_its_placement_chose(
