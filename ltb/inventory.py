@@ -165,6 +165,11 @@ def render_inventory(
         tunnel = tunnel_vars(lab, here, placed, tunnel_addresses or {})
         if tunnel is not None:  # only a spread lab has one
             network["tunnel"] = tunnel
+        # Whether a node here has per-node plays (its kind's): else deploy.yml does the lab's
+        # nodes and links here in one module run.
+        network["node_plays"] = any(
+            kinds.get(node.kind).per_node_plays for node in lab.nodes if placed[node.name] == here
+        )
         networks[here] = network
     for node in lab.nodes:
         kind = kinds.get(node.kind)

@@ -10,6 +10,8 @@ identity (ltb-lab, ltb-node, ltb-interface); other external_ids (libvirt's) are 
 
 from __future__ import annotations
 
+from ansible.module_utils.ltb_ovs import bridge_ports, interface_exists, transaction
+
 
 def port_identity(lab, port):
     return {"ltb-lab": lab, "ltb-node": port["node"], "ltb-interface": port["interface"]}
@@ -49,3 +51,17 @@ def port_states(port, current):
         tag, ids = current[port["name"]]
         before = f"{where}: tag={tag} lab={ids.get('ltb-lab')} node={ids.get('ltb-node')}"
     return before, f"{where}: tag={port['vlan']}"
+
+
+def wire(lab, bridge, wanted, check_mode):
+    """Makes every wanted port whose interface exists on the hypervisor as it is wanted, in
+    one ovs-vsctl read and at most one transaction (ltb_lab_links, and ltb_lab_containers for
+    a lab it does whole). Check mode counts every interface as made (deploy's node modules
+    make them before). Returns (ports changed, wanted ports without an interface, the
+    bridge's ports before). Raises ltb_ovs.OvsError."""
+    present = [p for p in wanted if check_mode or interface_exists(p["name"])]
+    current = bridge_ports(bridge)
+    todo = ports_to_change(lab, present, current)
+    if todo and not check_mode:
+        transaction(*port_commands(bridge, lab, todo))
+    return todo, [p for p in wanted if p not in present], current

@@ -18,6 +18,8 @@ description:
     one started, files that differ written (one archive), missing interfaces and addresses
     made. Then, unless O(wait=false), it waits until every node of an LTB image (one labelled
     C(ltb.image.definition)) has written C(/run/ltb-node-ready).
+  - With O(ports), O(state=present) wires the lab's ports before it waits (what
+    ltb_lab_links does), so a lab whose nodes here are all containers deploys in this one run.
   - O(state=ready) only waits, like the end of O(state=present).
   - O(state=absent) removes every container labelled with the lab (also those no topology
     names any more), and the lab's untagged snapshot images.
@@ -79,6 +81,15 @@ options:
     description: The hypervisor's inventory name, for messages.
     type: str
     default: this hypervisor
+  bridge:
+    description: The lab's bridge (with O(ports)).
+    type: str
+  ports:
+    description:
+      - With O(state=present), the lab's ports to wire once the interfaces are made (the
+        lab network's C(ports), as ltb_lab_links takes them); none, no wiring.
+    type: list
+    elements: dict
   parallel:
     description: How many nodes are handled at the same time.
     type: int
@@ -111,6 +122,8 @@ from ansible.module_utils.ltb_container_files import (
     write_files,
 )
 from ansible.module_utils.ltb_docker import Docker, DockerError
+from ansible.module_utils.ltb_links import wire
+from ansible.module_utils.ltb_ovs import OvsError
 from ansible.module_utils.ltb_lab_absent import containers_absent
 from ansible.module_utils.ltb_veth import Netlink, VethError, ensure_present
 
@@ -410,8 +423,11 @@ def main():
             ready_timeout=dict(type="int", default=120),
             wait=dict(type="bool", default=True),
             hypervisor=dict(type="str", default="this hypervisor"),
+            bridge=dict(type="str"),
+            ports=dict(type="list", elements="dict"),
             parallel=dict(type="int", default=8),
         ),
+        required_by={"ports": "bridge"},
         supports_check_mode=True,
     )
     params = module.params
@@ -444,6 +460,11 @@ def main():
         actions, errors = [], []
         if state == "present":
             actions, errors = lab.present(nodes)
+            if params["ports"] is not None and not errors:
+                wired, _, _ = wire(
+                    params["lab"], params["bridge"], params["ports"], module.check_mode
+                )
+                actions += [f"wire port {port['name']} in VLAN {port['vlan']}" for port in wired]
         if not errors and not module.check_mode and (state == "ready" or params["wait"]):
             errors = lab.wait_ready(nodes)
     except NodeError as error:
@@ -452,6 +473,8 @@ def main():
         module.fail_json(msg=f"lab {params['lab']}: {error}")
     except VethError as error:
         module.fail_json(msg=f"lab {params['lab']}: {error}")
+    except OvsError as error:
+        module.fail_json(msg=f"lab {params['lab']}: links not wired: {error}")
     result = dict(changed=bool(actions), actions=actions)
     if module._diff and actions:
         result["diff"] = dict(before="", after="".join(f"{line}\n" for line in actions))

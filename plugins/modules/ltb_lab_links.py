@@ -46,8 +46,8 @@ missing:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ltb_links import port_commands, port_states, ports_to_change
-from ansible.module_utils.ltb_ovs import OvsError, bridge_ports, interface_exists, transaction
+from ansible.module_utils.ltb_links import port_states, wire
+from ansible.module_utils.ltb_ovs import OvsError
 
 
 def main():
@@ -66,17 +66,13 @@ def main():
             module.fail_json(msg=f"ports[{number}] has no {', '.join(absent)}: {port!r}")
     try:
         # In check mode the node modules made no interface: wire all that deploy would make.
-        present = [p for p in wanted if module.check_mode or interface_exists(p["name"])]
-        current = bridge_ports(bridge)
-        todo = ports_to_change(lab, present, current)
-        if todo and not module.check_mode:
-            transaction(*port_commands(bridge, lab, todo))
+        todo, missing, current = wire(lab, bridge, wanted, module.check_mode)
     except OvsError as error:
         module.fail_json(msg=f"lab {lab!r}: links not wired: {error}")
     result = dict(
         changed=bool(todo),
         ports=[port["name"] for port in todo],
-        missing=[f"{p['node']}:{p['interface']} ({p['name']})" for p in wanted if p not in present],
+        missing=[f"{p['node']}:{p['interface']} ({p['name']})" for p in missing],
     )
     if module._diff and todo:
         states = [port_states(port, current) for port in todo]
