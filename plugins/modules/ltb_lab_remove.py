@@ -6,7 +6,7 @@ DOCUMENTATION = r"""
 module: ltb_lab_remove
 short_description: Removes everything of the given labs on the hypervisor, found by their identity
 description:
-  - Runs on the hypervisor with its own python3 (standard library and module_utils only: the
+  - Runs on the hypervisor with its own python3 (standard library and module_utils only; the
     Docker Engine API over its socket, C(virsh), C(ovs-vsctl), C(ip)). One module run for all
     the labs of the hypervisor, instead of one per lab and piece (each costs a Python start-up).
   - For each lab, in this order, also what a deploy that failed halfway or a changed topology
@@ -23,7 +23,7 @@ description:
     state directory C(<state_dir>/labs/<lab>).
   - A lab whose piece fails keeps its later pieces (the network stays while a container of the
     lab may still use it); the other labs go on; the run fails naming what failed.
-  - The lab's allocation (tag, management subnet) is the controller's: released by
+  - The lab's allocation (tag, management subnet) is the controller's, released by
     M(ltb_lab_allocation) after this.
   - Check mode reports what would be removed, with a diff.
 options:
