@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from apiflask import APIBlueprint, HTTPError, Schema
-from apiflask.fields import AwareDateTime, Boolean, Float, Integer, List, Nested, String
+from apiflask.fields import AwareDateTime, Boolean, Dict, Float, Integer, List, Nested, String
 from apiflask.validators import OneOf, Range
 from marshmallow import ValidationError
 from sqlalchemy import or_, select
@@ -95,6 +95,15 @@ class ReservationOut(Schema):
         allow_none=True,
         metadata={"description": "where its placement put it; its lab is deployed there"},
     )
+    placement = Dict(
+        keys=String(),
+        values=String(),
+        allow_none=True,
+        metadata={
+            "description": "a spread lab's nodes and the hypervisor each is deployed on; "
+            "null: all on `hypervisor` (but for nodes its topology pins)"
+        },
+    )
     started_at = String(allow_none=True)
     ended_at = String(allow_none=True)
     deploy_job_id = String(allow_none=True)
@@ -153,6 +162,7 @@ def reservation_out(r: Reservation) -> dict:
         "memory_bytes": r.memory_bytes,
         "nodes": r.nodes,
         "hypervisor": r.hypervisor,
+        "placement": r.placement,
         "started_at": _time(r.started_at),
         "ended_at": _time(r.ended_at),
         "deploy_job_id": r.deploy_job_id,

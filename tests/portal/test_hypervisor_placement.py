@@ -113,6 +113,7 @@ def test_a_booking_no_one_hypervisor_has_room_for_is_spread_and_beyond_that_refu
     with store() as session:
         row = session.get(Reservation, booked.get_json()["id"])
         assert (row.hypervisor, row.placement) == ("hv-a", {"a": "hv-a", "b": "hv-b"})
+    assert booked.get_json()["placement"] == {"a": "hv-a", "b": "hv-b"}
     # Each part holds its own hypervisor: 0.5 CPUs left on each, no room for another.
     second = client.post("/api/reservations", json=body, headers=bearer(token_for(make_user())))
     assert second.status_code == 409, second.get_json()
