@@ -26,6 +26,10 @@ KEPT_PROTOCOLS = {"3", "4"}  # boot (`ip route add`), static (`proto static`)
 TYPES = {"1": "unicast", "6": "blackhole", "7": "unreachable", "8": "prohibit", "9": "throw"}
 LOCAL_TABLE = "255"
 FRR_DAEMON = "zebra"
+ROUTE_FAMILIES = ("4", "6")
+ROUTES_SHOW = ("-N", "-j", "route", "show", "table", "all")
+# Starts the lines that separate the answers of one SSH session to a VM.
+MARKER = "@@ltb-runtime:"
 
 
 class RuntimeStateError(RuntimeError):
@@ -107,6 +111,12 @@ class ContainerNode:
         )
         return True
 
+    def save_state(self):
+        frr = self.save_frr()
+        return _state(
+            frr, {family: self.ip(f"-{family}", *ROUTES_SHOW) for family in ROUTE_FAMILIES}
+        )
+
 
 class VmNode:
     """A VM node, reached over SSH on the lab's management network."""
@@ -124,25 +134,48 @@ class VmNode:
     def ip(self, *args, stdin=None):
         return self._ssh(shlex.join(["ip", *args]), stdin)
 
-    def save_frr(self):
+    def save_state(self):
+        # One SSH session for all of it: each connection to a TCG guest costs a second or more.
+        # Markers on lines of their own separate the answers; the session fails (set -e) when
+        # a route cannot be read.
+        show = shlex.join(ROUTES_SHOW)
         answer = self._ssh(
-            f"if pgrep -x {FRR_DAEMON} >/dev/null; then vtysh -c 'write memory' >&2 && echo saved;"
-            " fi"
+            "set -e; "
+            f"if pgrep -x {FRR_DAEMON} >/dev/null && vtysh -c 'write memory' >&2;"
+            f" then echo {MARKER}frr-saved; fi; "
+            + " ".join(f"echo {MARKER}{family}; ip -{family} {show};" for family in ROUTE_FAMILIES)
         )
-        return answer.strip() == "saved"
+        parts, current = {}, None
+        for line in answer.splitlines():
+            if line.startswith(MARKER):
+                current = line[len(MARKER) :]
+                parts[current] = ""
+            elif current is not None:
+                parts[current] += line + "\n"
+        missing = [family for family in ROUTE_FAMILIES if family not in parts]
+        if missing:
+            raise RuntimeStateError(
+                f"node {self.name}: no routes of IPv{', IPv'.join(missing)} in its answer"
+            )
+        return _state("frr-saved" in parts, {family: parts[family] for family in ROUTE_FAMILIES})
+
+
+def _state(frr_saved, routes_json):
+    """The saved state: whether FRR's config was written, and the routes to replay per family
+    (from `ip -N -j route show table all` per family)."""
+    return {
+        "frr_config_saved": frr_saved,
+        "routes": {
+            family: route_commands(json.loads(answer.strip() or "[]"))
+            for family, answer in routes_json.items()
+        },
+    }
 
 
 def save(node):
     """Write FRR's running config into the node's files and read its kept routes; the result
     goes into the snapshot's manifest and is what `replay` takes."""
-    frr = node.save_frr()
-    routes = {
-        family: route_commands(
-            json.loads(node.ip(f"-{family}", "-N", "-j", "route", "show", "table", "all") or "[]")
-        )
-        for family in ("4", "6")
-    }
-    return {"frr_config_saved": frr, "routes": routes}
+    return node.save_state()
 
 
 def replay(node, state, check_mode=False):

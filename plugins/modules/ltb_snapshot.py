@@ -87,6 +87,10 @@ routes:
   description: Routes replayed per node (action=runtime).
   type: dict
   returned: when action=runtime
+deployed:
+  description: Whether the lab is deployed on this hypervisor (its kept topology is there).
+  type: bool
+  returned: always
 cleaned:
   description: What was cleaned of dead snapshot runs (in check mode, what would be).
   type: list
@@ -133,13 +137,18 @@ def main():
         vm_memory=p["vm_memory"],
         parallel=p["parallel"],
     )
+    deployed = snapshots.deployed_topology(lab, where).is_file()
+
+    def exit_json(**result):
+        module.exit_json(deployed=deployed, **result)
+
     try:
         if p["action"] == "create":
             if check:
                 plan = snapshots.would_take(lab, name, nodes, where)
-                module.exit_json(changed=True, snapshot=plan)
+                exit_json(changed=True, snapshot=plan)
             manifest = snapshots.take_snapshot(lab, name, nodes, where)
-            module.exit_json(changed=True, snapshot=manifest)
+            exit_json(changed=True, snapshot=manifest)
         if p["action"] in ("delete", "cleanup"):
             if check:
                 cleaned = snapshots.find_leftovers(lab, where)
@@ -148,14 +157,14 @@ def main():
             deleted = p["action"] == "delete" and snapshots.delete_snapshot(
                 lab, name, where, check_mode=check
             )
-            module.exit_json(changed=bool(deleted or cleaned), cleaned=cleaned)
+            exit_json(changed=bool(deleted or cleaned), cleaned=cleaned)
         if p["action"] == "list":
-            module.exit_json(changed=False, snapshots=snapshots.list_snapshots(lab, where))
+            exit_json(changed=False, snapshots=snapshots.list_snapshots(lab, where))
         if p["action"] == "runtime":
             routes = snapshots.restore_runtime(lab, name, nodes, where, check_mode=check)
-            module.exit_json(changed=any(routes.values()), routes=routes)
+            exit_json(changed=any(routes.values()), routes=routes)
         plan = snapshots.restore_plan(lab, name, where, check_mode=check)
-        module.exit_json(changed=False, plan=plan)
+        exit_json(changed=False, plan=plan)
     except (snapshots.SnapshotError, DockerError) as error:
         module.fail_json(msg=str(error))
 
