@@ -106,16 +106,14 @@ def ensure_present(lab, node, pid, interfaces, check_mode, host_links=None, crea
     host, node_ns = Netlink(), Netlink(pid)
     inside = node_ns.links()
     outside = host.links() if host_links is None else host_links
-    actions, host_commands, node_commands, host_ends = [], [], [], []
+    actions, host_commands, node_commands, host_ends, stale_ends = [], [], [], [], []
     for interface in interfaces:
         name, host_name = interface["name"], interface["host_name"]
         wanted = {canonical(a) for a in interface.get("addresses") or []}
         if name not in inside:
             actions.append(f"create {host_name} <-> {node}:{name}")
             # A peer left behind by an earlier container of this node would block the name.
-            for stale in (host_name, "t" + host_name[1:]):
-                if stale in outside:
-                    host_commands.append(["link", "del", stale])
+            stale_ends += [s for s in (host_name, "t" + host_name[1:]) if s in outside]
             host_commands += [
                 ["link", "add", host_name, "type", "veth", "peer", "name", name, "netns", str(pid)],
                 ["link", "set", host_name, "alias", f"{ALIAS_PREFIX}{lab}:{node}:{name}"],
@@ -144,6 +142,10 @@ def ensure_present(lab, node, pid, interfaces, check_mode, host_links=None, crea
         host_ends.append(host_name)
     if check_mode:
         return actions
+    # One by one: the kernel may delete such a peer itself meanwhile (the container it was
+    # paired with was just removed, e.g. by a restore).
+    for stale in stale_ends:
+        delete_link(host, stale)
     host.batch(host_commands)
     node_ns.batch(node_commands)
     for host_name in host_ends:
