@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -746,20 +747,33 @@ def _remove_if_empty(directory):
 
 def restore_plan(lab, name, where, check_mode=False):
     """What restoring a snapshot deploys, per node, after checking that all of it is there:
-    {'topology': path, 'nodes': {node: {'image': ...} | {'disk': path[, 'memory': path]}}}."""
+    {'topology': path, 'nodes': {node: {'image': ...} | {'disk': path[, 'memory': path]}},
+    'topology_sha256': of the snapshot's topology, 'running_sha256': of the topology the lab
+    runs from here (None when it is not deployed)}: the same, and the lab keeps its network."""
     manifest = load_snapshot(lab, name, where)
     path = where.path(lab, name)
     planned = {
         node: kind_of(saved["kind"]).plan(lab, name, node, saved, path, where, check_mode)
         for node, saved in manifest["nodes"].items()
     }
-    return {"topology": str(path / TOPOLOGY_FILE), "nodes": planned}
+    deployed = deployed_topology(lab, where)
+    return {
+        "topology": str(path / TOPOLOGY_FILE),
+        "nodes": planned,
+        "topology_sha256": _sha256(path / TOPOLOGY_FILE),
+        "running_sha256": _sha256(deployed) if deployed.is_file() else None,
+    }
 
 
-def restore_runtime(lab, name, nodes, where, check_mode=False):
+def _sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def restore_runtime(lab, name, nodes, where, check_mode=False, resumed=()):
     """Give the nodes of a lab restored from a snapshot (and running again) the runtime state
     the snapshot kept; the number of routes replayed per node. `nodes`: the lab as it runs
-    again, under its own allocation (names, management addresses)."""
+    again, under its own allocation (names, management addresses); `resumed`: names of nodes
+    that resumed from the memory saved with the snapshot, which holds their runtime state."""
     check_nodes(lab, nodes)
     manifest = load_snapshot(lab, name, where)
     running = {node["name"]: node for node in nodes}
@@ -771,6 +785,9 @@ def restore_runtime(lab, name, nodes, where, check_mode=False):
                     f"restore of snapshot {name!r} of lab {lab!r}: node {node_name} of the "
                     "snapshot is not in the lab's topology"
                 )
+            if node_name in resumed:
+                replayed[node_name] = 0
+                continue
             node = running[node_name]
             target = kind_of(node["kind"]).runtime_node(node, where)
             replayed[node_name] = runtime.replay(target, saved.get("runtime", {}), check_mode)

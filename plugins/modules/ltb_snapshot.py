@@ -64,6 +64,13 @@ options:
     description: Save each VM's memory with its disk (C(virsh save)); a restored VM resumes.
     type: bool
     default: true
+  resumed:
+    description:
+      - With O(action=runtime), the nodes that resumed from the memory saved with the snapshot:
+        their memory holds their runtime state, nothing is replayed in them.
+    type: list
+    elements: str
+    default: []
   parallel:
     description: How many nodes are saved at the same time.
     type: int
@@ -120,6 +127,7 @@ def main():
             min_free_bytes=dict(type="int", default=512 * 1024**2),
             vm_memory=dict(type="bool", default=True),
             parallel=dict(type="int", default=4),
+            resumed=dict(type="list", elements="str", default=[]),
         ),
         required_if=[
             ("action", action, ["name"]) for action in ("create", "delete", "plan", "runtime")
@@ -161,7 +169,9 @@ def main():
         if p["action"] == "list":
             exit_json(changed=False, snapshots=snapshots.list_snapshots(lab, where))
         if p["action"] == "runtime":
-            routes = snapshots.restore_runtime(lab, name, nodes, where, check_mode=check)
+            routes = snapshots.restore_runtime(
+                lab, name, nodes, where, check_mode=check, resumed=p["resumed"]
+            )
             exit_json(changed=any(routes.values()), routes=routes)
         plan = snapshots.restore_plan(lab, name, where, check_mode=check)
         exit_json(changed=False, plan=plan)
