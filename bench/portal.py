@@ -4,9 +4,10 @@
    3 nodes (2 interfaces each, 3 links) and 10,000 jobs (10 per lab), by bulk inserts.
 2. The portal runs under gunicorn as roles/platform_portal runs it (portal/gunicorn.conf.py:
    gthread workers, 2 processes of 4 threads unless --workers/--threads) on a free port.
-3. A client process (this one: requests in a thread pool) runs --clients concurrent clients,
-   each alternating GET /api/labs (first page of 20) and GET /api/labs/<random id>, with an
-   admin API token, until --requests requests are done (after a short warm-up).
+3. Client processes (--client-processes, 5 unless told; each requests in a thread pool) run
+   --clients concurrent clients between them, each alternating GET /api/labs (first page of
+   20) and GET /api/labs/<random id>, with an admin API token, until --requests requests are
+   done (after a short warm-up).
 
 Reported per endpoint: p50, p90, p99 and max of the latency seen by the client, and of the
 time gunicorn spent on the request (its access log, in ms: the client's latency minus this is
@@ -14,7 +15,7 @@ mostly waiting for a free worker thread); requests per second; and the SQL state
 request of each endpoint makes (counted in-process with the same app).
 
     .venv/bin/python bench/portal.py [--requests 4000] [--clients 50] [--think-ms 0] [--revalidate]
-        [--workers 2 --threads 4] [--label TEXT]
+        [--workers 2 --threads 4] [--client-processes 5] [--label TEXT]
 
 Results: a table on stdout and bench/results/portal-<timestamp>.json.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import random
@@ -36,7 +38,7 @@ import tempfile
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -339,14 +341,54 @@ def count_queries(database_url: str, token: str) -> dict[str, int]:
 
 
 def load(
-    base: str, token: str, total: int, clients: int, think_ms: float = 0, revalidate: bool = False
+    base: str,
+    token: str,
+    total: int,
+    clients: int,
+    think_ms: float = 0,
+    revalidate: bool = False,
+    processes: int = 1,
 ) -> dict[str, Any]:
-    """`clients` threads, each with its own connection, alternating the two endpoints until
+    """`clients` clients, each with its own connection, alternating the two endpoints until
     `total` requests are done; latency per request in ms, as seen by the client. With
     `think_ms`, each client waits a random time of that mean between its requests (a browser
     polling a lab); without, each asks again at once (the server saturated). With
     `revalidate`, each client polls one lab of its own and sends back the ETags it was given
-    (If-None-Match), as a browser's fetch does: a 304 counts as an answer."""
+    (If-None-Match), as a browser's fetch does: a 304 counts as an answer. The clients are
+    threads of `processes` processes: in one process, 50 client threads wait for its GIL,
+    and the latency they note is partly their own."""
+    processes = max(1, min(processes, clients))
+    shares = [
+        (base, token, total // processes + (k < total % processes), range(k, clients, processes))
+        for k in range(processes)
+    ]
+    started = time.perf_counter()
+    if processes == 1:
+        parts = [_clients(*shares[0], think_ms, revalidate)]
+    else:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(processes, mp_context=context) as pool:
+            futures = [pool.submit(_clients, *share, think_ms, revalidate) for share in shares]
+            parts = [future.result() for future in futures]
+    wall = time.perf_counter() - started
+    latencies = {k: [v for part in parts for v in part["latencies"][k]] for k in ("list", "show")}
+    errors = [e for part in parts for e in part["errors"]]
+    done = sum(len(v) for v in latencies.values())
+    return {
+        "wall_s": round(wall, 2),
+        "requests_per_s": round(done / wall, 1),
+        "client_processes": processes,
+        "errors": errors[:20],
+        "error_count": len(errors),
+        "not_modified": sum(part["not_modified"] for part in parts),
+        "latency_ms": {k: percentiles(v) for k, v in latencies.items() if v},
+    }
+
+
+def _clients(
+    base: str, token: str, total: int, seeds: range, think_ms: float, revalidate: bool
+) -> dict[str, Any]:
+    """The client threads of one process (load): their latencies, by endpoint."""
     latencies: dict[str, list[float]] = {"list": [], "show": []}
     not_modified = [0]
     errors: list[str] = []
@@ -388,20 +430,10 @@ def load(
                 else:
                     errors.append(f"{path}: {response.status_code}")
 
-    started = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        for future in [pool.submit(client, seed) for seed in range(clients)]:
+    with ThreadPoolExecutor(len(seeds)) as pool:
+        for future in [pool.submit(client, seed) for seed in seeds]:
             future.result()
-    wall = time.perf_counter() - started
-    done = sum(len(v) for v in latencies.values())
-    return {
-        "wall_s": round(wall, 2),
-        "requests_per_s": round(done / wall, 1),
-        "errors": errors[:20],
-        "error_count": len(errors),
-        "not_modified": not_modified[0],
-        "latency_ms": {k: percentiles(v) for k, v in latencies.items()},
-    }
+    return {"latencies": latencies, "errors": errors, "not_modified": not_modified[0]}
 
 
 def main() -> None:
@@ -411,6 +443,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--label", default="")
+    parser.add_argument(
+        "--client-processes",
+        type=int,
+        default=5,
+        help="processes the clients' threads are spread over (1: all in this process)",
+    )
     parser.add_argument(
         "--think-ms",
         type=float,
@@ -433,7 +471,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="ltb-bench-portal-") as workdir:
             portal = Portal(database.url, Path(workdir), args.workers, args.threads)
             try:
-                load(portal.base, token, 200, args.clients)  # warm-up, not counted
+                # warm-up, not counted
+                load(portal.base, token, 200, args.clients, processes=args.client_processes)
                 warm = {k: len(v) for k, v in portal.server_ms().items()}
                 load_avg = os.getloadavg()
                 run = load(
@@ -443,6 +482,7 @@ def main() -> None:
                     args.clients,
                     args.think_ms,
                     args.revalidate,
+                    args.client_processes,
                 )
                 server = {k: percentiles(v[warm[k] :]) for k, v in portal.server_ms().items() if v}
             finally:
@@ -474,7 +514,8 @@ def main() -> None:
 
     print(
         f"portal: {args.requests} requests, {args.clients} clients, gunicorn "
-        f"{args.workers}x{args.threads} gthread; think {args.think_ms:g} ms; fill {fill_s} s; "
+        f"{args.workers}x{args.threads} gthread; {run['client_processes']} client processes; "
+        f"think {args.think_ms:g} ms; fill {fill_s} s; "
         f"load before {load_avg[0]:.2f}"
     )
     print(
