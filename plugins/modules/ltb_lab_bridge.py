@@ -83,17 +83,16 @@ actions:
 import json
 import os
 import re
-import shutil
 import subprocess
 
 from ipaddress import IPv4Network
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.ltb_lab_absent import network_absent
 from ansible.module_utils.ltb_lab_state import allocation_text, keep_lab_state
-from ansible.module_utils.ltb_ovs import OvsError, rows, transaction, vsctl
+from ansible.module_utils.ltb_ovs import OvsError, rows, transaction
 from ansible.module_utils.ltb_routes import ip_json, subnet_conflicts
-from ansible.module_utils.ltb_veth import Netlink, VethError, delete_link
-from ansible.module_utils.ltb_veth import ensure_absent as interfaces_absent
+from ansible.module_utils.ltb_veth import VethError
 
 # A lab name as ltb.topology allows it (LAB_NAME): it names a directory under the state
 # directory, so no other name gets near a path.
@@ -174,35 +173,6 @@ def host_changes(p, make):
     return actions
 
 
-def network_absent(p, bridge, check_mode):
-    """Removes the lab's bridge with its ports, its hypervisor interfaces and its state
-    directory; returns what was (in check mode, would be) removed."""
-    actions = []
-    if bridge is not None:
-        actions.append(f"delete bridge {p['bridge']} with its ports")
-        if not check_mode:
-            vsctl("--if-exists", "del-br", p["bridge"])
-    # By alias ltb:<lab>:... (veth ends and the tunnel device) and unlabelled host ends.
-    actions += interfaces_absent(p["lab"], p["tag"], check_mode)
-    # A deploy killed between making the tunnel device and labelling it leaves it unlabelled.
-    tunnel = f"ltt-{p['tag']}"
-    if os.path.exists(f"/sys/class/net/{tunnel}") and f"delete {tunnel}" not in actions:
-        host = Netlink()
-        if not host.links().get(tunnel, {}).get("ifalias", ""):
-            actions.append(f"delete {tunnel}")
-            if not check_mode:
-                delete_link(host, tunnel)
-    state = os.path.join(p["state_dir"], "labs", p["lab"])
-    if os.path.lexists(state):
-        actions.append(f"remove {state}")
-        if not check_mode:
-            if os.path.isdir(state) and not os.path.islink(state):
-                shutil.rmtree(state)
-            else:
-                os.unlink(state)
-    return actions
-
-
 def subnet_free(module, p):
     """Fails, before anything is made, when the management subnet is in use here."""
     subnet = IPv4Network(p["mgmt_subnet"])
@@ -263,7 +233,9 @@ def main():
                 )
             )
         if p["state"] == "absent":
-            actions = network_absent(p, bridge, module.check_mode)
+            actions = network_absent(
+                p["lab"], p["bridge"], bridge, p["tag"], p["state_dir"], module.check_mode
+            )
             module.exit_json(
                 changed=bool(actions),
                 actions=actions,
