@@ -32,11 +32,13 @@ BIN = Path(sys.executable).parent
 SITE = "https://127.0.0.1"
 CERTIFICATE = "/etc/ltb/tls/ltb.crt"
 ADMIN_PASSWORD = Path("/var/lib/ltb/portal/admin_password")
-# Pid files of the daemons the roles start with start-stop-daemon (portal, workers,
-# scheduler, bastion, exporters, and Prometheus and dockerd without systemd).
+# Pid files of the platform's daemons: dockerd without systemd, and those of the supervised
+# daemons that write one (gunicorn's master, the bastion's sshd).
 RUN_DIR = Path("/run/ltb")
 # The roles' own way to stop one of those daemons.
 STOP_RETRY = "TERM/30/KILL/5"
+# Without systemd, supervisord supervises the platform's own daemons (roles/platform_daemon).
+SUPERVISOR_PID_FILE = Path("/run/supervisord.pid")
 # jobs.settings: the control queue of the default LTB_QUEUE (the role sets none).
 CONTROL_QUEUE = "ltb-control"
 LIBVIRT_URI = "qemu:///system"
@@ -83,6 +85,7 @@ NODE_EXPORTER = ("127.0.0.1", metrics_default("node_exporter_port"))
 LAB_EXPORTER = ("127.0.0.1", metrics_default("lab_exporter_port"))
 BASTION = ("127.0.0.1", role_default("platform_bastion", "platform_bastion_port"))
 REDIS_URL = role_default("platform_jobs", "platform_jobs_redis_url")
+WORKER_STOP_SECONDS = role_default("platform_jobs", "platform_jobs_stop_seconds")
 DATABASE_URL = "postgresql+psycopg://{u}:{p}@127.0.0.1:5432/{d}".format(
     u=role_default("platform_jobs", "platform_jobs_db_user"),
     p=role_default("platform_jobs", "platform_jobs_db_password"),
@@ -116,8 +119,10 @@ def answers(where: tuple[str, int] | str) -> bool:
     return True
 
 
-def run(argv: list[str], ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+def run(
+    argv: list[str], ok: tuple[int, ...] = (0,), timeout: float = 120
+) -> subprocess.CompletedProcess:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     assert done.returncode in ok, f"{argv}: {done.returncode}\n{done.stdout}{done.stderr}"
     return done
 
@@ -126,26 +131,36 @@ def systemd_runs() -> bool:
     return Path("/run/systemd/system").is_dir()  # what sd_booted() checks
 
 
-def stop_pid_file(pid_file: Path, *more: str) -> None:
+def stop_pid_file(pid_file: Path, *more: str, retry: str = STOP_RETRY) -> None:
     # 1: nothing of that pid file was running.
     run(
         [
             *("start-stop-daemon", "--stop", "--pidfile", str(pid_file), "--remove-pidfile"),
-            *("--retry", STOP_RETRY, *more),
+            *("--retry", retry, *more),
         ],
         ok=(0, 1),
+        timeout=300,
     )
+
+
+def ltb_units() -> list[str]:
+    """The units of the platform's own daemons (roles/platform_daemon), under systemd."""
+    return sorted(path.name for path in Path("/etc/systemd/system").glob("ltb-*.service"))
 
 
 def stop_platform() -> None:
     """Stops every service of the platform as an operator would, then empties /run/ltb."""
+    if systemd_runs():
+        run(["systemctl", "stop", *ltb_units(), *SYSTEMD_UNITS])
+    else:
+        # supervisord stops the daemons it supervises (a worker after its running task),
+        # then itself.
+        stop_pid_file(SUPERVISOR_PID_FILE, retry=f"TERM/{WORKER_STOP_SECONDS + 30}/KILL/5")
+    # Daemons still started the old way (start-stop-daemon) before site.yml handed them over.
     for pid_file in sorted(RUN_DIR.glob("*.pid")):
         if pid_file.name != "dockerd.pid":  # after libvirt, with the hypervisor's daemons
             stop_pid_file(pid_file)
-    if systemd_runs():
-        run(["systemctl", "stop", *SYSTEMD_UNITS])
-    else:
-        stop_pid_file(Path("/run/nginx.pid"), "--exec", "/usr/sbin/nginx")
+    if not systemd_runs():
         run(["/etc/init.d/redis-server", "stop"])
         version = role_default("platform_jobs", "platform_jobs_postgresql_version")
         cluster = role_default("platform_jobs", "platform_jobs_postgresql_cluster")
@@ -156,6 +171,20 @@ def stop_platform() -> None:
         stop_pid_file(RUN_DIR / "dockerd.pid")
         run([role_default("platform_services", "platform_services_ovs_ctl"), "stop"])
     shutil.rmtree(RUN_DIR, ignore_errors=True)
+
+
+def supervised_daemons_not_running() -> dict[str, str]:
+    """The platform's own daemons that their supervisor does not report running."""
+    if systemd_runs():
+        states = {
+            unit: run(["systemctl", "is-active", unit], ok=(0, 3)).stdout.strip()
+            for unit in ltb_units()
+        }
+    else:
+        status = run(["supervisorctl", "status"], ok=(0, 3)).stdout.splitlines()
+        states = dict(line.split()[:2] for line in status if line.strip())
+    assert states, "no daemon of the platform is supervised"
+    return {name: state for name, state in states.items() if state not in ("active", "RUNNING")}
 
 
 def running_lab_nodes() -> list[str]:
@@ -282,6 +311,7 @@ def test_stopping_the_platform_leaves_nothing_answering_and_site_starts_every_da
         assert Path(f"/proc/{pid}").exists(), f"{name}: process {pid} is gone"
     for name, where in SERVICES.items():
         assert answers(where), f"{name} does not answer at {where}"
+    assert not supervised_daemons_not_running()
 
 
 def test_the_portal_answers_through_nginx_with_tls_sessions_and_tokens(admin):
