@@ -66,8 +66,8 @@ options:
     default: true
   resumed:
     description:
-      - With O(action=runtime), the nodes that resumed from the memory saved with the snapshot:
-        their memory holds their runtime state, nothing is replayed in them.
+      - With O(action=runtime), the nodes that resumed from the memory saved with the snapshot.
+        Their memory holds their runtime state, so nothing is replayed in them.
     type: list
     elements: str
     default: []

@@ -10,6 +10,7 @@ from ltb import node_state
 from ltb.capture import SshHypervisor
 from ltb.device_info import SshReader
 from ltb.node_state import FAILED, Cached, node_states, parse_docker_ps, parse_remote_virsh
+from ltb.ssh import shared_connection
 
 VIA = SshHypervisor("hv-x", "198.18.7.2", 2222, "ltb", Path("/keys/hv"))
 
@@ -65,8 +66,11 @@ def test_a_vm_on_another_hypervisor_is_reached_through_it_with_its_ssh_settings(
     argv = SshReader("10.255.0.5", Path("/keys/platform"), via=VIA).argv("'true'")
     proxy = next(a for a in argv if a.startswith("ProxyCommand="))
     assert argv[-2:] == ["root@10.255.0.5", "'true'"]
+    # The hop shares the controller's connection to the hypervisor when this machine can
+    # (ltb.ssh.shared_connection); its %C is escaped for the outer ssh to pass on.
+    shared = "".join(f"{option} " for option in shared_connection()).replace("%", "%%")
     assert proxy == (
-        "ProxyCommand=ssh -l ltb -i /keys/hv -p 2222 -o StrictHostKeyChecking=no "
+        f"ProxyCommand=ssh -l ltb {shared}-i /keys/hv -p 2222 -o StrictHostKeyChecking=no "
         "-o UserKnownHostsFile=/dev/null -o BatchMode=yes -o ConnectTimeout=10 "
         "-o LogLevel=ERROR -W %h:%p root@198.18.7.2"
     )
