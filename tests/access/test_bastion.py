@@ -49,6 +49,7 @@ from store.models import (
     Visibility,
     utcnow,
 )
+from tests.daemons import forget_daemon
 from tests.integration.conftest import remove
 
 pytestmark = pytest.mark.integration
@@ -288,6 +289,7 @@ def bastion_instance(portal: str, port: int) -> Iterator[BastionSetUp]:
             ["start-stop-daemon", "--stop", "--pidfile", f"/run/ltb/{name}.pid", "--retry", "5"],
             capture_output=True,
         )
+        forget_daemon(name)
         subprocess.run(["rm", "-rf", str(directory)], check=False)
         Path(f"/var/log/ltb/{name}.log").unlink(missing_ok=True)
 

@@ -16,6 +16,7 @@ from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
 
 from store.models import Job, Lab, utcnow
+from tests.daemons import forget_daemon
 from tests.portal.conftest import bearer
 
 ROOT = Path(__file__).parents[2]
@@ -240,3 +241,4 @@ def test_the_role_runs_gunicorn_that_answers_converges_and_restarts_on_code_chan
             ],
             check=False,
         )
+        forget_daemon("p1-portal")
