@@ -155,8 +155,8 @@ def test_a_portal_capture_of_a_link_between_hypervisors_downloads_its_packets(
     hypervisor,
     hypervisors_dir,
     lab_file,
-    job_settings,
-    tmp_path,  # noqa: F811
+    job_settings,  # noqa: F811
+    tmp_path,
 ):
     # The HTTP endpoint, as a user downloads it: r2's end of link r1-r2 is on the netns
     # hypervisor, captured there over SSH while r1 (here) pings across the tunnel.
