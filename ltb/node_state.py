@@ -211,8 +211,10 @@ class Cached(Generic[T]):
     """A reading kept for `seconds`, then read again in a thread of its own while callers get
     the last one: no request waits for Docker or libvirt (bench/portal.py: a read takes
     20 ms on an idle machine, and every lab answer of the process used to wait behind it).
-    With no reading yet, or after forget(), the caller reads (threads asking at once share
-    that reading)."""
+    With no reading yet, after forget(), or when the caller knows of a change after the
+    reading began (`changed_after`: a lab deployed since), the caller reads (threads asking at
+    once share that reading): a lab's first answer after its deploy never shows the nodes of
+    the reading before it."""
 
     def __init__(self, read: Callable[[], T | None], seconds: float) -> None:
         self.read = read
@@ -220,33 +222,40 @@ class Cached(Generic[T]):
         self.lock = threading.Lock()
         self.value: T | None = None
         self.at = float("-inf")
+        self.began = float("-inf")  # wall clock (time.time()) when the kept reading began
         self.refreshing = False
         self.generation = 0  # forget() counts up: a reading begun before it is not kept
 
-    def get(self) -> T | None:
+    def get(self, changed_after: float | None = None) -> T | None:
+        """The reading; `changed_after` (wall clock, seconds since the epoch): what is read
+        changed then, so a reading begun before it is not given."""
         with self.lock:
-            if time.monotonic() - self.at < self.seconds:
+            outdated = changed_after is not None and self.began < changed_after
+            if time.monotonic() - self.at < self.seconds and not outdated:
                 return self.value
-            if self.at != float("-inf"):
+            if self.at != float("-inf") and not outdated:
                 if not self.refreshing:
                     self.refreshing = True
                     threading.Thread(
                         target=self._refresh, args=(self.generation,), daemon=True
                     ).start()
                 return self.value
+            began = time.time()
             self.value = self.read()
-            self.at = time.monotonic()
+            self.at, self.began = time.monotonic(), began
+            self.generation += 1  # a refresh begun before this reading is not kept
             return self.value
 
     def _refresh(self, generation: int) -> None:
         value = None
+        began = time.time()
         try:
             value = self.read()
         finally:
             with self.lock:
                 self.refreshing = False
                 if generation == self.generation and self.at != float("-inf"):
-                    self.value, self.at = value, time.monotonic()
+                    self.value, self.at, self.began = value, time.monotonic(), began
 
     def forget(self) -> None:
         with self.lock:
@@ -279,16 +288,18 @@ def node_states(
     kinds: Mapping[str, str],
     via: SshHypervisor | None = None,
     libvirt_uri: str = DEFAULT_LIBVIRT_URI,
+    changed_after: float | None = None,
 ) -> dict[str, str]:
     """The state of each node of the lab (node name -> its kind's name) on this hypervisor,
     or (`via`) on that other one, read from its kind's runtime (here only the runtimes asked
     about are read): "missing" where its container or domain does not exist, "unknown" where
-    the runtime cannot be asked."""
+    the runtime cannot be asked. `changed_after`: when the lab last changed (its last job
+    ended), so that no reading from before it is given (Cached.get)."""
     runtimes = {node: node_kind(kind).runtime for node, kind in kinds.items()}
     if via is None:
-        found = {runtime: reading(runtime).get() for runtime in set(runtimes.values())}
+        found = {runtime: reading(runtime).get(changed_after) for runtime in set(runtimes.values())}
     else:
-        found = remote_reading(via, libvirt_uri).get() or {}
+        found = remote_reading(via, libvirt_uri).get(changed_after) or {}
     states = {}
     for node, runtime in runtimes.items():
         names = found.get(runtime)

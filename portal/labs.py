@@ -351,12 +351,15 @@ def node_states(lab: Lab) -> dict[str, str]:
     """Each node's state now on its hypervisor (ltb.node_state: running, stopped, missing,
     unknown...), read once for all labs of a hypervisor and kept a few seconds."""
     kinds = {node.name: node.kind for node in lab.nodes}
+    # A reading from before the lab's last job ended (its deploy) would show its nodes missing.
+    changed = lab.updated_at.timestamp() if lab.updated_at else None
     if (
         lab.hypervisor in LOCAL_HYPERVISORS
         and "hypervisor" not in lab.topology
         and not lab.placement
     ):
-        return read_node_states(lab.name, kinds)  # no node elsewhere: no parsing (polled)
+        # No node elsewhere: no parsing (polled).
+        return read_node_states(lab.name, kinds, changed_after=changed)
     try:
         parsed = parse_lab(lab.topology, f"lab {lab.name}")
         own_hypervisor = {node.name: node.hypervisor for node in parsed.nodes}
@@ -380,7 +383,7 @@ def node_states(lab: Lab) -> dict[str, str]:
         if via is not None:
             found = hypervisor_vars(Path(current_app.config["LTB_HYPERVISORS"]))[hypervisor]
             uri = str(found.get("ltb_libvirt_uri", DEFAULT_LIBVIRT_URI))
-        states |= read_node_states(lab.name, its_kinds, via, uri)
+        states |= read_node_states(lab.name, its_kinds, via, uri, changed_after=changed)
     return states
 
 

@@ -54,3 +54,20 @@ def test_a_reading_begun_before_forget_is_not_kept():
         assert time.monotonic() < deadline
         time.sleep(0.01)
     assert len(reads) == 3 and cached.get() == {"n": "3"}
+
+
+def test_a_reading_begun_before_the_lab_changed_is_not_given_for_it():
+    reads: list[int] = []
+
+    def read() -> dict[str, str]:
+        reads.append(1)
+        return {"n": str(len(reads))}
+
+    cached = Cached(read, 60)
+    assert cached.get() == {"n": "1"}
+    deployed = time.time()  # the lab's deploy ended after that reading began
+    assert cached.get(changed_after=deployed) == {"n": "2"}  # read again, at once
+    assert cached.get(changed_after=deployed) == {"n": "2"}  # that reading is fresh enough
+    assert cached.get(changed_after=deployed - 3600) == {"n": "2"} and len(reads) == 2
+    cached.at -= 61  # stale: answered at once, read again behind the caller's back
+    assert cached.get(changed_after=deployed) == {"n": "2"}
