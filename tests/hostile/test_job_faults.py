@@ -284,8 +284,10 @@ def test_postgresql_restarted_mid_deploy_the_job_ends_recorded_and_the_lab_consi
     processes.start("worker")
     processes.start("scheduler")
     job_id = submit(lab, "deploy", topology=text)
+    # As soon as the worker has started the job: a pair's whole deploy now takes a few
+    # seconds, so waiting for its first task left too little of it for the restart.
     wait_for(
-        lambda: job_row(store, job_id).progress.get("tasks_done"), TASK_WAIT, "a task", processes
+        lambda: job_row(store, job_id).status == "started", TASK_WAIT, "the job's start", processes
     )
     try:
         restarted = pg_ctlcluster("restart")
