@@ -21,7 +21,7 @@ nothing behind.
         --ltb-env ANSIBLE_PIPELINING=true
 
 Results: a table on stdout and bench/results/chain-<timestamp>.json. Only labs named
-bench-* are created or removed. See bench/README.md.
+<prefix>-* (--prefix, default bench) are created or removed. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -78,7 +78,9 @@ READY_TIMEOUT = 120
 
 LINK_POOL = IPv4Address("10.100.0.0")  # link k uses the /30 at LINK_POOL + 4k
 VARIANTS = ("ltb", "bare", "bare-parallel")
-LAB_PREFIX = {"ltb": "bench-chain", "bare": "bench-bare", "bare-parallel": "bench-barep"}
+# Lab names: <--prefix>-<kind>-N, e.g. bench-chain-30; another --prefix keeps two people's
+# runs on one machine apart.
+LAB_KIND = {"ltb": "chain", "bare": "bare", "bare-parallel": "barep"}
 
 
 # Topology -------------------------------------------------------------------------------------
@@ -329,10 +331,10 @@ def mgmt_subnet_taken(lab: Lab) -> list[str]:
     return [r["dev"] for r in routes if r.get("dst") != "default" and r["dev"] != lab.mgmt_port]
 
 
-def other_containers() -> int:
+def other_containers(prefix: str) -> int:
     """Running containers of other labs: a sign of concurrent load on the machine."""
     names = _run("docker", "ps", "--format", "{{.Names}}").stdout.split()
-    return sum(1 for name in names if not name.startswith("ltb-bench-"))
+    return sum(1 for name in names if not name.startswith(f"ltb-{prefix}-"))
 
 
 # Runs -----------------------------------------------------------------------------------------
@@ -395,17 +397,17 @@ class RunFailed(Exception):
 def run_variant(
     variant: str, nodes: int, repeat: int, workdir: Path, args: argparse.Namespace
 ) -> Run:
-    name = f"{LAB_PREFIX[variant]}-{nodes}"
+    name = f"{args.prefix}-{LAB_KIND[variant]}-{nodes}"
     topology = write_topology(workdir, name, nodes)
     lab = load_lab(topology)
-    clean(lab)
+    clean(lab, f"{args.prefix}-")
     taken = mgmt_subnet_taken(lab)
     if taken:
         raise SystemExit(f"{name}: management subnet {lab.mgmt_subnet} is routed to {taken}")
     tag = f"{name}-r{repeat}"
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     loadavg = [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-    others = other_containers()
+    others = other_containers(args.prefix)
     cwd = args.repo if variant == "ltb" else ROOT
     if variant == "ltb":
         env = ltb_env(args.repo, args.ltb_env, args.profile)
@@ -435,7 +437,7 @@ def run_variant(
         if left:
             raise RunFailed(f"{tag}: remove left {', '.join(left)}")
     finally:
-        clean(lab)
+        clean(lab, f"{args.prefix}-")
     run = Run(variant, nodes, repeat, name, deploy, remove, started, loadavg, others)
     if variant == "ltb" and args.profile:
         run.profile = {
@@ -545,12 +547,21 @@ def main(argv: list[str] | None = None) -> int:
         help="LTB checkout whose playbooks to run (default: this one), e.g. an export of a "
         "commit: git archive HEAD | tar -x -C DIR; ln -s $PWD/.collections DIR/",
     )
+    parser.add_argument(
+        "--prefix",
+        default="bench",
+        help="start of the lab names (<prefix>-chain-N, ...): give your own where others run "
+        "benches on the same machine; it must start with 'bench'",
+    )
     parser.add_argument("--label", default="", help="free text stored in the results")
     parser.add_argument("--keep", action="store_true", help="keep topologies, scripts and logs")
     args = parser.parse_args(argv)
     args.ltb_env = dict(args.ltb_env)
     if any(n < 2 for n in args.nodes):
         parser.error("a chain needs at least 2 nodes")
+    # clean() removes whatever carries a bench lab's name: never another lab's.
+    if not re.fullmatch(r"bench(-[a-z0-9]+)*", args.prefix):
+        parser.error(f"--prefix {args.prefix!r}: must be 'bench' or start with 'bench-'")
 
     workdir = Path(tempfile.mkdtemp(prefix="ltb-bench-chain-"))
     runs: list[Run] = []
