@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
+from jobs.queue import cancel
 from portal import create_app
 from portal.auth import hash_password, new_token, token_hash
-from store.models import ApiToken, Reservation, ReservationState, Role, User, utcnow
+from store.models import ApiToken, Job, JobStatus, Reservation, ReservationState, Role, User, utcnow
 from tests.jobs.conftest import job_settings, store  # noqa: F401
 
 PASSWORD = "correct horse battery"  # noqa: S105 - test users' password
@@ -58,6 +59,23 @@ def no_booking_outlives_its_test(store):  # noqa: F811
             )
             .values(state=ReservationState.CANCELLED.value)
         )
+
+
+@pytest.fixture(autouse=True)
+def no_queued_job_outlives_its_test(store):  # noqa: F811
+    """Jobs a test queues and leaves queued (no worker of its own took them) are cancelled
+    when it ends. The test flushes its Redis database but the job stays queued in the run's
+    shared PostgreSQL database; the sweep of a later test's scheduler queues it again (a
+    queued job Redis lost is queued again, jobs/health.py), and that test's worker deployed
+    a lab nothing removed (test_access_matrix's POST /api/labs, late in a full run)."""
+    began = utcnow()
+    yield
+    with store() as session:
+        left = session.scalars(
+            select(Job.id).where(Job.status == JobStatus.QUEUED.value, Job.enqueued_at >= began)
+        ).all()
+    for job_id in left:
+        cancel(job_id)
 
 
 @pytest.fixture

@@ -14,9 +14,10 @@ course, a teacher of another course, an admin, and callers without a valid ident
 The objects are made once for the module, straight in the store (no lab is deployed, no
 worker runs): a private template of the owner and its lab (with a deploy job that ended
 without running) in the course of one teacher, a reservation of the owner in that course, a
-public template of that teacher for new labs, reservations and courses, and a course with a
-join code of the other teacher. Requests that queue work put it in this run's Redis database,
-flushed before and after.
+public template of that teacher for new labs, reservations and courses, a booking of the
+private template (it stays in use), and a course with a join code of the other teacher.
+Requests that queue work put it in this run's Redis database, flushed before and after; jobs
+they leave queued are cancelled after each test (tests/portal/conftest.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from datetime import timedelta
 import pytest
 import yaml
 from redis import Redis
+from sqlalchemy import select
 
 from portal import create_app
 from portal.auth import hash_password, new_token, token_hash
@@ -39,7 +41,9 @@ from store.models import (
     ApiToken,
     Course,
     CourseMember,
+    Job,
     JobStatus,
+    Lab,
     Reservation,
     Role,
     Template,
@@ -333,7 +337,19 @@ def world(job_settings, tmp_path_factory) -> Iterator[World]:
             end_at=slot[1],
             state="scheduled",
         )
-        session.add(reservation)
+        # A booking of the private template keeps it in use: every caller's DELETE of it
+        # is answered 409 (a reach) and none removes it before the next caller tries.
+        keeps_private_template = Reservation(
+            lab_name=f"p5-{uuid.uuid4().hex[:8]}",
+            owner=users[OWNER].username,
+            owner_id=users[OWNER].id,
+            template_version_id=private_v1.id,
+            topology=PAIR,
+            start_at=slot[0],
+            end_at=slot[1],
+            state="scheduled",
+        )
+        session.add_all([reservation, keeps_private_template])
         session.commit()
         ids = (private.id, public_template.id, job.lab_id, job.id, reservation.id, course.id)
         for user in users.values():
@@ -524,3 +540,18 @@ def test_a_disabled_users_token_is_refused(world, job_settings):
 def test_the_matrix_names_only_known_callers():
     for key, row in MATRIX.items():
         assert set(row) == set(CALLERS), key
+
+
+@pytest.mark.integration
+def test_the_matrix_leaves_no_job_queued_for_a_later_tests_worker(world, job_settings):
+    """Runs after the matrix (file order): the labs its callers started and the removes they
+    asked for are queued in the store with no worker to take them; left queued, a later test's
+    scheduler queues them again and its worker deployed a lab nothing removed."""
+    callers = [user.id for user in world.users.values()]
+    with session_factory(job_settings.database_url)() as session:
+        jobs = session.execute(
+            select(Lab.name, Job.task, Job.status).join(Job.lab).where(Lab.owner_id.in_(callers))
+        ).all()
+    assert any(status == JobStatus.CANCELED.value for _, _, status in jobs), jobs
+    queued = [(name, task) for name, task, status in jobs if status == JobStatus.QUEUED.value]
+    assert not queued, f"jobs left queued: {queued}"

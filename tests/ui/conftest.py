@@ -39,6 +39,7 @@ from tests.portal.conftest import (  # noqa: F401
     PASSWORD,
     make_user,
     no_booking_outlives_its_test,
+    no_queued_job_outlives_its_test,
     roomy_inventory,
 )
 
