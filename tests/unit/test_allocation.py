@@ -2,9 +2,12 @@
 
 import json
 import multiprocessing
+import tempfile
 import threading
 from collections import defaultdict
+from collections.abc import Iterator
 from ipaddress import IPv4Interface, IPv4Network
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +22,7 @@ from ltb.module_utils import load
 from ltb.topology import TopologyError, parse_lab
 
 subnet_conflicts = load("ltb_routes").subnet_conflicts  # run on the hypervisor
+SHM = Path("/dev/shm")  # noqa: S108 - a private directory is made in it (mkdtemp)
 
 
 def bare_lab(name: str) -> model.Lab:
@@ -38,13 +42,24 @@ def names_sharing(key, count: int, prefix: str = "c-") -> list[str]:
     raise AssertionError("no names found")
 
 
+@pytest.fixture
+def memory_dir(tmp_path) -> Iterator[Path]:
+    """A state directory in memory (tmpfs) where the machine has one: the registry syncs
+    each write to disk, and a thousand syncs on a disk took 30 s of a test about allocation."""
+    if not SHM.is_dir():
+        yield tmp_path
+        return
+    with tempfile.TemporaryDirectory(dir=SHM, prefix="ltb-test-") as directory:
+        yield Path(directory)
+
+
 def test_a_lab_gets_its_preferred_tag_and_subnet_when_they_are_free(tmp_path):
     allocation = Registry(tmp_path).allocate(bare_lab("c-alone"))
     assert allocation == model.preferred_allocation("c-alone")
 
 
-def test_a_thousand_labs_get_distinct_tags_and_subnets_all_recorded(tmp_path):
-    registry = Registry(tmp_path)
+def test_a_thousand_labs_get_distinct_tags_and_subnets_all_recorded(memory_dir):
+    registry = Registry(memory_dir)
     allocations = [registry.allocate(bare_lab(f"c-lab-{i}")) for i in range(1000)]
     tags = [a.tag for a in allocations]
     subnets = [a.mgmt_subnet for a in allocations]
@@ -121,8 +136,8 @@ def test_a_given_subnet_overlapping_another_labs_is_refused_naming_that_lab(tmp_
     assert set(registry.held()) == {"c-other"}
 
 
-def test_a_given_subnet_is_recorded_and_default_subnets_stay_out_of_it(tmp_path):
-    registry = Registry(tmp_path)
+def test_a_given_subnet_is_recorded_and_default_subnets_stay_out_of_it(memory_dir):
+    registry = Registry(memory_dir)
     wide = IPv4Network("172.20.0.0/16")  # 256 slots of the pool
     text = f"name: c-wide\nmgmt: {{ipv4_subnet: {wide}}}\nnodes: {{a: {{}}}}\n"
     lab = parse_lab(text, "wide.lab.yml", registry.allocate)
