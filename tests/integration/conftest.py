@@ -142,8 +142,10 @@ class RunningLab:
         return self.exec(node, "ping", "-c", "1", "-W", "2", address)[0] == 0
 
 
-def wait_until(check: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
-    """Poll `check` until it returns something true; return that, or the last value."""
+def wait_until(check: Callable[[], Any], timeout: float, interval: float = 0.25) -> Any:
+    """Poll `check` until it returns something true; return that, or the last value. The
+    checks are cheap (a docker exec, a query): a short interval keeps what a test waits for
+    from waiting on the poll (1 s cost half a second per wait, minutes over a run)."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()

@@ -180,7 +180,7 @@ def topology() -> Callable[[str, str], str]:
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, procs: JobProcesses) -> Any:
-    value = wait_until(check, timeout, interval=0.5)
+    value = wait_until(check, timeout, interval=0.2)  # a query of the store
     assert value, f"timed out waiting for {what}\n{procs.log()}"
     return value
 

@@ -39,7 +39,7 @@ def new_user(store, role: Role = Role.STUDENT) -> User:
 
 
 def run_job(store, processes: JobProcesses, job_id: str) -> None:
-    ended = wait_until(lambda: job_ended(store, job_id), TASK_WAIT, interval=0.5)
+    ended = wait_until(lambda: job_ended(store, job_id), TASK_WAIT, interval=0.2)
     assert ended, f"job {job_id} did not end\n{processes.log()}"
     assert ended.status == JobStatus.SUCCESSFUL, f"{ended.result}\n{processes.log()}"
 
