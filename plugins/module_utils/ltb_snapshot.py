@@ -15,7 +15,8 @@
 #   clean-up of a run that died finds the VMs it stopped;
 # - `snapshot.json`: the manifest, written last. A directory without it is not a snapshot. It
 #   also holds each node's runtime state (ltb_snapshot_runtime: routes set by hand, replayed
-#   after restore; FRR's running config is written into the node's files first).
+#   after restore; FRR's running config is written into the node's files first), except for
+#   a VM saved with its memory, which holds that state: `{"in_memory": true}`.
 # Every container node becomes a Docker image `ltb-snapshot/L/<node>:N` (a commit: its file
 # system changes and its configuration; memory is not kept).
 #
@@ -57,6 +58,9 @@ PARTIAL_DIR = re.compile(r"\.(?P<name>.+)\.partial-(?P<owner>[0-9]+(-[0-9]+)?)")
 SNAPSHOT_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 # `virsh restore` attempts before a VM saved by a snapshot is booted from its disk instead.
 RESTORE_ATTEMPTS = 2
+# A node's runtime state in the manifest when its memory was saved: nothing to replay after
+# it resumes; a node that boots instead (its memory could not be resumed) has lost it.
+RUNTIME_IN_MEMORY = {"in_memory": True}
 
 
 class SnapshotError(RuntimeError):
@@ -204,7 +208,9 @@ class ContainerKind:
     """A Docker container: committed as an image (pausing it meanwhile)."""
 
     # Runtime state must be read: nothing else keeps a container's routes.
-    runtime_optional = False
+    @staticmethod
+    def runtime_in_memory(where):
+        return False
 
     @staticmethod
     def state(node, where):
@@ -261,9 +267,12 @@ class ContainerKind:
 class VmKind:
     """A libvirt domain: its disk overlay copied, with its memory (`virsh save`) or paused."""
 
-    # A VM image without SSH or iproute2 (a vendor's OS): its saved memory has it all.
+    # Saved with its memory, a VM's runtime state (routes, FRR's running config) is in that
+    # memory, and the disk copied at the same instant is consistent with it: it is not read
+    # over SSH (1-15 s per TCG guest). Only a VM that then cannot resume misses it (booted
+    # from the disk, see restore_runtime). Without memory it is read and replayed.
     @staticmethod
-    def runtime_optional(where):
+    def runtime_in_memory(where):
         return where.vm_memory
 
     @staticmethod
@@ -366,11 +375,6 @@ def kind_of(kind):
     except KeyError:
         known = ", ".join(sorted(KINDS))
         raise SnapshotError(f"unknown node kind {kind!r} (known kinds: {known})") from None
-
-
-def _runtime_optional(kind, where):
-    optional = kind.runtime_optional
-    return optional(where) if callable(optional) else optional
 
 
 def _domain_state(domain, where):
@@ -571,13 +575,12 @@ def _save_node(lab, node, name, owner, partial, where, cancel):
     cancel.check()
     kind = kind_of(node["kind"])
     started = time.monotonic()
-    # First, so that FRR's running config is in the files saved next.
-    try:
+    # First, so that FRR's running config is in the files saved next; not at all where the
+    # node's memory is saved with it (RUNTIME_IN_MEMORY: the manifest says so).
+    if kind.runtime_in_memory(where):
+        state = dict(RUNTIME_IN_MEMORY)
+    else:
         state = runtime.save(kind.runtime_node(node, where))
-    except runtime.RuntimeStateError as error:
-        if not _runtime_optional(kind, where):
-            raise
-        state = {"not_read": str(error)}
     read = time.monotonic()
     cancel.check()
     saved = kind.save(lab, node, name, owner, partial, where, cancel)
@@ -771,13 +774,15 @@ def _sha256(path):
 
 def restore_runtime(lab, name, nodes, where, check_mode=False, resumed=()):
     """Give the nodes of a lab restored from a snapshot (and running again) the runtime state
-    the snapshot kept; the number of routes replayed per node. `nodes`: the lab as it runs
-    again, under its own allocation (names, management addresses); `resumed`: names of nodes
-    that resumed from the memory saved with the snapshot, which holds their runtime state."""
+    the snapshot kept; (the number of routes replayed per node, warnings). `nodes`: the lab as
+    it runs again, under its own allocation (names, management addresses); `resumed`: names
+    of nodes that resumed from the memory saved with the snapshot, which holds their runtime
+    state. A node whose runtime state was only in its memory and that did not resume (booted
+    from the snapshot's disk) has lost it: a warning names it."""
     check_nodes(lab, nodes)
     manifest = load_snapshot(lab, name, where)
     running = {node["name"]: node for node in nodes}
-    replayed = {}
+    replayed, warnings = {}, []
     try:
         for node_name, saved in manifest["nodes"].items():
             if node_name not in running:
@@ -788,9 +793,18 @@ def restore_runtime(lab, name, nodes, where, check_mode=False, resumed=()):
             if node_name in resumed:
                 replayed[node_name] = 0
                 continue
+            if saved.get("runtime", {}).get("in_memory"):
+                replayed[node_name] = 0
+                warnings.append(
+                    f"node {node_name} did not resume from the memory saved in snapshot "
+                    f"{name!r}: it booted from the snapshot's disk, and its state that was only "
+                    "in memory (routes set by hand, FRR's unsaved config, files in /run) is "
+                    "not replayed"
+                )
+                continue
             node = running[node_name]
             target = kind_of(node["kind"]).runtime_node(node, where)
             replayed[node_name] = runtime.replay(target, saved.get("runtime", {}), check_mode)
     except runtime.RuntimeStateError as error:
         raise SnapshotError(f"restore of snapshot {name!r} of lab {lab!r}: {error}") from None
-    return replayed
+    return replayed, warnings

@@ -19,10 +19,17 @@ description:
     O(action=list) returns the lab's snapshots. O(action=plan) checks that snapshot O(name)
     of lab O(lab) is complete and returns what a restore deploys for each node.
     O(action=runtime) gives the nodes of a lab just deployed from snapshot O(name) the runtime
-    state it kept (routes set by hand). O(action=cleanup) only cleans the leftovers of dead
-    snapshot runs of the lab (remove runs it).
-  - Check mode reports what create, delete, cleanup and runtime would change and changes
-    nothing.
+    state it kept (routes set by hand), and warns about nodes whose state was only in the
+    memory they could not resume. O(action=resume) removes every domain of the lab
+    (O(node_prefix)), then restores in place the VMs among O(nodes) that snapshot O(name)
+    saved with their memory, several at a time (the lab's network and VM directories stay):
+    disk copied back, domain defined from the XML saved in its memory file, C(virsh restore),
+    until its SSH banner answers; one whose memory cannot be resumed boots from the snapshot's
+    disk and is waited for until ready.
+    O(action=cleanup) only cleans the leftovers of dead snapshot runs of the lab (remove runs
+    it).
+  - Check mode reports what create, delete, cleanup, runtime and resume would change and
+    changes nothing.
 options:
   lab:
     description: Lab name.
@@ -34,11 +41,12 @@ options:
   action:
     description: What to do.
     type: str
-    choices: [create, delete, list, plan, runtime, cleanup]
+    choices: [create, delete, list, plan, runtime, resume, cleanup]
     default: create
   nodes:
     description:
-      - The lab's nodes (needed by O(action=create) and O(action=runtime)), each with C(name),
+      - The lab's nodes (needed by O(action=create), O(action=runtime) and O(action=resume)),
+        each with C(name),
         C(kind) and what its kind needs (C(container); C(domain), C(disk) relative to
         O(state_dir), C(memory_bytes), C(address)).
     type: list
@@ -72,9 +80,18 @@ options:
     elements: str
     default: []
   parallel:
-    description: How many nodes are saved at the same time.
+    description: How many nodes are saved (or VMs resumed) at the same time.
     type: int
     default: 4
+  ready_timeout:
+    description: Seconds O(action=resume) waits for each VM to answer (or, booted, be ready).
+    type: int
+    default: 300
+  node_prefix:
+    description:
+      - With O(action=resume), the lab's node name prefix (C(ltb_labs_here[].node_prefix)):
+        every domain whose name starts with it is removed first.
+    type: str
 """
 
 RETURN = r"""
@@ -94,6 +111,22 @@ routes:
   description: Routes replayed per node (action=runtime).
   type: dict
   returned: when action=runtime
+not_replayed:
+  description: Warnings on nodes whose state was only in the memory they did not resume from.
+  type: list
+  elements: str
+  returned: when action=runtime
+vms:
+  description:
+    - Per VM restored (action=resume) its C(state), V(resumed) or V(booted) (then C(why)), and
+      C(seconds) per step (C(disk), C(restore), C(ssh)).
+  type: dict
+  returned: when action=resume
+removed:
+  description: The lab's domains removed first (action=resume; in check mode, would be).
+  type: list
+  elements: str
+  returned: when action=resume
 deployed:
   description: Whether the lab is deployed on this hypervisor (its kept topology is there).
   type: bool
@@ -106,6 +139,7 @@ cleaned:
 """
 
 from ansible.module_utils import ltb_snapshot as snapshots
+from ansible.module_utils import ltb_snapshot_resume as resume
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.ltb_snapshot_docker import DockerError
 
@@ -117,7 +151,7 @@ def main():
             name=dict(type="str"),
             action=dict(
                 type="str",
-                choices=["create", "delete", "list", "plan", "runtime", "cleanup"],
+                choices=["create", "delete", "list", "plan", "runtime", "resume", "cleanup"],
                 default="create",
             ),
             nodes=dict(type="list", elements="dict", default=[]),
@@ -128,11 +162,15 @@ def main():
             vm_memory=dict(type="bool", default=True),
             parallel=dict(type="int", default=4),
             resumed=dict(type="list", elements="str", default=[]),
+            ready_timeout=dict(type="int", default=300),
+            node_prefix=dict(type="str"),
         ),
         required_if=[
-            ("action", action, ["name"]) for action in ("create", "delete", "plan", "runtime")
+            ("action", action, ["name"])
+            for action in ("create", "delete", "plan", "runtime", "resume")
         ]
-        + [("action", action, ["nodes"]) for action in ("create", "runtime")],
+        + [("action", action, ["nodes"]) for action in ("create", "runtime", "resume")]
+        + [("action", "resume", ["node_prefix"])],
         supports_check_mode=True,
     )
     p = module.params
@@ -169,10 +207,29 @@ def main():
         if p["action"] == "list":
             exit_json(changed=False, snapshots=snapshots.list_snapshots(lab, where))
         if p["action"] == "runtime":
-            routes = snapshots.restore_runtime(
+            routes, warnings = snapshots.restore_runtime(
                 lab, name, nodes, where, check_mode=check, resumed=p["resumed"]
             )
-            exit_json(changed=any(routes.values()), routes=routes)
+            for warning in warnings:
+                module.warn(warning)
+            exit_json(changed=any(routes.values()), routes=routes, not_replayed=warnings)
+        if p["action"] == "resume":
+            removed, vms = resume.resume_vms(
+                lab,
+                name,
+                nodes,
+                where,
+                p["node_prefix"],
+                timeout=p["ready_timeout"],
+                check_mode=check,
+            )
+            for node, done in vms.items():
+                if done["state"] == "booted":
+                    module.warn(
+                        f"node {node}: the memory saved in snapshot {name!r} could not be "
+                        f"restored ({done['why']}); it booted from the snapshot's disk instead"
+                    )
+            exit_json(changed=bool(removed or vms), removed=removed, vms=vms)
         plan = snapshots.restore_plan(lab, name, where, check_mode=check)
         exit_json(changed=False, plan=plan)
     except (snapshots.SnapshotError, DockerError) as error:
