@@ -22,7 +22,7 @@ from apiflask import HTTPError
 from apiflask.scaffold import _annotate
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import g, request, session
+from flask import current_app, g, has_app_context, request, session
 from sqlalchemy import select
 
 from store.db import db
@@ -37,18 +37,29 @@ TOKEN_USE_RESOLUTION = timedelta(minutes=1)
 SECURITY = [{"BearerAuth": []}, {"SessionCookie": []}]
 
 
+def password_hasher() -> PasswordHasher:
+    """argon2 with its default (RFC 9106) parameters. Only a test application may be given a
+    cheaper one, as the object `LTB_TEST_PASSWORD_HASHER` of its test_config: no setting of
+    the environment or a file reaches it (portal/settings.py reads none)."""
+    if has_app_context():
+        return current_app.config.get("LTB_TEST_PASSWORD_HASHER") or PASSWORDS
+    return PASSWORDS
+
+
 def hash_password(password: str) -> str:
-    return PASSWORDS.hash(password)
+    return password_hasher().hash(password)
 
 
 def password_matches(user: User, password: str) -> bool:
-    """Check the password; rehash it when argon2's parameters have grown since."""
+    """Check the password; rehash it when argon2's parameters have changed since (a hash
+    holds its own parameters, so any older one still verifies)."""
+    hasher = password_hasher()
     try:
-        PASSWORDS.verify(user.password_hash, password)
+        hasher.verify(user.password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
-    if PASSWORDS.check_needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
+    if hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hasher.hash(password)
     return True
 
 

@@ -11,6 +11,7 @@ login endpoint or given real API tokens.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import uuid
 from collections.abc import Callable
@@ -18,15 +19,21 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import func, select, update
 
 from jobs.queue import cancel
 from portal import create_app
-from portal.auth import hash_password, new_token, token_hash
+from portal.auth import new_token, token_hash
 from store.models import ApiToken, Job, JobStatus, Reservation, ReservationState, Role, User, utcnow
 from tests.jobs.conftest import job_settings, store  # noqa: F401
 
 PASSWORD = "correct horse battery"  # noqa: S105 - test users' password
+# argon2 at its lowest cost for the test applications (their config's LTB_TEST_PASSWORD_HASHER,
+# portal.auth.password_hasher) and the test users: with argon2's defaults a hash or a check
+# took 0.1-1 s on the test machine, and a run makes and logs in hundreds of users. An
+# application without it checks these hashes all the same (a hash holds its parameters).
+TEST_PASSWORDS = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 _numbers = itertools.count()
 
 
@@ -87,6 +94,7 @@ def app(job_settings, roomy_inventory):  # noqa: F811
             "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
             "SESSION_COOKIE_SECURE": False,
             "LTB_HYPERVISORS": str(roomy_inventory),
+            "LTB_TEST_PASSWORD_HASHER": TEST_PASSWORDS,
         }
     )
 
@@ -94,6 +102,12 @@ def app(job_settings, roomy_inventory):  # noqa: F811
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@functools.cache
+def password_hash_of(password: str) -> str:
+    """The argon2 hash of a test password (TEST_PASSWORDS), made once per password."""
+    return TEST_PASSWORDS.hash(password)
 
 
 def new_user(
@@ -112,7 +126,7 @@ def new_user(
     with store() as session:
         user = User(
             username=name,
-            password_hash=hash_password(password),
+            password_hash=password_hash_of(password),
             role=role.value,
             disabled=False,
             session_epoch=0,

@@ -34,7 +34,7 @@ from redis import Redis
 from sqlalchemy import select
 
 from portal import create_app
-from portal.auth import hash_password, new_token, token_hash
+from portal.auth import new_token, token_hash
 from store.db import session_factory
 from store.labs import finish_job, request_task
 from store.models import (
@@ -53,7 +53,7 @@ from store.models import (
     utcnow,
 )
 from tests.integration.conftest import TOPOLOGIES
-from tests.portal.conftest import PASSWORD
+from tests.portal.conftest import PASSWORD, TEST_PASSWORDS, password_hash_of
 
 PAIR = (TOPOLOGIES / "pair.lab.yml").read_text().replace("name: NAME", "name: p5-pair")
 
@@ -210,7 +210,7 @@ class World:
 def _user(session, role: Role, caller: str) -> User:
     user = User(
         username=f"p5-{caller.replace('_', '-')}-{uuid.uuid4().hex[:6]}",
-        password_hash=hash_password(PASSWORD),
+        password_hash=password_hash_of(PASSWORD),
         role=role.value,
         disabled=False,
         session_epoch=0,
@@ -365,6 +365,7 @@ def world(job_settings, tmp_path_factory) -> Iterator[World]:
             "LTB_HYPERVISORS": str(inventory),
             "LTB_SSE_MAX_SECONDS": 1,
             "LTB_SSE_HEARTBEAT": 0.5,
+            "LTB_TEST_PASSWORD_HASHER": TEST_PASSWORDS,
         }
     )
     try:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import select, text
 
 from portal import create_app
-from store.models import LoginFailure
-from tests.portal.conftest import PASSWORD, bearer
+from store.models import LoginFailure, User
+from tests.portal.conftest import PASSWORD, TEST_PASSWORDS, bearer
 
 
 def test_login_sets_a_session_that_me_answers_and_logout_ends(client, make_user, login):
@@ -312,3 +313,36 @@ def test_failed_logins_count_the_client_behind_the_trusted_proxy_and_no_forged_o
             select(LoginFailure.address).where(LoginFailure.username == name)
         ).all()
     assert addresses == [counted_address]
+
+
+def test_the_cheap_test_hasher_reaches_no_application_but_through_test_config(
+    job_settings, roomy_inventory, store, make_user, monkeypatch
+):
+    """The tests' users hold argon2 hashes of the lowest cost (TEST_PASSWORDS). An application
+    not given that hasher in its test_config (not even with the setting's name in its
+    environment) logs them in and stores the password again with argon2's defaults."""
+    monkeypatch.setenv("LTB_TEST_PASSWORD_HASHER", "cheap")
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test",
+            "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
+            "SESSION_COOKIE_SECURE": False,
+            "LTB_HYPERVISORS": str(roomy_inventory),
+        }
+    )
+    assert app.config.get("LTB_TEST_PASSWORD_HASHER") is None
+    user = make_user()
+    with store() as session:
+        before = session.get(User, user.id).password_hash
+    assert not TEST_PASSWORDS.check_needs_rehash(before), "the test users' hashes are cheap"
+
+    answer = app.test_client().post(
+        "/api/auth/login", json={"username": user.username, "password": user.password}
+    )
+
+    assert answer.status_code == 200, answer.get_json()
+    with store() as session:
+        after = session.get(User, user.id).password_hash
+    assert after != before and not PasswordHasher().check_needs_rehash(after)
+    PasswordHasher().verify(after, user.password)

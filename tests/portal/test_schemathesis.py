@@ -29,7 +29,7 @@ from schemathesis.checks import (
 from portal import create_app
 from store.models import Role
 from tests.jobs.conftest import redis_db  # noqa: F401
-from tests.portal.conftest import bearer
+from tests.portal.conftest import TEST_PASSWORDS, bearer
 
 EXAMPLES_PER_OPERATION = 12
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
@@ -54,6 +54,7 @@ def app(job_settings, tmp_path, redis_db):  # noqa: F811
             "LTB_HYPERVISORS": str(inventory),
             "LTB_SSE_MAX_SECONDS": 1,
             "LTB_SSE_HEARTBEAT": 0.5,
+            "LTB_TEST_PASSWORD_HASHER": TEST_PASSWORDS,
         }
     )
 

@@ -37,6 +37,7 @@ from portal import create_app
 from tests.jobs.conftest import job_settings, store  # noqa: F401
 from tests.portal.conftest import (  # noqa: F401
     PASSWORD,
+    TEST_PASSWORDS,
     make_user,
     no_booking_outlives_its_test,
     no_queued_job_outlives_its_test,
@@ -82,6 +83,7 @@ def live_app(job_settings, roomy_inventory):  # noqa: F811
             "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
             "SESSION_COOKIE_SECURE": False,
             "LTB_HYPERVISORS": str(roomy_inventory),
+            "LTB_TEST_PASSWORD_HASHER": TEST_PASSWORDS,
         }
     )
 
