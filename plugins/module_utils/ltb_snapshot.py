@@ -10,7 +10,8 @@
 #   base image, which stays shared), and `<node>.memory`, its memory and device state
 #   (`virsh save`; the disk is copied while the VM is saved, so both are of the same instant).
 #   Without memory (`vm_memory=False`) the disk is copied with the VM paused after a `sync`
-#   in the guest, and a restored VM boots from it;
+#   in the guest, and a restored VM boots from it; `<node>.xml`, its domain's persistent
+#   definition (`virsh dumpxml --inactive`);
 # - `nodes.json`: the nodes as given (their names on the hypervisor), written first, so the
 #   clean-up of a run that died finds the VMs it stopped;
 # - `snapshot.json`: the manifest, written last. A directory without it is not a snapshot. It
@@ -295,7 +296,11 @@ class VmKind:
         domain = node["domain"]
         source = where.state_dir / node["disk"]
         disk = target / f"{node['name']}.qcow2"
-        saved = {"kind": "vm", "disk": disk.name}
+        # Its persistent definition, without what was plugged in live: a restore in place
+        # defines the domain from it (ltb_snapshot_resume).
+        xml = target / f"{node['name']}.xml"
+        xml.write_text(where.virsh("dumpxml", "--inactive", domain))
+        saved = {"kind": "vm", "disk": disk.name, "xml": xml.name}
         if where.vm_memory:
             # The VM stops while it is saved, so its disk holds exactly what its memory knows.
             memory = target / f"{node['name']}.memory"

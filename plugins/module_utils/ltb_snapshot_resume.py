@@ -5,10 +5,11 @@
 # directories. This first removes every domain of the lab (remove's sweep, ltb_lab_absent),
 # then, for each VM the snapshot saved with its memory, does what a bare restore does,
 # several VMs at a time:
-#   the snapshot's disk copied back (`cp --sparse=always`) -> the domain defined from the XML
-#   saved in its memory file (`virsh save-image-dumpxml`: the XML deploy made for the same
-#   topology) -> `virsh restore --running` (libvirt plugs its ports into the lab bridge with
-#   their VLANs) -> its SSH banner on the management address.
+#   the snapshot's disk copied back (`cp --sparse=always`) -> the domain defined from its
+#   persistent definition saved with the snapshot (`<node>.xml`, what deploy defined for the
+#   same topology; a snapshot without it: the XML in its memory file) -> `virsh restore
+#   --running` (libvirt plugs its ports into the lab bridge with their VLANs) -> its SSH
+#   banner on the management address.
 # A VM whose memory cannot be resumed (another QEMU, a device that cannot be attached) boots
 # from the snapshot's disk instead and is waited for until its services have started
 # (/run/ltb-node-ready, over SSH); the result says so and why, and restore_runtime warns that
@@ -34,7 +35,8 @@ DOMAIN_NAME = re.compile(r"<name>([^<]*)</name>")
 
 
 def resumable(lab, name, nodes, where):
-    """(node, snapshot disk, memory file) of the given nodes the snapshot saved with memory."""
+    """(node, snapshot disk, memory file, definition or None) of the given nodes the snapshot
+    saved with memory."""
     snapshots.check_nodes(lab, nodes)
     manifest = snapshots.load_snapshot(lab, name, where)
     path = where.path(lab, name)
@@ -42,7 +44,8 @@ def resumable(lab, name, nodes, where):
     for node in nodes:
         saved = manifest["nodes"].get(node["name"])
         if node["kind"] == "vm" and saved is not None and "memory" in saved:
-            found.append((node, path / saved["disk"], path / saved["memory"]))
+            xml = path / saved["xml"] if "xml" in saved else None
+            found.append((node, path / saved["disk"], path / saved["memory"], xml))
     return found
 
 
@@ -52,8 +55,8 @@ def resume_vms(lab, name, nodes, where, node_prefix, timeout=300, check_mode=Fal
     (domains removed, per VM {'state': 'resumed' | 'booted', 'why': ..., 'seconds': {...}});
     in check mode what would be removed and {'state': 'would resume'} per VM."""
     todo = resumable(lab, name, nodes, where)
-    for node, disk, memory in todo:
-        for part in (disk, memory):
+    for node, disk, memory, xml in todo:
+        for part in (disk, memory, xml or memory):
             if not part.is_file():
                 raise snapshots.SnapshotError(f"snapshot {name!r} of lab {lab!r} lacks {part}")
         vm_dir = (where.state_dir / node["disk"]).parent
@@ -72,26 +75,25 @@ def resume_vms(lab, name, nodes, where, node_prefix, timeout=300, check_mode=Fal
     except RemoveError as error:
         raise snapshots.SnapshotError(f"domains of lab {lab!r} not removed: {error}") from None
     if check_mode:
-        return removed, {node["name"]: {"state": "would resume"} for node, _, _ in todo}
+        return removed, {node["name"]: {"state": "would resume"} for node, *_ in todo}
     if not todo:
         return removed, {}
     with ThreadPoolExecutor(max_workers=min(where.parallel, len(todo))) as pool:
         futures = [
-            pool.submit(_resume_one, node, disk, memory, where, timeout)
-            for node, disk, memory in todo
+            pool.submit(_resume_one, node, disk, memory, xml, where, timeout)
+            for node, disk, memory, xml in todo
         ]
         return removed, {
-            node["name"]: future.result()
-            for (node, _, _), future in zip(todo, futures, strict=True)
+            node["name"]: future.result() for (node, *_), future in zip(todo, futures, strict=True)
         }
 
 
-def _resume_one(node, disk, memory, where, timeout):
+def _resume_one(node, disk, memory, xml, where, timeout):
     started = time.monotonic()
     seconds = {}
     snapshots._run("cp", "--sparse=always", str(disk), str(where.state_dir / node["disk"]))
     seconds["disk"] = round(time.monotonic() - started, 3)
-    _define_from(memory, node["domain"], where)
+    _define(node["domain"], memory, xml, where)
     step = time.monotonic()
     result = {"state": "resumed"}
     try:
@@ -111,14 +113,17 @@ def _resume_one(node, disk, memory, where, timeout):
     return result
 
 
-def _define_from(memory, domain, where):
-    """Define the domain from the XML its memory file was saved with (so libvirt restores the
-    memory into the same persistent domain, as deploy made it)."""
-    xml = where.virsh("save-image-dumpxml", str(memory))
+def _define(domain, memory, xml_file, where):
+    """Define the domain as deploy did (libvirt then restores the memory into it, and a boot
+    uses it): from its saved persistent definition, else from its memory file's XML."""
+    if xml_file is not None:
+        source, xml = xml_file, xml_file.read_text()
+    else:
+        source, xml = memory, where.virsh("save-image-dumpxml", str(memory))
     found = DOMAIN_NAME.search(xml)
     if found is None or found[1] != domain:
         raise snapshots.SnapshotError(
-            f"{memory} was saved from domain {found[1] if found else '?'}, not {domain}"
+            f"{source} defines domain {found[1] if found else '?'}, not {domain}"
         )
     handle, path = tempfile.mkstemp(prefix="ltb-domain-", suffix=".xml")
     try:

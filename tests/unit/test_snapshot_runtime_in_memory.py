@@ -62,8 +62,8 @@ def test_a_vm_that_booted_instead_of_resuming_is_warned_about_not_reached(where)
 def test_resume_restores_only_the_vms_the_snapshot_saved_with_memory(where):
     container = {"name": "c1", "kind": "container", "container": "ltb-vb-unit.c1"}
     found = resume.resumable(LAB, NAME, [VM, container], where)
-    assert [(node["name"], disk.name, memory.name) for node, disk, memory in found] == [
-        ("vm", "vm.qcow2", "vm.memory")
+    assert [(node["name"], disk.name, memory.name, xml) for node, disk, memory, xml in found] == [
+        ("vm", "vm.qcow2", "vm.memory", None)
     ]
     manifest = where.path(LAB, NAME) / snapshots.MANIFEST
     disk_only = json.loads(manifest.read_text())
