@@ -16,6 +16,13 @@ request of each endpoint makes (counted in-process with the same app).
 
     .venv/bin/python bench/portal.py [--requests 4000] [--clients 50] [--think-ms 0] [--revalidate]
         [--workers 2 --threads 4] [--client-processes 5] [--label TEXT]
+        [--variant NAME[:KEY=VALUE,...] ... [--rounds 3]]
+
+With --variant (twice or more), the same database serves every variant and each round runs
+them one after the other (A B A B ...: side by side in the same minutes, as the machine's
+load moves); each run starts its own gunicorn with the variant's environment (KEY=VALUE, e.g.
+LTB_PORTAL_THREADS=2), from the tree given as tree=DIR if any (an older checkout, for a
+before/after of code). The medians over the rounds of each variant's percentiles are printed.
 
 Results: a table on stdout and bench/results/portal-<timestamp>.json.
 """
@@ -246,7 +253,13 @@ class Portal:
     """gunicorn serving portal:create_app() on 127.0.0.1:PORT, with its access log."""
 
     def __init__(
-        self, database_url: str, workdir: Path, workers: int, threads: int, **settings: str
+        self,
+        database_url: str,
+        workdir: Path,
+        workers: int,
+        threads: int,
+        tree: Path = ROOT,
+        **settings: str,
     ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -265,7 +278,7 @@ class Portal:
         self.log = open(self.log_path, "w")  # noqa: SIM115
         self.process = subprocess.Popen(
             [*GUNICORN, "--config", "portal/gunicorn.conf.py", "portal:create_app()"],
-            cwd=ROOT,
+            cwd=tree,
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -299,6 +312,21 @@ class Portal:
             if match:
                 found["show" if match.group(1) else "list"].append(float(match.group(2)))
         return found
+
+    def workers_cpu_s(self) -> float:
+        """CPU seconds (user and system) the gunicorn workers have used so far: what the
+        portal's requests cost, much less moved by the machine's load than their latency."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                # after "pid (comm)": state ppid ... utime (14th field) stime (15th)
+                fields = stat.read_text().rpartition(")")[2].split()
+            except OSError:  # gone since listed
+                continue
+            if int(fields[1]) == self.process.pid:
+                total += int(fields[11]) + int(fields[12])
+        return total / ticks
 
     def close(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -436,6 +464,75 @@ def _clients(
     return {"latencies": latencies, "errors": errors, "not_modified": not_modified[0]}
 
 
+def parse_variant(spec: str) -> tuple[str, Path, dict[str, str]]:
+    """`NAME[:KEY=VALUE,...]`: the variant's name, tree (tree=DIR, else this one) and the
+    environment its gunicorn gets."""
+    name, _, rest = spec.partition(":")
+    settings = dict(item.split("=", 1) for item in rest.split(",") if item)
+    tree = Path(settings.pop("tree", ROOT)).resolve()
+    if not (tree / "portal" / "gunicorn.conf.py").is_file():
+        raise SystemExit(f"--variant {spec}: {tree} has no portal/gunicorn.conf.py")
+    return name, tree, settings
+
+
+def run_once(
+    database_url: str, token: str, args: argparse.Namespace, tree: Path, settings: dict
+) -> dict[str, Any]:
+    """One gunicorn, warmed up, then the measured load: the clients' and the server's times."""
+    with tempfile.TemporaryDirectory(prefix="ltb-bench-portal-") as workdir:
+        portal = Portal(database_url, Path(workdir), args.workers, args.threads, tree, **settings)
+        try:
+            # warm-up, not counted
+            load(portal.base, token, 200, args.clients, processes=args.client_processes)
+            warm = {k: len(v) for k, v in portal.server_ms().items()}
+            load_avg = os.getloadavg()
+            cpu_before = portal.workers_cpu_s()
+            run = load(
+                portal.base,
+                token,
+                args.requests,
+                args.clients,
+                args.think_ms,
+                args.revalidate,
+                args.client_processes,
+            )
+            cpu_ms = (portal.workers_cpu_s() - cpu_before) * 1000 / args.requests
+            server = {k: percentiles(v[warm[k] :]) for k, v in portal.server_ms().items() if v}
+        finally:
+            portal.close()
+    return {
+        "load_average_before": load_avg,
+        **run,
+        "server_ms": server,
+        "portal_cpu_ms_per_request": round(cpu_ms, 2),
+    }
+
+
+def print_rows(queries: dict[str, int], client: dict, server: dict) -> None:
+    print("  endpoint              queries   p50    p90    p99    max   (ms)")
+    names = {"list": "GET /api/labs", "show": "GET /api/labs/<id>"}
+    for key, name in names.items():
+        for what, table in (("client", client), ("server", server)):
+            row = table.get(key)
+            if row:
+                print(
+                    f"  {name:<18} {what:<6} {queries[key]:>3}  {row['p50']:6.1f} "
+                    f"{row['p90']:6.1f} {row['p99']:6.1f} {row['max']:6.1f}"
+                )
+
+
+def medians(runs: list[dict[str, Any]], table: str) -> dict[str, dict[str, float]]:
+    """Per endpoint, the median over `runs` of each percentile of `table`."""
+    return {
+        key: {
+            stat: round(statistics.median(run[table][key][stat] for run in runs), 1)
+            for stat in ("p50", "p90", "p99", "max")
+        }
+        for key in ("list", "show")
+        if all(key in run[table] for run in runs)
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=4000)
@@ -460,44 +557,43 @@ def main() -> None:
         action="store_true",
         help="each client polls one lab and sends its ETags back (If-None-Match)",
     )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME[:KEY=VALUE,...]",
+        help="a gunicorn environment (tree=DIR: run that tree's portal) to compare; repeat",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the variants")
     args = parser.parse_args()
+    variants = [parse_variant(spec) for spec in args.variant] or [("", ROOT, {})]
+    rounds = args.rounds if args.variant else 1
 
     database = Database()
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in variants}
     try:
         filled = time.monotonic()
         token = database.fill()
         fill_s = round(time.monotonic() - filled, 2)
         queries = count_queries(database.url, token)
-        with tempfile.TemporaryDirectory(prefix="ltb-bench-portal-") as workdir:
-            portal = Portal(database.url, Path(workdir), args.workers, args.threads)
-            try:
-                # warm-up, not counted
-                load(portal.base, token, 200, args.clients, processes=args.client_processes)
-                warm = {k: len(v) for k, v in portal.server_ms().items()}
-                load_avg = os.getloadavg()
-                run = load(
-                    portal.base,
-                    token,
-                    args.requests,
-                    args.clients,
-                    args.think_ms,
-                    args.revalidate,
-                    args.client_processes,
-                )
-                server = {k: percentiles(v[warm[k] :]) for k, v in portal.server_ms().items() if v}
-            finally:
-                portal.close()
+        for round_ in range(rounds):
+            for name, tree, settings in variants:
+                run = run_once(database.url, token, args, tree, settings)
+                runs[name].append(run)
+                if args.variant:
+                    print(
+                        f"round {round_ + 1} {name}: load {run['load_average_before'][0]:.2f}, "
+                        f"{run['requests_per_s']} requests/s, {run['error_count']} errors, "
+                        f"portal CPU {run['portal_cpu_ms_per_request']} ms/request"
+                    )
+                    print_rows(queries, run["latency_ms"], run["server_ms"])
     finally:
         database.close()
 
     report = {
         "label": args.label,
         "time": datetime.now(UTC).isoformat(),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_average_before": load_avg,
-        },
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "data": {"labs": LABS, "nodes_per_lab": NODES_PER_LAB, "jobs": LABS * JOBS_PER_LAB},
         "fill_s": fill_s,
         "gunicorn": {"workers": args.workers, "threads": args.threads},
@@ -505,33 +601,52 @@ def main() -> None:
         "think_ms": args.think_ms,
         "revalidate": args.revalidate,
         "queries_per_request": queries,
-        **run,
-        "server_ms": server,
     }
+    if args.variant:
+        report["variants"] = {
+            name: {
+                "tree": str(tree),
+                "environment": settings,
+                "runs": runs[name],
+                "median_latency_ms": medians(runs[name], "latency_ms"),
+                "median_server_ms": medians(runs[name], "server_ms"),
+                "median_portal_cpu_ms_per_request": statistics.median(
+                    run["portal_cpu_ms_per_request"] for run in runs[name]
+                ),
+            }
+            for name, tree, settings in variants
+        }
+    else:
+        run = runs[""][0]
+        report |= run
+        report["machine"]["load_average_before"] = run["load_average_before"]
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"portal-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(report, indent=2))
 
     print(
         f"portal: {args.requests} requests, {args.clients} clients, gunicorn "
-        f"{args.workers}x{args.threads} gthread; {run['client_processes']} client processes; "
-        f"think {args.think_ms:g} ms; fill {fill_s} s; "
-        f"load before {load_avg[0]:.2f}"
+        f"{args.workers}x{args.threads} gthread; {args.client_processes} client processes; "
+        f"think {args.think_ms:g} ms; fill {fill_s} s"
     )
-    print(
-        f"  {run['requests_per_s']} requests/s, {run['error_count']} errors, "
-        f"{run['not_modified']} answered 304{' (revalidating)' if args.revalidate else ''}"
-    )
-    print("  endpoint              queries   p50    p90    p99    max   (ms)")
-    names = {"list": "GET /api/labs", "show": "GET /api/labs/<id>"}
-    for key, name in names.items():
-        for what, table in (("client", run["latency_ms"]), ("server", server)):
-            row = table.get(key)
-            if row:
-                print(
-                    f"  {name:<18} {what:<6} {queries[key]:>3}  {row['p50']:6.1f} "
-                    f"{row['p90']:6.1f} {row['p99']:6.1f} {row['max']:6.1f}"
-                )
+    if args.variant:
+        for name, _, _ in variants:
+            loads = ", ".join(f"{r['load_average_before'][0]:.1f}" for r in runs[name])
+            cpu = statistics.median(r["portal_cpu_ms_per_request"] for r in runs[name])
+            print(
+                f"{name}: median of {rounds} runs (load before each: {loads}); "
+                f"portal CPU {cpu} ms/request"
+            )
+            print_rows(queries, medians(runs[name], "latency_ms"), medians(runs[name], "server_ms"))
+    else:
+        run = runs[""][0]
+        print(
+            f"  load before {run['load_average_before'][0]:.2f}; "
+            f"{run['requests_per_s']} requests/s, {run['error_count']} errors, "
+            f"{run['not_modified']} answered 304{' (revalidating)' if args.revalidate else ''}, "
+            f"portal CPU {run['portal_cpu_ms_per_request']} ms/request"
+        )
+        print_rows(queries, run["latency_ms"], run["server_ms"])
     print(f"results: {out.relative_to(ROOT)}")
 
 

@@ -6,6 +6,7 @@ latency). Labs are rows of the store here (nothing is deployed)."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import timedelta
 
@@ -150,6 +151,52 @@ def test_a_labs_answer_takes_as_many_queries_for_twelve_nodes_as_for_two(
     # the token with its user, the courses the student teaches, the page of labs with their
     # count and current jobs; with details, nodes, interfaces and links
     assert listed <= 3 and detailed <= 6
+
+
+def messages_to_postgresql(app, request, trace_path) -> list[str]:
+    """What the app sent PostgreSQL for one request, from libpq's own trace (to `trace_path`)
+    of each connection it checked out: "Query <text>" for a simple query (BEGIN, ROLLBACK),
+    "Sync" ending each statement of the extended protocol; each of them is one round trip."""
+    with app.app_context():
+        engine = db.engine
+    with trace_path.open("w") as trace_file:
+
+        def trace(dbapi_connection, record, proxy) -> None:
+            dbapi_connection.pgconn.trace(os.dup(trace_file.fileno()))  # libpq closes its copy
+
+        def untrace(dbapi_connection, record) -> None:
+            dbapi_connection.pgconn.untrace()
+
+        event.listen(engine, "checkout", trace)
+        event.listen(engine, "checkin", untrace)
+        try:
+            assert request().status_code == 200
+        finally:
+            event.remove(engine, "checkout", trace)
+            event.remove(engine, "checkin", untrace)
+    sent = []
+    for line in trace_path.read_text().splitlines():
+        fields = line.split("\t")
+        if len(fields) > 3 and fields[1] == "F" and fields[3] in ("Query", "Sync"):
+            sent.append(" ".join(fields[3:]).strip())
+    return sent
+
+
+def test_a_polled_answer_reads_in_autocommit_one_round_trip_per_statement(
+    app, client, owned_lab, token_for, tmp_path
+):
+    # No BEGIN before the first statement and no ROLLBACK after the last: two round trips of
+    # a polled answer's five (bench/portal.py), each a wait for its thread under load.
+    lab_id, owner = owned_lab
+    headers = bearer(token_for(owner))
+    client.get("/api/labs", headers=headers)  # the token's last use is recorded once
+    # the token with its user, the courses the student teaches, the page; the token with
+    # its user, the lab with its nodes and current job, its links
+    for name, path in (("list", "/api/labs"), ("lab", f"/api/labs/{lab_id}")):
+        sent = messages_to_postgresql(
+            app, lambda path=path: client.get(path, headers=headers), tmp_path / name
+        )
+        assert sent == ["Sync"] * 3, (path, sent)
 
 
 def test_each_listed_lab_carries_its_started_job_before_later_ended_ones(
