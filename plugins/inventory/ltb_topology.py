@@ -141,8 +141,9 @@ class InventoryModule(BaseInventoryPlugin, Cacheable):
             rendered = self._cached(key)
         if rendered is None:
             rendered = self._render(path, hypervisor, known)
-            # A check-mode run writes nothing, and its allocation is not recorded anyway.
-            if key is not None and not context.CLIARGS.get("check", False) and self._load_cache():
+            # A check-mode run writes nothing (its allocation is not recorded anyway), and the
+            # cache never makes the state directory (a job's run with none has no registry).
+            if key is not None and self._may_write_cache() and self._load_cache():
                 self._cache[key] = rendered  # written by the inventory manager after parse
                 self._forget_expired()
         self._populate(path, rendered)
@@ -297,6 +298,13 @@ class InventoryModule(BaseInventoryPlugin, Cacheable):
         """False when the jsonfile cache's directory is missing (loading it would make it)."""
         jsonfile = self.get_option("cache_plugin") in JSONFILE
         return not jsonfile or os.path.isdir(self._cache_connection())
+
+    def _may_write_cache(self):
+        if context.CLIARGS.get("check", False):
+            return False
+        return bool(self.get_option("cache_connection")) or os.path.isdir(
+            self.get_option("state_dir")
+        )
 
     def _load_cache(self):
         """Loads the cache plugin (once); False when it cannot be loaded."""
