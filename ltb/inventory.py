@@ -165,6 +165,9 @@ def render_inventory(
         tunnel = tunnel_vars(lab, here, placed, tunnel_addresses or {})
         if tunnel is not None:  # only a spread lab has one
             network["tunnel"] = tunnel
+        # Whether other hypervisors run nodes of the lab too: remove releases a spread lab's
+        # allocation only once every one of them is done.
+        network["spread"] = len(hypervisors) > 1
         # Whether a node here has per-node plays (its kind's): else deploy.yml does the lab's
         # nodes and links here in one module run.
         network["node_plays"] = any(

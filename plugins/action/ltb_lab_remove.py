@@ -1,10 +1,12 @@
 # LTB action plugin: the labs removed on their hypervisor, then their allocations released here.
 """ltb_lab_remove runs its module on the hypervisor (everything of the labs there, see the
 module), then releases, in the controller's Ansible process, the allocation (tag, management
-subnet) of every lab it removed: the entry of the controller's registry file that the lab's
-`allocations` names (the inventory plugin's `ltb_lab_network.allocations`; empty for a job's
-run, whose lab store releases it). Only once nothing of the lab is left may another lab take
-its tag and subnet, so nothing is released when the module failed.
+subnet) of every lab it removed that runs on this hypervisor alone: the entry of the
+controller's registry file that the lab's `allocations` names (the inventory plugin's
+`ltb_lab_network.allocations`; empty for a job's run, whose lab store releases it). Only once
+nothing of the lab is left may another lab take its tag and subnet, so nothing is released
+when the module failed, and a spread lab is released by remove.yml's next task, once every
+hypervisor is done.
 
 This was a task of its own (ltb_lab_allocation state=absent, delegated to localhost, one loop
 item per lab): a task costs a worker and its templating whatever it does, ~0.3 CPU-s of a
@@ -32,7 +34,9 @@ class ActionModule(ActionBase):
             return result
         for lab in self._task.args.get("labs") or []:
             registry_file = str(lab.get("allocations") or "")
-            if not registry_file:
+            # A lab spread over hypervisors may still be on another one: remove.yml releases
+            # it once every hypervisor is done.
+            if not registry_file or lab.get("spread"):
                 continue
             try:
                 if self._release(lab["lab"], Path(registry_file)):
