@@ -95,54 +95,9 @@ state:
 """
 
 import os
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-
-
-def _mode(text: str) -> int:
-    return int(text, 8)
-
-
-def ensure_directory(path: str, mode: str, check: bool) -> bool:
-    """The directory exists with `mode`; True if it was (or would be) made or changed."""
-    if not os.path.isdir(path):
-        if not check:
-            os.makedirs(path, exist_ok=True)
-            os.chmod(path, _mode(mode))
-        return True
-    if os.stat(path).st_mode & 0o7777 != _mode(mode):
-        if not check:
-            os.chmod(path, _mode(mode))
-        return True
-    return False
-
-
-def ensure_file(path: str, content: str, mode: str, check: bool) -> tuple[bool, str | None]:
-    """The file holds `content` with `mode`; (changed, content before or None)."""
-    data = content.encode()
-    try:
-        with open(path, "rb") as handle:
-            before = handle.read()
-    except FileNotFoundError:
-        before = None
-    same_mode = before is not None and os.stat(path).st_mode & 0o7777 == _mode(mode)
-    if before == data and same_mode:
-        return False, None
-    if not check:
-        if before == data:
-            os.chmod(path, _mode(mode))
-        else:
-            # The new file gets its mode before its content is there: secrets never lie open.
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".ltb-daemon-")
-            try:
-                os.fchmod(fd, _mode(mode))
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-    return True, None if before is None else before.decode(errors="replace")
+from ansible.module_utils.ltb_files import ensure_directory, ensure_file
 
 
 def old_daemon_runs(pid_file: str) -> bool:
