@@ -18,8 +18,8 @@ description:
     changed was restarted by the update already.
   - With O(supervisor=systemd) or O(supervisor=none) it only writes; the role tells systemd
     (ansible.builtin.systemd_service) from RV(changed_files).
-  - Check mode reports what would change and does nothing. File contents may hold secrets, so
-    a diff shows them only for files with O(files[].secret=false).
+  - Check mode reports what would change and does nothing. File contents may hold secrets: no
+    diff, RV(changed_files) names the files.
 options:
   name:
     description: The daemon's unit or program name.
@@ -47,7 +47,6 @@ options:
       path: {description: Absolute path., type: path, required: true}
       content: {description: The whole content., type: str, required: true}
       mode: {description: Octal mode., type: str, default: "0644"}
-      secret: {description: The content may hold secrets (no diff)., type: bool, default: true}
   program_file:
     description: The file among O(files) that is supervisord's program (O(supervisor=supervisord)).
     type: path
@@ -137,7 +136,6 @@ def main() -> None:
                     "path": {"type": "path", "required": True},
                     "content": {"type": "str", "required": True, "no_log": True},
                     "mode": {"type": "str", "default": "0644"},
-                    "secret": {"type": "bool", "default": True},
                 },
             },
             "program_file": {"type": "path"},
@@ -156,7 +154,6 @@ def main() -> None:
     name = p["name"]
     actions: list[str] = []
     changed_files: list[str] = []
-    diffs: list[dict] = []
 
     def run(argv: list[str], ok: tuple[int, ...] = (0,)) -> tuple[int, str]:
         rc, out, err = module.run_command(argv)
@@ -189,18 +186,9 @@ def main() -> None:
             run([*stop, "--remove-pidfile", "--retry", stop_after], ok=(0, 1))
 
     for wanted in p["files"]:
-        changed, before = ensure_file(wanted["path"], wanted["content"], wanted["mode"], check)
+        changed, _ = ensure_file(wanted["path"], wanted["content"], wanted["mode"], check)
         if changed:
             changed_files.append(wanted["path"])
-            if not wanted["secret"]:
-                diffs.append(
-                    {
-                        "before_header": wanted["path"],
-                        "after_header": wanted["path"],
-                        "before": before or "",
-                        "after": wanted["content"],
-                    }
-                )
 
     state = "none"
     if p["supervisor"] == "supervisord":
@@ -235,7 +223,6 @@ def main() -> None:
         changed_files=changed_files,
         actions=actions,
         state=state,
-        diff=diffs,
     )
 
 
