@@ -273,8 +273,8 @@ class Portal:
             LTB_PORTAL_WORKERS=str(workers),
             LTB_PORTAL_THREADS=str(threads),
             PROMETHEUS_MULTIPROC_DIR=str(workdir / "metrics"),
-            **settings,
         )
+        env.update(settings)  # a variant's settings win (LTB_PORTAL_WORKERS=3, ...)
         self.log = open(self.log_path, "w")  # noqa: SIM115
         self.process = subprocess.Popen(
             [*GUNICORN, "--config", "portal/gunicorn.conf.py", "portal:create_app()"],
