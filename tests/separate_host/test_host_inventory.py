@@ -18,5 +18,6 @@ def test_the_inventory_example_is_the_entry_host_py_gives_for_sh1():
                 "localhost": {"ltb_tunnel_address": str(GATEWAY)},
                 host.name: host.inventory_host(),
             }
-        }
+        },
+        "vms": {"vars": host.vms_group_vars()},
     }
