@@ -12,7 +12,11 @@ Measured, wall clock:
   (`snapshot_vm_memory=false`);
 - bare snapshot: `virsh save` + `cp` of the overlay + `docker commit` of the two containers,
   the part of a snapshot that is libvirt's, the disk's and Docker's own work; bare restore:
-  the overlay copied back + `virsh restore` of the memory, until the VM answers over SSH;
+  the overlay copied back + `virsh restore` of the memory, until the VM answers over SSH
+  (`bare_restore_*`, the VM alone); and the whole bare counterpart of an LTB restore
+  (`bare_restore_full_*`, issue 10's baseline): the same VM restore, plus each container
+  replaced by a `docker run` of its committed image with its ports plugged again (veths,
+  addresses, OVS ports: bench/chain.py's bare deploy lines) until it reports ready;
 - restore: `restore.yml` time and until the VM answers, for both snapshots (with memory the
   VM resumes; without it boots). The lab runs from the snapshot's topology, so its network and
   links stay and only its nodes are replaced.
@@ -29,6 +33,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -40,6 +45,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import chain  # noqa: E402
 from bench.measure import Measurement, measure  # noqa: E402
 from ltb.allocation import Registry  # noqa: E402
 from ltb.ssh import ssh_argv  # noqa: E402
@@ -54,16 +60,34 @@ LAB = "vm-bench"
 SNAPSHOT = "bench"
 
 
-def playbook(name: str, lab_file: Path, *extra: str) -> Measurement:
-    """Run a playbook, measured (bench/measure.py): its time, CPU and peak memory."""
+# A task's line in profile_tasks' summary: "<task name> ----- 1.23s".
+TASK_TIME = re.compile(r"^(?P<task>.*?) -{3,} (?P<seconds>[0-9.]+)s$", re.MULTILINE)
+
+
+def playbook(
+    name: str, lab_file: Path, *extra: str, tasks: dict[str, float] | None = None
+) -> Measurement:
+    """Run a playbook, measured (bench/measure.py): its time, CPU and peak memory. With
+    `tasks`, ansible.posix.profile_tasks times its tasks: `tasks` gets {task name: seconds}
+    (the slowest 20)."""
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
     env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
+    if tasks is not None:
+        env["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.profile_tasks"
     argv = [str(VENV_BIN / "ansible-playbook"), "-i", "inventory/", "-i", str(lab_file), name]
     with tempfile.NamedTemporaryFile(prefix="vm-bench-", suffix=".log") as log:
         done = measure([*argv, *extra], env, Path(log.name), ROOT)
+        text = Path(log.name).read_text()
         if done.returncode != 0:
-            raise SystemExit(f"{name} failed:\n{Path(log.name).read_text()[-5000:]}")
+            raise SystemExit(f"{name} failed:\n{text[-5000:]}")
+    if tasks is not None:
+        for found in TASK_TIME.finditer(text):
+            tasks[found["task"].strip()] = float(found["seconds"])
     return done
+
+
+# The restore's module run that restores the VMs saved with memory (playbooks/restore.yml).
+RESUME_TASK = "VMs saved with their memory resume from it, on the snapshot's disk"
 
 
 def record(result: dict[str, Any], key: str, run: Measurement) -> None:
@@ -132,6 +156,30 @@ BARE_RESTORE = (
 )
 
 
+def bare_containers_script(lab: Any, images: dict[str, str]) -> str:
+    """The containers' counterpart of their commits in a bare restore: each container replaced
+    by a `docker run` of its committed image (node -> image), its ports plugged again, then
+    waited for until ready; bench/chain.py's bare deploy lines (its keys are in the image)."""
+    lines = ["set -euo pipefail"]
+    for node_name, image in images.items():
+        node = lab.node(node_name)
+        ends = [node.mgmt_host_name, *(i.host_name for i in node.interfaces)]
+        lines.append(chain._q("docker", "rm", "-f", lab.container_name(node_name)) + " >/dev/null")
+        for end in ends:  # the kernel may delete them late; their OVS ports stay
+            lines.append(chain._q("ip", "link", "del", end) + " 2>/dev/null || true")
+            lines.append(chain._q("ovs-vsctl", "--if-exists", "del-port", lab.bridge, end))
+        for line in chain._node_lines(lab, node_name):
+            if line.startswith("docker exec"):
+                continue
+            lines.append(
+                line.replace(
+                    f" {chain._q(chain.IMAGE)} >/dev/null", f" {chain._q(image)} >/dev/null"
+                )
+            )
+    lines += [chain._ready_line(lab, node_name) for node_name in images]
+    return "\n".join(lines) + "\n"
+
+
 def bare(*argv: str) -> Measurement:
     """Run bare commands, measured like the playbooks."""
     with tempfile.NamedTemporaryFile(prefix="vm-bench-bare-", suffix=".log") as log:
@@ -195,8 +243,9 @@ def one_run(lab_file: Path) -> dict[str, Any]:
 
     overlay = STATE_DIR / "labs" / LAB / "vms" / "vm" / "disk.qcow2"
     containers = [lab.container_name(name) for name in ("c1", "c2")]
-    with tempfile.TemporaryDirectory(dir=STATE_DIR) as saved_to:
-        try:
+    committed = {name: f"{lab.container_name(name)}:bare-snapshot" for name in ("c1", "c2")}
+    try:
+        with tempfile.TemporaryDirectory(dir=STATE_DIR) as saved_to:
             record(
                 result,
                 "bare_snapshot",
@@ -214,24 +263,45 @@ def one_run(lab_file: Path) -> dict[str, Any]:
             watch._started = started
             watch._thread.start()
             result["bare_restore_vm_ssh_s"] = round(watch.wait(300) or -1, 2)
-        finally:
-            for container in containers:
-                subprocess.run(
-                    ["docker", "rmi", f"{container}:bare-snapshot"],
-                    capture_output=True,
-                    check=False,
-                )
-    # restore.yml removes the lab's nodes and deploys them again, wired to the links.
-    saved = STATE_DIR / "snapshots" / LAB / SNAPSHOT / "topology.lab.yml"
-    for name in (f"{SNAPSHOT}-disk", SNAPSHOT):
-        key = "restore" if name == SNAPSHOT else "restore_disk_only"
-        restore_started = time.monotonic()
-        record(result, key, playbook("playbooks/restore.yml", saved, "-e", f"snapshot={name}"))
-        # After a restore the VM answers by the end of the playbook (ready.yml waits for it).
-        result[f"{key}_vm_ssh_s"] = (
-            round(time.monotonic() - restore_started, 2) if ssh_answers(address) else -1
-        )
-
+            # The VM saved again (not timed), then the whole bare restore: VM and containers.
+            virsh("save", domain, f"{saved_to}/vm.memory", "--running")
+            subprocess.run(
+                ["cp", "--sparse=always", str(overlay), f"{saved_to}/vm.qcow2"], check=True
+            )
+            script = BARE_RESTORE + " && " + bare_containers_script(lab, committed)
+            started = time.monotonic()
+            record(
+                result,
+                "bare_restore_full",
+                bare("bash", "-c", script, "bare", domain, saved_to, str(overlay)),
+            )
+            watch = SshWatch(address)
+            watch._started = started
+            watch._thread.start()
+            result["bare_restore_full_vm_ssh_s"] = round(watch.wait(300) or -1, 2)
+        # restore.yml removes the lab's nodes and deploys them again, wired to the links.
+        saved = STATE_DIR / "snapshots" / LAB / SNAPSHOT / "topology.lab.yml"
+        for name in (f"{SNAPSHOT}-disk", SNAPSHOT):
+            key = "restore" if name == SNAPSHOT else "restore_disk_only"
+            restore_started = time.monotonic()
+            tasks: dict[str, float] = {}
+            record(
+                result,
+                key,
+                playbook("playbooks/restore.yml", saved, "-e", f"snapshot={name}", tasks=tasks),
+            )
+            result[f"{key}_tasks_s"] = tasks
+            # After a restore the VM answers by the end of the playbook (ready.yml or the
+            # resume module waits for it).
+            result[f"{key}_vm_ssh_s"] = (
+                round(time.monotonic() - restore_started, 2) if ssh_answers(address) else -1
+            )
+            if name == SNAPSHOT:
+                result["restore_module_s"] = tasks.get(RESUME_TASK, -1)
+    finally:
+        # After the restores: the containers the bare restore ran used these images.
+        for image in committed.values():
+            subprocess.run(["docker", "rmi", "-f", image], capture_output=True, check=False)
     delete_snapshots(lab_file)
     record(result, "remove", playbook("playbooks/remove.yml", lab_file))
     return result
