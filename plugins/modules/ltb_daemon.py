@@ -18,8 +18,8 @@ description:
     changed was restarted by the update already.
   - With O(supervisor=systemd) or O(supervisor=none) it only writes; the role tells systemd
     (ansible.builtin.systemd_service) from RV(changed_files).
-  - Check mode reports what would change and does nothing. File contents may hold secrets: no
-    diff, RV(changed_files) names the files.
+  - Check mode reports what would change and does nothing. File contents may hold secrets, so
+    there is no diff; RV(changed_files) names the files.
 options:
   name:
     description: The daemon's unit or program name.

@@ -22,10 +22,11 @@ description:
     state it kept (routes set by hand), and warns about nodes whose state was only in the
     memory they could not resume. O(action=resume) removes every domain of the lab
     (O(node_prefix)), then restores in place the VMs among O(nodes) that snapshot O(name)
-    saved with their memory, several at a time (the lab's network and VM directories stay):
-    disk copied back, domain defined from the XML saved in its memory file, C(virsh restore),
-    until its SSH banner answers; one whose memory cannot be resumed boots from the snapshot's
-    disk and is waited for until ready.
+    saved with their memory, several at a time (the lab's network and VM directories stay),
+    each with its disk copied back, its domain defined from the definition the snapshot kept
+    (C(<node>.xml); for older snapshots the memory file's XML), C(virsh restore), until its SSH
+    banner answers; one whose memory cannot be resumed boots from the snapshot's disk and is
+    waited for until ready.
     O(action=cleanup) only cleans the leftovers of dead snapshot runs of the lab (remove runs
     it).
   - Check mode reports what create, delete, cleanup, runtime and resume would change and
@@ -89,7 +90,7 @@ options:
     default: 300
   node_prefix:
     description:
-      - With O(action=resume), the lab's node name prefix (C(ltb_labs_here[].node_prefix)):
+      - With O(action=resume), the lab's node name prefix (C(ltb_labs_here[].node_prefix));
         every domain whose name starts with it is removed first.
     type: str
 """
