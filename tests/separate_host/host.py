@@ -157,15 +157,6 @@ class SeparateHost:
             "vm_image_mirror": HOST_APT_SOURCES,
         }
 
-    def vms_group_vars(self, key: Path = PLATFORM_KEY) -> dict:
-        """Vars of group `vms`: Ansible reaches VM nodes at their management address, which only
-        their hypervisor reaches, so through this host (all VM nodes of a run on it)."""
-        jump = (
-            f"ssh -i {key} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
-            f" -W %h:%p root@{self.address}"
-        )
-        return {"ansible_ssh_extra_args": f'-o ProxyCommand="{jump}"'}
-
     def exec(self, *argv: str, timeout: float | None = 120) -> str:
         """Run a command on the host (docker exec: no SSH, for tests' checks)."""
         return _run("docker", "exec", self.container, *argv, timeout=timeout)

@@ -19,5 +19,4 @@ def test_the_inventory_example_is_the_entry_host_py_gives_for_sh1():
                 host.name: host.inventory_host(),
             }
         },
-        "vms": {"vars": host.vms_group_vars()},
     }

@@ -80,9 +80,7 @@ def inventory(host, tmp_path_factory) -> Path:
     and the host under hypervisors (as tests/separate_host/hosts.example.yaml)."""
     path = tmp_path_factory.mktemp("inventory") / "separate-host.yaml"
     hosts = {"localhost": {"ltb_tunnel_address": str(GATEWAY)}, host.name: host.inventory_host()}
-    path.write_text(
-        yaml.safe_dump({"hypervisors": {"hosts": hosts}, "vms": {"vars": host.vms_group_vars()}})
-    )
+    path.write_text(yaml.safe_dump({"hypervisors": {"hosts": hosts}}))
     return path
 
 
