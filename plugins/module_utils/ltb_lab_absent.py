@@ -1,7 +1,7 @@
 # LTB module_utils: a lab's pieces on a hypervisor removed, found by the lab's identity (its
 # containers' label, its domains' name prefix, its bridge's external_ids, its interfaces'
 # alias, its state directory): the one place of each removal. ltb_lab_remove removes a lab
-# with all of them in one module run; ltb_lab_containers, ltb_lab_domains and ltb_lab_bridge
+# with all of them in one module run; ltb_lab_containers, ltb_snapshot (resume) and ltb_lab_bridge
 # (state=absent) each one piece. Every function reports what it removed (in check mode, what
 # it would) as action lines, and removes nothing in check mode.
 from __future__ import annotations
