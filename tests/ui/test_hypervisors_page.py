@@ -14,7 +14,10 @@ import pytest
 
 from portal import create_app
 from store.models import Lab, LabState, Reservation, Role, utcnow
-from tests.portal.conftest import login  # noqa: F401
+from tests.portal.conftest import (
+    TEST_PASSWORDS,
+    login,  # noqa: F401
+)
 
 GIB = 1024**3
 TWO_CONTAINERS = "name: x\nnodes:\n  a: {}\n  b: {}\n"
@@ -32,6 +35,7 @@ def admin_page(job_settings, make_user, login, tmp_path):  # noqa: F811
             "SECRET_KEY": "test",
             "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
             "SESSION_COOKIE_SECURE": False,
+            "LTB_TEST_PASSWORD_HASHER": TEST_PASSWORDS,
             "LTB_HYPERVISORS": str(tmp_path),
         }
     )

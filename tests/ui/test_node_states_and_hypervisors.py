@@ -32,7 +32,7 @@ from store.db import session_factory
 from store.models import JobStatus, Lab, Role, User
 from tests.integration.conftest import TOPOLOGIES, remove
 from tests.jobs.conftest import TASK_WAIT, JobProcesses, job_ended, wait_for
-from tests.portal.conftest import PASSWORD, app, client, login  # noqa: F401
+from tests.portal.conftest import PASSWORD, TEST_PASSWORDS, app, client, login  # noqa: F401
 from tests.portal.conftest import new_user as portal_user
 from tests.ui.conftest import (
     DESKTOP,
@@ -125,6 +125,7 @@ def test_the_admin_sees_each_hypervisor_with_its_capacity_and_what_its_labs_hold
         "SECRET_KEY": "test",
         "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
         "SESSION_COOKIE_SECURE": False,
+        "LTB_TEST_PASSWORD_HASHER": TEST_PASSWORDS,
         "LTB_HYPERVISORS": str(tmp_path),
     }
     admin = new_user(session_factory(job_settings.database_url), Role.ADMIN)

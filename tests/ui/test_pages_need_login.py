@@ -9,6 +9,7 @@ import re
 import pytest
 
 from portal import create_app
+from tests.portal.conftest import TEST_PASSWORDS
 
 # Pages anyone may open: the login form and the UI's own static files.
 PUBLIC = {"ui.login", "ui.login_post", "ui.static"}
@@ -33,6 +34,7 @@ def client(job_settings, roomy_inventory):
             "SECRET_KEY": "test",
             "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
             "SESSION_COOKIE_SECURE": False,
+            "LTB_TEST_PASSWORD_HASHER": TEST_PASSWORDS,
             "LTB_HYPERVISORS": str(roomy_inventory),
         }
     )

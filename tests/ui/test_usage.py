@@ -28,7 +28,10 @@ from sqlalchemy import delete
 from ltb.model import container_name
 from portal import create_app
 from store.models import Lab, LabState, utcnow
-from tests.portal.conftest import login  # noqa: F401
+from tests.portal.conftest import (
+    TEST_PASSWORDS,
+    login,  # noqa: F401
+)
 from tests.ui.conftest import assert_accessible, log_in, open_page, screenshot
 
 pytestmark = pytest.mark.integration
@@ -149,6 +152,7 @@ def metrics_app(job_settings, roomy_inventory, prometheus):
             "SECRET_KEY": "test",
             "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
             "SESSION_COOKIE_SECURE": False,
+            "LTB_TEST_PASSWORD_HASHER": TEST_PASSWORDS,
             "LTB_HYPERVISORS": str(roomy_inventory),
             "LTB_PROMETHEUS_URL": prometheus,
         }
@@ -226,6 +230,7 @@ def test_usage_says_prometheus_is_down_in_words_not_500(
             "SECRET_KEY": "test",
             "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
             "SESSION_COOKIE_SECURE": False,
+            "LTB_TEST_PASSWORD_HASHER": TEST_PASSWORDS,
             "LTB_HYPERVISORS": str(roomy_inventory),
             "LTB_PROMETHEUS_URL": f"http://127.0.0.1:{free_port()}",
         }
