@@ -267,6 +267,17 @@ class Registry:
             raise
 
 
+def release_from_file(lab: str, registry_file: Path, check_mode: bool = False) -> bool:
+    """Forget `lab`'s allocation in the registry file a playbook names (the inventory's
+    `ltb_lab_network.allocations`); in check mode, only say whether it holds one. The file must
+    be a registry's, so a forged task argument cannot make it write any other file. The
+    controller's action plugins (ltb_lab_remove, ltb_lab_allocation) release through this."""
+    if registry_file.name != REGISTRY_FILE:
+        raise ValueError(f"registry must be a file named {REGISTRY_FILE}, not {registry_file}")
+    registry = Registry(registry_file.parent)
+    return lab in registry.held() if check_mode else registry.release(lab)
+
+
 def allocation_text(allocation: Allocation) -> str:
     """`<tag>/<subnet>`: how a job hands a lab's allocation to its playbook run
     (LTB_ALLOCATION, read by the inventory plugin)."""

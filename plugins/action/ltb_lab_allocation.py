@@ -28,26 +28,17 @@ class ActionModule(ActionBase):
         if unknown or not args.get("lab"):
             reason = f"unknown options {', '.join(unknown)}" if unknown else "lab is required"
             return {**result, "failed": True, "msg": f"ltb_lab_allocation: {reason}"}
-        from ltb.allocation import REGISTRY_FILE, Registry
+        from ltb.allocation import release_from_file
 
         result["conflicts"] = []
         if not args.get("registry"):
             # A run of a job: the lab store holds the lab's allocation and releases it.
             return {**result, "changed": False}
         registry_file = Path(str(args["registry"])).expanduser()
-        if registry_file.name != REGISTRY_FILE:
-            return {
-                **result,
-                "failed": True,
-                "msg": f"registry must be a file named {REGISTRY_FILE}, not {registry_file}",
-            }
-        registry = Registry(registry_file.parent)
-        lab = str(args["lab"])
         try:
-            if self._play_context.check_mode:
-                result["changed"] = lab in registry.held()
-            else:
-                result["changed"] = registry.release(lab)
+            result["changed"] = release_from_file(
+                str(args["lab"]), registry_file, self._play_context.check_mode
+            )
         except (RuntimeError, ValueError, OSError) as error:
             return {**result, "failed": True, "msg": str(error)}
         return result

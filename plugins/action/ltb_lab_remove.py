@@ -32,6 +32,9 @@ class ActionModule(ActionBase):
         result["released"] = []
         if result.get("failed"):
             return result
+        from ltb.allocation import release_from_file
+
+        check_mode = self._play_context.check_mode
         for lab in self._task.args.get("labs") or []:
             registry_file = str(lab.get("allocations") or "")
             # A lab spread over hypervisors may still be on another one: remove.yml releases
@@ -39,7 +42,7 @@ class ActionModule(ActionBase):
             if not registry_file or lab.get("spread"):
                 continue
             try:
-                if self._release(lab["lab"], Path(registry_file)):
+                if release_from_file(lab["lab"], Path(registry_file), check_mode):
                     result["released"].append(lab["lab"])
             except (RuntimeError, ValueError, OSError) as error:
                 result.update(
@@ -51,14 +54,3 @@ class ActionModule(ActionBase):
         # Not a change of its own: the inventory allocates a lab on every read, so a lab that
         # was not there is given back too, and removing it twice must change nothing.
         return result
-
-    def _release(self, lab, registry_file):
-        """Forgets the lab's entry (in check mode, says whether there is one)."""
-        from ltb.allocation import REGISTRY_FILE, Registry
-
-        if registry_file.name != REGISTRY_FILE:
-            raise ValueError(f"the registry must be a file named {REGISTRY_FILE}")
-        registry = Registry(registry_file.parent)
-        if self._play_context.check_mode:
-            return lab in registry.held()
-        return registry.release(lab)
