@@ -3,17 +3,10 @@ only that lab's containers, domains and directory."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 from ltb.module_utils import load
 
-load("ltb_lab_absent")  # the module imports it as ansible.module_utils.ltb_lab_absent
-_spec = importlib.util.spec_from_file_location(
-    "ltb_lab_remove", Path(__file__).parents[2] / "plugins" / "modules" / "ltb_lab_remove.py"
-)
-remove_module = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(remove_module)
+# The module's code, as ltb_lab_remove's module and its action plugin run it.
+remove_module = load("ltb_lab_remove")
 
 LAB = {"lab": "rm-a", "node_prefix": "ltb-rm-a.", "bridge": "ltb-abc123", "tag": "abc123"}
 
