@@ -3,12 +3,15 @@
 python -m jobs worker [--burst]         an rq worker of LTB's queues
 python -m jobs scheduler                rq-scheduler, reconciled with PostgreSQL first
 python -m jobs migrate                  create or migrate the database schema
-python -m jobs submit TASK LAB [TOPOLOGY_FILE] [-p KEY=VALUE...]   queue a lab task, e.g.
+python -m jobs submit TASK LAB [TOPOLOGY_FILE] [-p KEY=VALUE...] [--ignore-capacity]
+    queue a lab task, e.g.
     submit deploy LAB LAB.lab.yml | submit mirror LAB -p endpoint=r1:eth1
     submit snapshot LAB -p name=S [-p action=delete] | submit restore LAB -p name=S
     (`python -m jobs submit --help` lists every task and its parameters)
 python -m jobs cancel JOB_ID
-python -m jobs reserve TOPOLOGY_FILE START END   (ISO 8601 times with a zone)
+python -m jobs reserve TOPOLOGY_FILE START END [--ignore-capacity]   (ISO 8601, with a zone)
+    (a deploy that starts a lab, and a reservation, are placed on the hypervisors and refused
+    when they fit nowhere, as in the portal; --ignore-capacity skips that check)
 python -m jobs labs                     labs with their state and owner
 python -m jobs jobs [--lab LAB] [--limit N]   recent jobs, newest first
 python -m jobs follow JOB_ID            print the job's events as they come, until it ends
@@ -24,6 +27,11 @@ from pathlib import Path
 
 from jobs.redact import redact_logs
 from store.tasks import TASKS
+
+IGNORE_CAPACITY_HELP = (
+    "do not check the hypervisors' capacity and drain (as the portal does): a deploy goes to "
+    "LTB_HYPERVISOR and its topology's pins, and so does a reservation's when it begins"
+)
 
 
 def tasks_help() -> str:
@@ -61,12 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     submit.add_argument("lab")
     submit.add_argument("topology", nargs="?", type=Path)
     submit.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
+    submit.add_argument("--ignore-capacity", action="store_true", help=IGNORE_CAPACITY_HELP)
     cancel = commands.add_parser("cancel")
     cancel.add_argument("job_id")
     reserve = commands.add_parser("reserve")
     reserve.add_argument("topology", type=Path)
     reserve.add_argument("start", type=datetime.fromisoformat)
     reserve.add_argument("end", type=datetime.fromisoformat)
+    reserve.add_argument("--ignore-capacity", action="store_true", help=IGNORE_CAPACITY_HELP)
     commands.add_parser("labs")
     jobs_parser = commands.add_parser("jobs")
     jobs_parser.add_argument("--lab", help="only the jobs of this lab")
@@ -98,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
         upgrade_database()
     elif args.command == "submit":
-        from jobs.queue import submit as submit_task
+        from jobs.operator import CapacityRefused, submit_placed
         from store.labs import LabError
 
         try:
@@ -107,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             submit.error(str(error))
         topology = args.topology.read_text() if args.topology else None
         try:
-            print(submit_task(args.lab, args.task, topology=topology, params=params))
-        except LabError as error:
+            print(submit_placed(args.lab, args.task, topology, params, args.ignore_capacity))
+        except (LabError, CapacityRefused) as error:
             print(f"python -m jobs submit: {error}", file=sys.stderr)
             return 2
     elif args.command == "cancel":
@@ -116,21 +126,15 @@ def main(argv: list[str] | None = None) -> int:
 
         print(cancel_job(args.job_id))
     elif args.command == "reserve":
-        from jobs.connections import sessions
-        from jobs.reservations import ReservationError, create_reservation, schedule, scheduler
-        from jobs.settings import load
+        from jobs.operator import CapacityRefused, reserve_placed
+        from jobs.reservations import ReservationError
 
-        settings = load()
         try:
-            with sessions(settings).begin() as session:
-                reservation = create_reservation(
-                    session, args.topology.read_text(), args.start, args.end
-                )
-        except ReservationError as error:
+            topology = args.topology.read_text()
+            print(reserve_placed(topology, args.start, args.end, args.ignore_capacity))
+        except (ReservationError, CapacityRefused) as error:
             print(f"python -m jobs reserve: {error}", file=sys.stderr)
             return 2
-        schedule(scheduler(settings), reservation)
-        print(reservation.id)
     return 0
 
 

@@ -8,7 +8,7 @@ takes no new lab or booking, and what runs or is booked there stays.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from store.capacity import (
 )
 from store.db import db
 from store.models import Reservation, Role, User, utcnow
+from store.placement import PinnedToDraining, Placed, place_lab, refusal_text
 
 GIB = 1024**3
 
@@ -61,28 +62,12 @@ class OverCommitted(HTTPError):
     (a student learns nothing of other users' labs; an admin sees them all)."""
 
     def __init__(self, refusal: NoRoom, asked: Needs, caller: User | None, one: bool = True):
-        free = ", ".join(
-            f"{host} {room.cpus:g} CPUs and {room.memory_bytes / GIB:g} GiB"
-            for host, room in refusal.free.items()
-        )
         named = [b.what for b in refusal.holders if _may_name(caller, b)]
         others = len(refusal.holders) - len(named)
         held = named + ([f"{others} booking(s) of other users"] if others else [])
-        # When a draining hypervisor would have had room, the drain is what refuses.
-        why = (
-            f"{', '.join(refusal.draining)} "
-            f"{'is' if len(refusal.draining) == 1 else 'are'} draining (no new labs), and "
-            "the hypervisors that take new labs have no room: their "
-            if refusal.draining
-            else "The hypervisors' "
-        )
         super().__init__(
             409,
-            f"{why}{refusal.resource} would be over-committed at "
-            f"{refusal.at.isoformat()}: this lab needs {asked.cpus:g} CPUs and "
-            f"{asked.memory_bytes / GIB:g} GiB{' on one hypervisor' if one else ''}; free then: "
-            f"{free or 'none'} "
-            f"(booked by {', '.join(held) or 'nothing'})",
+            refusal_text(refusal, asked.cpus, asked.memory_bytes, held, one),
             {
                 "draining": list(refusal.draining),
                 "resource": refusal.resource,
@@ -131,41 +116,36 @@ def check_capacity(
     return chosen
 
 
-@dataclass(frozen=True)
-class Placed:
-    """Where a lab runs: `hypervisor`, the lab's (where most of its nodes are), and `nodes`,
-    node -> hypervisor when its placement spread it (None: all on `hypervisor`, but for the
-    nodes its topology pins elsewhere). Recorded with the lab or reservation."""
-
-    hypervisor: str
-    nodes: dict[str, str] | None = None
-
-
 def place(
     lab: model.Lab,
     start_at: datetime,
     end_at: datetime,
     except_reservation: int | None = None,
 ) -> Placed:
-    """Where the lab runs from start_at to end_at: on the first hypervisor not draining with
-    room for it at every moment, else spread over several (store.capacity.spread), its
-    topology's pinned nodes where they are pinned; OverCommitted if even spread it does not
-    fit. The caller holds the booking lock (lock_bookings), as for check_capacity."""
-    held = bookings(
-        db.session, start_at, end_at, now=utcnow(), except_reservation=except_reservation
-    )
-    each = capacities()
-    pinned = {node.name: node.hypervisor for node in lab.nodes if node.hypervisor}
-    links = [[end.node for end in link.endpoints] for link in lab.links]
-    chosen = spread(each, held, node_needs(lab), links, start_at, end_at, draining(), pinned)
+    """Where the lab runs from start_at to end_at (store.placement.place_lab: on the first
+    hypervisor not draining with room for it at every moment, else spread over several, its
+    topology's pinned nodes where they are pinned); OverCommitted if even spread it does not
+    fit, 409 naming the pin's place and the hypervisor if it pins a node to a draining one.
+    The caller holds the booking lock (lock_bookings), as for check_capacity."""
+    inventory = Path(current_app.config["LTB_HYPERVISORS"])
+    try:
+        chosen = place_lab(db.session, inventory, lab, start_at, end_at, except_reservation)
+    except PinnedToDraining as error:
+        raise HTTPError(
+            409,
+            str(error),
+            {
+                "draining": sorted({hypervisor for _, hypervisor in error.pins}),
+                "problems": [
+                    {"place": place, "message": f"hypervisor {hypervisor} is draining"}
+                    for place, hypervisor in error.pins
+                ],
+            },
+        ) from None
     if isinstance(chosen, NoRoom):
         caller = current_user() if has_request_context() else None
         raise OverCommitted(chosen, lab_needs(lab), caller, one=False)
-    order = list(each)
-    counts = {h: list(chosen.values()).count(h) for h in dict.fromkeys(chosen.values())}
-    main = max(counts, key=lambda h: (counts[h], -order.index(h) if h in order else -len(order)))
-    moved = any(where != main for node, where in chosen.items() if node not in pinned)
-    return Placed(main, dict(chosen) if moved else None)
+    return chosen
 
 
 def place_reservation(
