@@ -1,5 +1,5 @@
 # LTB module_utils: what on a hypervisor uses a subnet (standard library only; shipped to the
-# hypervisor with ltb_lab_allocation).
+# hypervisor with ltb_lab_bridge, which checks it before it makes the lab's network).
 """Whether a lab's management subnet is free on a hypervisor: its routes of every table and
 its addresses, read with `ip -j`."""
 
