@@ -28,14 +28,19 @@ from store.capacity import (
     hypervisor_capacities,
     hypervisor_capacity,
     lab_needs,
-    largest_free,
     node_needs,
     placement,
     spread,
 )
 from store.db import db
 from store.models import Reservation, Role, User, utcnow
-from store.placement import PinnedToDraining, Placed, place_lab, refusal_text
+from store.placement import (
+    PinnedToDraining,
+    Placed,
+    place_lab,
+    refusal_text,
+    room_for_new_labs,
+)
 
 GIB = 1024**3
 
@@ -174,8 +179,10 @@ def place_reservation(
 
 
 def calendar(start: datetime, end: datetime, step: timedelta) -> dict:
-    """The largest lab that still fits in each step of [start, end): the CPUs and memory one
-    hypervisor has free throughout the step (store.capacity.largest_free)."""
+    """The largest lab that still fits in each step of [start, end)
+    (store.placement.room_for_new_labs): `free_*`, what one hypervisor has free throughout
+    the step (any lab up to it fits); `spread_*`, what the hypervisors that take new labs
+    have free together (a lab up to it fits spread, when each node fits on one of them)."""
     total = capacity()
     each = capacities()
     closed = draining()
@@ -184,13 +191,15 @@ def calendar(start: datetime, end: datetime, step: timedelta) -> dict:
     moment = start
     while moment < end:
         slot_end = min(moment + step, end)
-        _, room = largest_free(each, held, moment, slot_end, closed)
+        one, spread_over = room_for_new_labs(each, held, moment, slot_end, closed)
         slots.append(
             {
                 "start": moment.isoformat(),
                 "end": slot_end.isoformat(),
-                "free_cpus": round(room.cpus, 3),
-                "free_memory_bytes": room.memory_bytes,
+                "free_cpus": round(one.cpus, 3),
+                "free_memory_bytes": one.memory_bytes,
+                "spread_cpus": round(spread_over.cpus, 3),
+                "spread_memory_bytes": spread_over.memory_bytes,
                 "labs": sum(1 for b in held if _overlaps(b, moment, slot_end)),
             }
         )

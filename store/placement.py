@@ -18,9 +18,12 @@ from sqlalchemy.orm import Session
 
 from ltb import model
 from store.capacity import (
+    Booking,
+    Capacity,
     NoRoom,
     bookings,
     draining_hypervisors,
+    free_throughout,
     hypervisor_capacities,
     node_needs,
     spread,
@@ -91,6 +94,30 @@ def place_lab(
     main = max(counts, key=lambda h: (counts[h], -order.index(h) if h in order else -len(order)))
     moved = any(where != main for node, where in chosen.items() if node not in pinned)
     return Placed(main, dict(chosen) if moved else None)
+
+
+def room_for_new_labs(
+    hypervisors: dict[str, Capacity],
+    held: list[Booking],
+    start_at: datetime,
+    end_at: datetime,
+    draining: frozenset[str] = frozenset(),
+) -> tuple[Capacity, Capacity]:
+    """How large a new lab still fits in all of [start_at, end_at), as place_lab sees room
+    (what each hypervisor not draining has free throughout, store.capacity.free_throughout):
+    on one hypervisor, that of the one with the most CPUs free (then memory): any lab up to
+    it fits; and spread, the sum over them: a lab up to it fits when each of its nodes fits
+    on one of them beside the others' (placement spreads it node by node)."""
+    lowest = free_throughout(hypervisors, held, start_at, end_at)
+    rooms = [
+        Capacity(max(room.cpus, 0.0), max(room.memory_bytes, 0))
+        for host, room in lowest.items()
+        if host not in draining
+    ]
+    if not rooms:
+        return Capacity(0.0, 0), Capacity(0.0, 0)
+    one = max(rooms, key=lambda room: (room.cpus, room.memory_bytes))
+    return one, Capacity(sum(r.cpus for r in rooms), sum(r.memory_bytes for r in rooms))
 
 
 def refusal_text(

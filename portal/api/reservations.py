@@ -127,8 +127,20 @@ class CapacityQuery(Schema):
 class CapacitySlotOut(Schema):
     start = String()
     end = String()
-    free_cpus = Float()
-    free_memory_bytes = Integer()
+    free_cpus = Float(
+        metadata={
+            "description": "CPUs of the largest lab that fits on one hypervisor (any lab "
+            "up to free_cpus and free_memory_bytes fits)"
+        }
+    )
+    free_memory_bytes = Integer(metadata={"description": "its memory (with free_cpus)"})
+    spread_cpus = Float(
+        metadata={
+            "description": "CPUs the hypervisors that take new labs have free together: "
+            "a larger lab fits spread over them up to this, if each node fits on one of them"
+        }
+    )
+    spread_memory_bytes = Integer(metadata={"description": "their memory (with spread_cpus)"})
     labs = Integer()
 
 

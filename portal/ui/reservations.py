@@ -126,7 +126,13 @@ def week_grid(user: User, monday: datetime) -> dict[str, Any]:
                     "start": start,
                     "free_cpus": slot["free_cpus"],
                     "free_gib": slot["free_memory_bytes"] / GIB,
-                    "shade": shade(slot["free_cpus"], slot["free_memory_bytes"], total),
+                    # More fits spread over several hypervisors (None: not more).
+                    "spread": (slot["spread_cpus"], slot["spread_memory_bytes"] / GIB)
+                    if (slot["spread_cpus"], slot["spread_memory_bytes"])
+                    > (slot["free_cpus"], slot["free_memory_bytes"])
+                    else None,
+                    # The share of the platform still free, its hypervisors together.
+                    "shade": shade(slot["spread_cpus"], slot["spread_memory_bytes"], total),
                     "bookings": [
                         r for r in booked if r.start_at < start + HOUR and r.end_at > start
                     ],
