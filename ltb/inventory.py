@@ -173,6 +173,11 @@ def render_inventory(
         network["node_plays"] = any(
             kinds.get(node.kind).per_node_plays for node in lab.nodes if placed[node.name] == here
         )
+        # The roles that deploy the nodes here (their kinds'): deploy.yml includes a role for a
+        # lab only where it has nodes.
+        network["node_roles"] = sorted(
+            {kinds.get(node.kind).role for node in lab.nodes if placed[node.name] == here}
+        )
         networks[here] = network
     for node in lab.nodes:
         kind = kinds.get(node.kind)

@@ -35,10 +35,12 @@ class NodeKind:
     default_cpus: float
     default_memory_bytes: int
     whole_cpus: bool = False  # CPUs count whole (a VM gets whole vCPUs)
-    # Its role runs per node, in deploy.yml's per-node plays (group
-    # ltb.inventory.PER_NODE_GROUP): the node itself is reached (a VM over its own SSH). False
-    # for a kind whose role deploys all of a lab's nodes of the kind in per-lab module runs on
-    # their hypervisor (containers: deploy.yml's hypervisor plays include that role).
+    # Its nodes are reached one by one, in deploy.yml's per-node plays (group
+    # ltb.inventory.PER_NODE_GROUP): its role's ready.yml reaches the node itself (a VM over
+    # its own SSH). Every kind's role makes a lab's nodes of the kind in per-lab module runs on
+    # their hypervisor (deploy.yml's hypervisor plays include it where ltb_lab_network's
+    # node_roles names it); False for a kind whose per-lab run also waits for its nodes
+    # (containers).
     per_node_plays: bool = True
     # Names the node makes on its hypervisor, added to its inventory data (ltb_node) for its role.
     hypervisor_vars: Callable[[Lab, Node], dict[str, Any]] = lambda _lab, _node: {}

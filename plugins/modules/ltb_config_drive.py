@@ -81,47 +81,10 @@ config_id:
   returned: always
 """
 
-import hashlib
-import io
-import os
-import tarfile
-import tempfile
-
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.ltb_config_drive import mac_address, render, write
 
-
-def mac_address(host_name):
-    digest = hashlib.sha256(host_name.encode()).hexdigest()
-    return "52:54:00:" + ":".join(digest[i : i + 2] for i in (0, 2, 4))
-
-
-def _add(archive, name, data, mode=0o644):
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = mode
-    info.mtime = 0
-    info.uid = info.gid = 0
-    info.uname = info.gname = "root"
-    archive.addfile(info, io.BytesIO(data))
-
-
-def render(hostname, interfaces, files):
-    """The archive's bytes and the config id, the same for the same input."""
-    identity = hashlib.sha256()
-    identity.update(hostname.encode() + b"\0")
-    for item in files:
-        for part in (item["path"], item["mode"], item["content"]):
-            identity.update(part.encode() + b"\0")
-    config_id = identity.hexdigest()[:16]
-    lines = [" ".join([item["mac"], item["name"], *item["addresses"]]) for item in interfaces]
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as archive:
-        env = f"LTB_HOSTNAME={hostname}\nLTB_CONFIG_ID={config_id}\n"
-        _add(archive, "ltb/node.env", env.encode())
-        _add(archive, "ltb/interfaces", ("\n".join(lines) + "\n").encode())
-        for item in files:
-            _add(archive, "files" + item["path"], item["content"].encode(), int(item["mode"], 8))
-    return buffer.getvalue(), config_id
+__all__ = ["mac_address", "render"]
 
 
 def main():
@@ -159,28 +122,11 @@ def main():
         dict(item, mac=macs.get(item["host_name"]) or mac_address(item["host_name"]))
         for item in module.params["interfaces"]
     ]
-    for item in module.params["files"]:
-        if not item["path"].startswith("/"):
-            module.fail_json(msg=f"startup file path {item['path']!r} is not absolute")
-    data, config_id = render(module.params["hostname"], interfaces, module.params["files"])
-
     try:
-        with open(path, "rb") as existing:
-            changed = existing.read() != data
-    except FileNotFoundError:
-        changed = True
-    if changed and not module.check_mode:
-        directory = os.path.dirname(path) or "."
-        fd, temporary = tempfile.mkstemp(dir=directory, prefix=".config-drive.")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.chmod(temporary, 0o600)
-            os.replace(temporary, path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-            raise
+        data, config_id = render(module.params["hostname"], interfaces, module.params["files"])
+    except ValueError as error:
+        module.fail_json(msg=str(error))
+    changed = write(path, data, module.check_mode)
     module.exit_json(changed=changed, interfaces=interfaces, config_id=config_id)
 
 

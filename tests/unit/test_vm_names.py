@@ -4,7 +4,6 @@ every kind the controller registers."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -24,12 +23,8 @@ snapshot_impl = module_utils.load("ltb_snapshot")
 
 
 def _config_drive():
-    spec = importlib.util.spec_from_file_location(
-        "ltb_config_drive", ROOT / "plugins" / "modules" / "ltb_config_drive.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    # The module's building code, shared with ltb_lab_vms.
+    return module_utils.load("ltb_config_drive")
 
 
 def test_vm_uuids_are_those_ansible_gave_so_saved_vms_resume_into_their_domain():

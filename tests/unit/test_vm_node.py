@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import tarfile
 from pathlib import Path
 
 import pytest
 
+from ltb import module_utils
 from ltb.inventory import render_inventory
 from ltb.snapshot import SnapshotError, check_name, image_name
 from ltb.topology import parse_lab
@@ -18,12 +18,8 @@ MIXED = (ROOT / "tests" / "integration" / "topologies" / "mixed.lab.yml").read_t
 
 
 def _config_drive():
-    spec = importlib.util.spec_from_file_location(
-        "ltb_config_drive", ROOT / "plugins" / "modules" / "ltb_config_drive.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    # The module's building code, shared with ltb_lab_vms.
+    return module_utils.load("ltb_config_drive")
 
 
 def test_vm_nodes_are_reached_over_ssh_on_their_management_address_as_root():
