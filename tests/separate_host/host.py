@@ -13,13 +13,19 @@ AppArmor profile, every device allowed, and /sys and the cgroup hierarchies remo
 read-write by its init, so that its own dockerd and libvirtd can run. Its /var/lib/docker is
 a Docker volume (ext4 below: overlay2 works there, not on the container's own overlay).
 
+A second variant, SYSTEMD, has systemd as PID 1 (Debian's systemd, systemd-sysv and dbus;
+sshd is then its ssh.service), so that site.yml's systemd path runs for real: what it needs
+from Docker is in SYSTEMD_RUN_OPTIONS (measured here: the remounting init of the plain host,
+then systemd, reaches `running` in about 1 s).
+
 The image is cached: the root file system tarball in /var/cache/ltb-separate-host/ and the
-image `ltb-separate-host:<recipe hash>`, rebuilt only when the recipe below changes. Downloaded
-Debian packages are kept in the volume `ltb-separate-host-apt` (its /var/cache/apt/archives),
-so a host made again installs without downloading.
+image `ltb-separate-host:<recipe hash>`, rebuilt only when its recipe (packages, init)
+changes. Downloaded Debian packages are kept in the volume `ltb-separate-host-apt` (its
+/var/cache/apt/archives), so a host made again installs without downloading.
 
     python -m tests.separate_host.host up sh1 2     # prints the inventory entry and timings
     python -m tests.separate_host.host down sh1 2
+    python -m tests.separate_host.host up sj1 3 systemd
 """
 
 from __future__ import annotations
@@ -59,15 +65,59 @@ for hierarchy in /sys/fs/cgroup/*/; do mount -o remount,bind,rw "$hierarchy"; do
 mkdir -p /run/sshd
 exec /usr/sbin/sshd -D -e
 """
-RECIPE_HASH = hashlib.sha256(json.dumps([PACKAGES, INIT]).encode()).hexdigest()[:12]
-IMAGE = f"{IMAGE_REPOSITORY}:{RECIPE_HASH}"
-RUN_OPTIONS = [
+# Every capability, device and path its own dockerd and libvirtd need (both variants).
+HOST_OPTIONS = [
     "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
     "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
     "--security-opt", "systempaths=unconfined",
     "--device-cgroup-rule", "a *:* rwm", "--device", "/dev/net/tun", "--device", "/dev/fuse",
-    "--init",
 ]  # fmt: skip
+RUN_OPTIONS = [*HOST_OPTIONS, "--init"]
+
+# The systemd variant: the same init's remounts (for its own dockerd), then systemd as PID 1.
+SYSTEMD_PACKAGES = [*PACKAGES, "systemd", "systemd-sysv", "dbus"]
+SYSTEMD_INIT = """\
+#!/bin/sh
+# The separate host's init (tests/separate_host/host.py): writable /sys and cgroups, then systemd.
+set -e
+mount -o remount,rw /sys
+mount -o remount,rw /sys/fs/cgroup
+for hierarchy in /sys/fs/cgroup/*/; do mount -o remount,bind,rw "$hierarchy"; done
+exec /lib/systemd/systemd
+"""
+# Tried here (Docker 20.10, cgroup v1 with a cgroup2 `unified` hierarchy): systemd 252 needs
+# CAP_SYS_ADMIN (it mounts; without it the container exits at once, code 255), a /run and
+# /run/lock of its own (tmpfs), `container=docker` (so it skips what a container may not do),
+# and its own cgroup namespace (`--cgroupns=host` ran too). It stops on SIGRTMIN+3. Without
+# the remounts, systemd ran on the writable cgroup2 hierarchy alone.
+SYSTEMD_RUN_OPTIONS = [
+    *HOST_OPTIONS, "--cgroupns", "private", "--tmpfs", "/run:exec,mode=755",
+    "--tmpfs", "/run/lock", "--env", "container=docker", "--stop-signal", "SIGRTMIN+3",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A kind of separate host: what its image holds and how Docker runs it."""
+
+    packages: list[str]
+    init: str
+    run_options: list[str]
+
+    @property
+    def recipe_hash(self) -> str:
+        return hashlib.sha256(json.dumps([self.packages, self.init]).encode()).hexdigest()[:12]
+
+    @property
+    def image(self) -> str:
+        return f"{IMAGE_REPOSITORY}:{self.recipe_hash}"
+
+
+PLAIN = Variant(PACKAGES, INIT, RUN_OPTIONS)
+SYSTEMD = Variant(SYSTEMD_PACKAGES, SYSTEMD_INIT, SYSTEMD_RUN_OPTIONS)
+VARIANTS = {"plain": PLAIN, "systemd": SYSTEMD}
+RECIPE_HASH = PLAIN.recipe_hash
+IMAGE = PLAIN.image
 
 
 def _run(*argv: str | Path, timeout: float | None = None) -> str:
@@ -83,19 +133,20 @@ def _succeeds(*argv: str) -> bool:
     return subprocess.run(argv, capture_output=True, check=False).returncode == 0
 
 
-def build_image() -> float | None:
-    """The host's image exists; returns the seconds its build took, None when it was cached."""
-    if _succeeds("docker", "image", "inspect", IMAGE):
+def build_image(variant: Variant = PLAIN) -> float | None:
+    """The variant's image exists; returns the seconds its build took, None when it was cached."""
+    image, recipe_hash = variant.image, variant.recipe_hash
+    if _succeeds("docker", "image", "inspect", image):
         return None
     start = time.monotonic()
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    tarball = CACHE_DIR / f"rootfs-{RECIPE_HASH}.tar"
+    tarball = CACHE_DIR / f"rootfs-{recipe_hash}.tar"
     if not tarball.exists():
-        init = CACHE_DIR / f"init-{RECIPE_HASH}"
-        init.write_text(INIT)
-        partial = CACHE_DIR / f"rootfs-{RECIPE_HASH}.partial.tar"
+        init = CACHE_DIR / f"init-{recipe_hash}"
+        init.write_text(variant.init)
+        partial = CACHE_DIR / f"rootfs-{recipe_hash}.partial.tar"
         _run(
-            "mmdebstrap", "--quiet", "--variant=minbase", f"--include={','.join(PACKAGES)}",
+            "mmdebstrap", "--quiet", "--variant=minbase", f"--include={','.join(variant.packages)}",
             f"--customize-hook=upload {init} /usr/local/sbin/ltb-host-init",
             '--customize-hook=chmod 0755 "$1"/usr/local/sbin/ltb-host-init',
             "bookworm", partial, "/etc/apt/sources.list.d/debian.sources",
@@ -104,7 +155,7 @@ def build_image() -> float | None:
         init.unlink()
     _run(
         "docker", "import", "--change", 'CMD ["/usr/local/sbin/ltb-host-init"]',
-        "--message", "LTB separate host (tests/separate_host/host.py)", tarball, IMAGE,
+        "--message", "LTB separate host (tests/separate_host/host.py)", tarball, image,
     )  # fmt: skip
     return time.monotonic() - start
 
@@ -115,6 +166,7 @@ class SeparateHost:
 
     x: str
     index: int
+    variant: Variant = PLAIN
 
     def __post_init__(self) -> None:
         if not NAME_PATTERN.fullmatch(self.x) or not 2 <= self.index <= 254:
@@ -164,7 +216,7 @@ class SeparateHost:
     def up(self, key: Path = PLATFORM_KEY) -> dict[str, float]:
         """Start the host (building its image when missing); returns the seconds of each step."""
         took: dict[str, float] = {}
-        built = build_image()
+        built = build_image(self.variant)
         if built is not None:
             took["image_build"] = built
         start = time.monotonic()
@@ -176,18 +228,42 @@ class SeparateHost:
         try:
             _run(
                 "docker", "run", "--detach", "--name", self.container, "--hostname", self.name,
-                *RUN_OPTIONS, "--network", NETWORK, "--ip", str(self.address),
+                *self.variant.run_options, "--network", NETWORK, "--ip", str(self.address),
                 "--volume", f"{self.docker_volume}:/var/lib/docker",
                 "--volume", f"{APT_VOLUME}:/var/cache/apt/archives",
                 "--volume", f"{key}.pub:/root/.ssh/authorized_keys:ro",
-                "--label", "ltb.separate-host=1", IMAGE,
+                "--label", "ltb.separate-host=1", self.variant.image,
             )  # fmt: skip
+            if self.variant is SYSTEMD:
+                self._wait_for_systemd()
+                took["start_to_running"] = time.monotonic() - start
             self._wait_for_ssh(key)
         except BaseException:
             self.down()
             raise
         took["start"] = time.monotonic() - start
         return took
+
+    def _wait_for_systemd(self, timeout: float = 60) -> None:
+        """systemd finished starting up: `running`, or `degraded` (a unit failed: named)."""
+        deadline = time.monotonic() + timeout
+        argv = ["docker", "exec", self.container, "systemctl", "is-system-running", "--wait"]
+        while True:  # until systemd's bus answers (`Failed to connect to bus` before)
+            asked = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+            state = asked.stdout
+            if state.strip() or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        if state.strip() not in ("running", "degraded"):
+            failed = subprocess.run(
+                ["docker", "exec", self.container, "systemctl", "--failed", "--no-legend"],
+                capture_output=True,
+                text=True,
+            )
+            raise RuntimeError(
+                f"systemd of {self.name} is {state.strip()!r} ({asked.stderr.strip()}): "
+                f"{failed.stdout}{failed.stderr}"
+            )
 
     def _wait_for_ssh(self, key: Path, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -222,10 +298,11 @@ class SeparateHost:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3 or argv[0] not in ("up", "down"):
+    variant = argv[3] if len(argv) == 4 else "plain"
+    if len(argv) not in (3, 4) or argv[0] not in ("up", "down") or variant not in VARIANTS:
         print(__doc__, file=sys.stderr)
         return 2
-    host = SeparateHost(argv[1], int(argv[2]))
+    host = SeparateHost(argv[1], int(argv[2]), VARIANTS[variant])
     if argv[0] == "down":
         host.down()
         return 0
