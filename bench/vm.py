@@ -86,8 +86,11 @@ def playbook(
     return done
 
 
-# The restore's module run that restores the VMs saved with memory (playbooks/restore.yml).
-RESUME_TASK = "VMs saved with their memory resume from it, on the snapshot's disk"
+# The restore in place's one module run per lab (playbooks/restore.yml, ltb_snapshot
+# action=restore): nodes removed, containers and VMs back, ports, ready, routes.
+RESTORE_TASK = (
+    "container_node : Nodes of the lab are restored in place, or its restore plan is known"
+)
 
 
 def record(result: dict[str, Any], key: str, run: Measurement) -> None:
@@ -297,7 +300,7 @@ def one_run(lab_file: Path) -> dict[str, Any]:
                 round(time.monotonic() - restore_started, 2) if ssh_answers(address) else -1
             )
             if name == SNAPSHOT:
-                result["restore_module_s"] = tasks.get(RESUME_TASK, -1)
+                result["restore_module_s"] = tasks.get(RESTORE_TASK, -1)
     finally:
         # After the restores: the containers the bare restore ran used these images.
         for image in committed.values():

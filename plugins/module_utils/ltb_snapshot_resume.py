@@ -1,20 +1,18 @@
-# LTB module_utils: the VMs of a lab restored in place from a snapshot with their memory, all
-# in one module run on the hypervisor (ltb_snapshot action=resume). Standard library only.
+# LTB module_utils: the VMs of a lab restored in place from a snapshot, in the one module run
+# of a restore in place (ltb_snapshot action=restore, module_utils/ltb_snapshot_restore.py).
+# Standard library only.
 #
-# A restore in place (playbooks/restore.yml) keeps the lab's network, config drives and VM
-# directories. This first removes every domain of the lab (remove's sweep, ltb_lab_absent),
-# then, for each VM the snapshot saved with its memory, does what a bare restore does,
-# several VMs at a time:
+# A restore in place keeps the lab's network, config drives and VM directories. After the
+# lab's domains are removed, each VM does what a bare restore does (several VMs at a time):
 #   the snapshot's disk copied back (`cp --sparse=always`) -> the domain defined from its
 #   persistent definition saved with the snapshot (`<node>.xml`, what deploy defined for the
 #   same topology; a snapshot without it: the XML in its memory file) -> `virsh restore
 #   --running` (libvirt plugs its ports into the lab bridge with their VLANs) -> its SSH
 #   banner on the management address.
-# A VM whose memory cannot be resumed (another QEMU, a device that cannot be attached) boots
-# from the snapshot's disk instead and is waited for until its services have started
-# (/run/ltb-node-ready, over SSH); the result says so and why, and restore_runtime warns that
-# what was only in its memory is lost. VMs of disk-only snapshots are not touched here: they
-# boot through deploy.yml's per-node plays.
+# A VM saved without memory boots from the snapshot's disk (`virsh start`), and so does one
+# whose memory cannot be resumed (another QEMU, a device that cannot be attached); both are
+# waited for until their services have started (/run/ltb-node-ready, over SSH). The result
+# says which and why; restore_runtime warns that what was only in memory is lost.
 from __future__ import annotations
 
 import contextlib
@@ -24,41 +22,45 @@ import socket
 import subprocess
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils import ltb_snapshot as snapshots
-from ansible.module_utils.ltb_lab_absent import RemoveError, domains_absent
 from ansible.module_utils.ltb_ssh import ssh_argv
 
 READY_FILE = "/run/ltb-node-ready"
 DOMAIN_NAME = re.compile(r"<name>([^<]*)</name>")
 
 
-def resumable(lab, name, nodes, where):
-    """(node, snapshot disk, memory file, definition or None) of the given nodes the snapshot
-    saved with memory."""
+def restorable(lab, name, nodes, where):
+    """The VMs of `nodes` that snapshot `name` restores in place, each (node, snapshot disk,
+    memory file or None, definition or None), and why the others cannot be (a VM saved
+    without memory by a snapshot older than its kept definition `<node>.xml`)."""
     snapshots.check_nodes(lab, nodes)
     manifest = snapshots.load_snapshot(lab, name, where)
     path = where.path(lab, name)
-    found = []
+    found, why_not = [], []
     for node in nodes:
         saved = manifest["nodes"].get(node["name"])
-        if node["kind"] == "vm" and saved is not None and "memory" in saved:
-            xml = path / saved["xml"] if "xml" in saved else None
-            found.append((node, path / saved["disk"], path / saved["memory"], xml))
-    return found
+        if node["kind"] != "vm" or saved is None:
+            continue
+        memory = path / saved["memory"] if "memory" in saved else None
+        xml = path / saved["xml"] if "xml" in saved else None
+        if memory is None and xml is None:
+            why_not.append(
+                f"node {node['name']}: the snapshot has neither its memory nor its definition"
+            )
+            continue
+        found.append((node, path / saved["disk"], memory, xml))
+    return found, why_not
 
 
-def resume_vms(lab, name, nodes, where, node_prefix, timeout=300, check_mode=False):
-    """Remove every domain of the lab (names starting with `node_prefix`), then restore in
-    place every VM of `nodes` that snapshot `name` of `lab` saved with its memory. Returns
-    (domains removed, per VM {'state': 'resumed' | 'booted', 'why': ..., 'seconds': {...}});
-    in check mode what would be removed and {'state': 'would resume'} per VM."""
-    todo = resumable(lab, name, nodes, where)
+def check_restorable(lab, name, todo, where, node_prefix):
+    """Everything the VMs restored in place need is there; the errors name lab and node."""
     for node, disk, memory, xml in todo:
-        for part in (disk, memory, xml or memory):
-            if not part.is_file():
-                raise snapshots.SnapshotError(f"snapshot {name!r} of lab {lab!r} lacks {part}")
+        for part in (disk, memory, xml):
+            if part is not None and not part.is_file():
+                raise snapshots.SnapshotError(
+                    f"snapshot {name!r} of lab {lab!r}, node {node['name']}: {part} is missing"
+                )
         vm_dir = (where.state_dir / node["disk"]).parent
         if not vm_dir.is_dir():
             raise snapshots.SnapshotError(
@@ -70,43 +72,35 @@ def resume_vms(lab, name, nodes, where, node_prefix, timeout=300, check_mode=Fal
                 f"lab {lab!r}, node {node['name']}: domain {node['domain']} is not named "
                 f"with the lab's prefix {node_prefix!r}"
             )
-    try:
-        removed = domains_absent([node_prefix], where.libvirt_uri, check_mode)
-    except RemoveError as error:
-        raise snapshots.SnapshotError(f"domains of lab {lab!r} not removed: {error}") from None
-    if check_mode:
-        return removed, {node["name"]: {"state": "would resume"} for node, *_ in todo}
-    if not todo:
-        return removed, {}
-    with ThreadPoolExecutor(max_workers=min(where.parallel, len(todo))) as pool:
-        futures = [
-            pool.submit(_resume_one, node, disk, memory, xml, where, timeout)
-            for node, disk, memory, xml in todo
-        ]
-        return removed, {
-            node["name"]: future.result() for (node, *_), future in zip(todo, futures, strict=True)
-        }
 
 
-def _resume_one(node, disk, memory, xml, where, timeout):
+def restore_vm(node, disk, memory, xml, where, timeout):
+    """One VM restored in place: its disk copied back, its domain defined, resumed from its
+    memory (or, without memory or when that fails, booted from the disk), until it answers.
+    {'state': 'resumed' | 'booted' (its memory could not be resumed: 'why') | 'started'
+    (saved without memory), 'seconds': per step}."""
     started = time.monotonic()
     seconds = {}
     snapshots._run("cp", "--sparse=always", str(disk), str(where.state_dir / node["disk"]))
     seconds["disk"] = round(time.monotonic() - started, 3)
     _define(node["domain"], memory, xml, where)
     step = time.monotonic()
-    result = {"state": "resumed"}
-    try:
-        where.virsh("restore", str(memory), "--running", timeout=600)
-    except snapshots.SnapshotError as error:
-        # Its disk is of the same instant as the memory: it boots from that.
+    if memory is None:
         where.virsh("start", node["domain"], timeout=120)
-        result = {"state": "booted", "why": str(error)}
+        result = {"state": "started"}
+    else:
+        result = {"state": "resumed"}
+        try:
+            where.virsh("restore", str(memory), "--running", timeout=600)
+        except snapshots.SnapshotError as error:
+            # Its disk is of the same instant as the memory: it boots from that.
+            where.virsh("start", node["domain"], timeout=120)
+            result = {"state": "booted", "why": str(error)}
     seconds["restore"] = round(time.monotonic() - step, 3)
     step = time.monotonic()
     deadline = started + timeout
     _wait_for_banner(node, deadline)
-    if result["state"] == "booted":
+    if result["state"] != "resumed":
         _wait_until_ready(node, where, deadline)
     seconds["ssh"] = round(time.monotonic() - step, 3)
     result["seconds"] = seconds

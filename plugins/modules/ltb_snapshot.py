@@ -20,16 +20,21 @@ description:
     of lab O(lab) is complete and returns what a restore deploys for each node.
     O(action=runtime) gives the nodes of a lab just deployed from snapshot O(name) the runtime
     state it kept (routes set by hand), and warns about nodes whose state was only in the
-    memory they could not resume. O(action=resume) removes every domain of the lab
-    (O(node_prefix)), then restores in place the VMs among O(nodes) that snapshot O(name)
-    saved with their memory, several at a time (the lab's network and VM directories stay),
-    each with its disk copied back, its domain defined from the definition the snapshot kept
-    (C(<node>.xml); for older snapshots the memory file's XML), C(virsh restore), until its SSH
-    banner answers; one whose memory cannot be resumed boots from the snapshot's disk and is
-    waited for until ready.
+    memory they could not resume. O(action=restore) is a restore in place, the lab's whole
+    part on this hypervisor in one run. It checks what O(action=plan) checks and that
+    O(topology_sha256) is the snapshot's topology; a lab that does not run from that topology
+    (or a VM the snapshot kept no definition of) is left alone (C(in_place=false)). Otherwise
+    it removes every container and domain of the lab (O(node_prefix)), keeps its network, and
+    then, several nodes at a time, makes each of O(containers) again from its committed image
+    with its ports and addresses (the code of ltb_lab_containers), and restores each VM among
+    O(nodes) (its disk copied back, its domain defined from the definition the snapshot kept,
+    C(virsh restore) of its memory until its SSH banner answers; a VM saved without memory,
+    or whose memory cannot be resumed, boots from the snapshot's disk with a warning, and is
+    waited for until ready). Then it wires the lab's O(ports), waits for the containers, and
+    replays the runtime state (O(action=runtime)).
     O(action=cleanup) only cleans the leftovers of dead snapshot runs of the lab (remove runs
     it).
-  - Check mode reports what create, delete, cleanup, runtime and resume would change and
+  - Check mode reports what create, delete, cleanup, runtime and restore would change and
     changes nothing.
 options:
   lab:
@@ -42,11 +47,11 @@ options:
   action:
     description: What to do.
     type: str
-    choices: [create, delete, list, plan, runtime, resume, cleanup]
+    choices: [create, delete, list, plan, runtime, restore, cleanup]
     default: create
   nodes:
     description:
-      - The lab's nodes (needed by O(action=create), O(action=runtime) and O(action=resume)),
+      - The lab's nodes (needed by O(action=create), O(action=runtime) and O(action=restore)),
         each with C(name),
         C(kind) and what its kind needs (C(container); C(domain), C(disk) relative to
         O(state_dir), C(memory_bytes), C(address)).
@@ -81,18 +86,50 @@ options:
     elements: str
     default: []
   parallel:
-    description: How many nodes are saved (or VMs resumed) at the same time.
+    description: How many nodes are saved (or VMs restored) at the same time.
     type: int
     default: 4
   ready_timeout:
-    description: Seconds O(action=resume) waits for each VM to answer (or, booted, be ready).
+    description: Seconds O(action=restore) waits for each VM to answer (or, booted, be ready).
     type: int
     default: 300
   node_prefix:
     description:
-      - With O(action=resume), the lab's node name prefix (C(ltb_labs_here[].node_prefix));
+      - With O(action=restore), the lab's node name prefix (C(ltb_labs_here[].node_prefix));
         every domain whose name starts with it is removed first.
     type: str
+  topology_sha256:
+    description:
+      - With O(action=restore), the SHA-256 of the topology file given to the controller; it
+        must be the snapshot's.
+    type: str
+  topology_file:
+    description: With O(action=restore), that file's path, for messages.
+    type: str
+    default: the topology given
+  containers:
+    description:
+      - With O(action=restore), the lab's container nodes here, each its inventory
+        C(ltb_node), as ltb_lab_containers takes them.
+    type: list
+    elements: dict
+    default: []
+  container_settings:
+    description:
+      - With O(action=restore), ltb_lab_containers' settings of the containers
+        (C(capabilities), C(sysctls), C(default_image), C(ready_timeout), C(hypervisor)).
+    type: dict
+    default: {}
+  bridge:
+    description: With O(action=restore), the lab's bridge.
+    type: str
+  ports:
+    description:
+      - With O(action=restore), the lab's ports (the lab network's C(ports)), wired once the
+        nodes run again.
+    type: list
+    elements: dict
+    default: []
 """
 
 RETURN = r"""
@@ -117,17 +154,29 @@ not_replayed:
   type: list
   elements: str
   returned: when action=runtime
-vms:
-  description:
-    - Per VM restored (action=resume) its C(state), V(resumed) or V(booted) (then C(why)), and
-      C(seconds) per step (C(disk), C(restore), C(ssh)).
-  type: dict
-  returned: when action=resume
-removed:
-  description: The lab's domains removed first (action=resume; in check mode, would be).
+in_place:
+  description: Whether the lab was (in check mode, would be) restored in place (action=restore).
+  type: bool
+  returned: when action=restore
+why:
+  description: Why the lab is not restored in place (action=restore, in_place false).
+  type: str
+  returned: when action=restore
+actions:
+  description: What the restore in place changed (in check mode, would), one line each.
   type: list
   elements: str
-  returned: when action=resume
+  returned: when action=restore
+vms:
+  description:
+    - Per VM restored in place its C(state), V(resumed), V(started) (saved without memory) or
+      V(booted) (its memory could not be resumed, then C(why)), and C(seconds) per step.
+  type: dict
+  returned: when action=restore
+seconds:
+  description: Seconds of each step of the restore in place.
+  type: dict
+  returned: when action=restore
 deployed:
   description: Whether the lab is deployed on this hypervisor (its kept topology is there).
   type: bool
@@ -140,7 +189,7 @@ cleaned:
 """
 
 from ansible.module_utils import ltb_snapshot as snapshots
-from ansible.module_utils import ltb_snapshot_resume as resume
+from ansible.module_utils import ltb_snapshot_restore as in_place
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.ltb_snapshot_docker import DockerError
 
@@ -152,7 +201,7 @@ def main():
             name=dict(type="str"),
             action=dict(
                 type="str",
-                choices=["create", "delete", "list", "plan", "runtime", "resume", "cleanup"],
+                choices=["create", "delete", "list", "plan", "runtime", "restore", "cleanup"],
                 default="create",
             ),
             nodes=dict(type="list", elements="dict", default=[]),
@@ -165,13 +214,19 @@ def main():
             resumed=dict(type="list", elements="str", default=[]),
             ready_timeout=dict(type="int", default=300),
             node_prefix=dict(type="str"),
+            topology_sha256=dict(type="str"),
+            topology_file=dict(type="str", default="the topology given"),
+            containers=dict(type="list", elements="dict", default=[]),
+            container_settings=dict(type="dict", default={}),
+            bridge=dict(type="str"),
+            ports=dict(type="list", elements="dict", default=[]),
         ),
         required_if=[
             ("action", action, ["name"])
-            for action in ("create", "delete", "plan", "runtime", "resume")
+            for action in ("create", "delete", "plan", "runtime", "restore")
         ]
-        + [("action", action, ["nodes"]) for action in ("create", "runtime", "resume")]
-        + [("action", "resume", ["node_prefix"])],
+        + [("action", action, ["nodes"]) for action in ("create", "runtime", "restore")]
+        + [("action", "restore", ["node_prefix", "topology_sha256", "bridge"])],
         supports_check_mode=True,
     )
     p = module.params
@@ -214,27 +269,33 @@ def main():
             for warning in warnings:
                 module.warn(warning)
             exit_json(changed=any(routes.values()), routes=routes, not_replayed=warnings)
-        if p["action"] == "resume":
-            removed, vms = resume.resume_vms(
+        if p["action"] == "restore":
+            request = in_place.Request(
                 lab,
                 name,
-                nodes,
-                where,
-                p["node_prefix"],
+                nodes=nodes,
+                containers=p["containers"],
+                container_params=p["container_settings"],
+                bridge=p["bridge"],
+                ports=p["ports"],
+                node_prefix=p["node_prefix"],
+                topology_sha256=p["topology_sha256"],
+                topology_file=p["topology_file"],
                 timeout=p["ready_timeout"],
-                check_mode=check,
             )
-            for node, done in vms.items():
-                if done["state"] == "booted":
-                    module.warn(
-                        f"node {node}: the memory saved in snapshot {name!r} could not be "
-                        f"restored ({done['why']}); it booted from the snapshot's disk instead"
-                    )
-            exit_json(changed=bool(removed or vms), removed=removed, vms=vms)
+            result = in_place.restore(request, where, check_mode=check)
+            for warning in result.get("warnings", []):
+                module.warn(warning)
+            actions = result.get("actions", [])
+            if module._diff and actions:
+                result["diff"] = dict(before="", after="".join(f"{line}\n" for line in actions))
+            exit_json(changed=bool(actions), **result)
         plan = snapshots.restore_plan(lab, name, where, check_mode=check)
         exit_json(changed=False, plan=plan)
-    except (snapshots.SnapshotError, DockerError) as error:
-        module.fail_json(msg=str(error))
+    except (DockerError, *in_place.ERRORS) as error:
+        # Snapshot errors name the lab; the Docker, node, veth and OVS ones do not.
+        named = isinstance(error, snapshots.SnapshotError)
+        module.fail_json(msg=str(error) if named else f"lab {lab}: {error}")
 
 
 if __name__ == "__main__":

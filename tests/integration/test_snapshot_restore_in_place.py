@@ -1,7 +1,10 @@
-"""Restore of a running lab from a snapshot of the same topology replaces only its nodes: its
-network (bridge, ports of other links) stays, every node gets back its saved state each time
-(also when the same snapshot is restored twice), and a lab that is not running is deployed
-whole from the snapshot. Container nodes only: the VM paths are in test_vm_lab.py."""
+"""Restore of a running lab from a snapshot of the same topology replaces only its nodes, in
+one module run per lab (ltb_snapshot action=restore, deploy.yml not run): its network (bridge,
+ports of other links) stays, every node gets back its saved state and its routes set by hand
+each time (also when the same snapshot is restored twice), check mode says what would be
+replaced, a topology that is not the snapshot's is refused before anything changes, and a lab
+that is not running is deployed whole from the snapshot. Container nodes only: the VM paths
+are in test_vm_lab.py."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import pytest
 from ltb.deployed import DEFAULT_STATE_DIR, lab_dir
 from ltb.snapshot import delete_snapshot
 from tests.integration.conftest import (
+    PlaybookRun,
     RunningLab,
     assert_no_leftovers,
     deploy,
@@ -23,8 +27,10 @@ from tests.integration.conftest import (
 
 pytestmark = pytest.mark.integration
 
-LAB = "vs-restore"
+LAB = "rh-restore"
 SAVED = DEFAULT_STATE_DIR / "snapshots" / LAB / "s1" / "topology.lab.yml"
+ROUTE = "10.77.0.0/16 via 10.201.12.2 dev eth1"
+RESTORE_TASK = "Nodes of the lab are restored in place, or its restore plan is known"
 
 
 @pytest.fixture(scope="module")
@@ -49,29 +55,98 @@ def bridge_uuid(lab: RunningLab) -> str:
     ).stdout.strip()
 
 
-def restore(path) -> None:
-    restored = run_playbook("restore.yml", path, "-e", "snapshot=s1")
+def restore(path, *extra: str) -> PlaybookRun:
+    restored = run_playbook("restore.yml", path, "-e", "snapshot=s1", *extra)
     assert restored.returncode == 0, "\n".join(restored.failure_messages()) or restored.stderr
+    return restored
 
 
-def test_restore_in_place_keeps_the_network_and_gives_back_the_state_every_time(pair):
+def restore_results(run: PlaybookRun) -> list[dict]:
+    """The results of the restore module run, one per lab."""
+    return [
+        result
+        for play in run.output.get("plays", [])
+        for task in play["tasks"]
+        if task["task"]["name"].endswith(RESTORE_TASK)
+        for result in task["hosts"].values()
+    ]
+
+
+def task_names(run: PlaybookRun) -> set[str]:
+    """Names of the tasks that ran (not skipped) on some host."""
+    return {
+        task["task"]["name"]
+        for play in run.output.get("plays", [])
+        for task in play["tasks"]
+        if any(not result.get("skipped") for result in task["hosts"].values())
+    }
+
+
+def container_ids(lab: RunningLab) -> dict[str, str]:
+    return {node: lab.client.containers.get(lab.model.container_name(node)).id for node in "ab"}
+
+
+def test_restore_in_place_is_one_module_run_that_keeps_the_network_and_gives_back_the_state(pair):
     assert pair.exec("a", "sh", "-c", "echo saved > /root/state.txt")[0] == 0
+    assert pair.exec("a", "sh", "-c", f"ip route add {ROUTE}")[0] == 0
     taken = run_playbook("snapshot.yml", pair.path, "-e", "snapshot=s1")
     assert taken.returncode == 0, "\n".join(taken.failure_messages()) or taken.stderr
     bridge = bridge_uuid(pair)
 
     for _ in range(2):  # the nodes run from the snapshot's images already the second time
         assert pair.exec("a", "sh", "-c", "echo changed > /root/state.txt")[0] == 0
-        restore(SAVED)
+        assert pair.exec("a", "sh", "-c", f"ip route del {ROUTE}")[0] == 0
+        restored = restore(SAVED)
+        (result,) = restore_results(restored)
+        assert result["in_place"], result
+        assert result["routes"] == {"a": 1, "b": 0}
+        assert (
+            "a: create container ltb-rh-restore.a from ltb-snapshot/rh-restore/a:s1"
+            in (result["actions"])
+        )
+        # deploy.yml's plays and the separate runtime task did not run.
+        ran = task_names(restored)
+        assert not [name for name in ran if "lab_network" in name or "Routes set" in name], ran
         assert pair.exec("a", "cat", "/root/state.txt") == (0, "saved\n")
+        assert ROUTE in pair.exec("a", "ip", "route")[1]
         assert pair.ping("a", "10.201.12.2")
         assert bridge_uuid(pair) == bridge, "the lab's network was made anew"
 
 
-def test_restore_of_a_lab_that_is_not_running_deploys_it_whole(pair):
+def test_check_mode_says_what_a_restore_in_place_would_replace_and_changes_nothing(pair):
     """After the test above, from its snapshot."""
+    before = container_ids(pair)
+    checked = restore(SAVED, "--check")
+    (result,) = restore_results(checked)
+    assert result["in_place"] and result["changed"], result
+    assert (
+        "a: replace container ltb-rh-restore.a by ltb-snapshot/rh-restore/a:s1"
+        in (result["actions"])
+    )
+    assert "remove container ltb-rh-restore.b" in result["actions"]
+    assert container_ids(pair) == before
+
+
+def test_a_topology_other_than_the_snapshots_is_refused_before_anything_changes(pair, tmp_path):
+    """After the tests above, from their snapshot."""
+    before = container_ids(pair)
+    other = tmp_path / "other.lab.yml"
+    other.write_text(SAVED.read_text() + "# edited\n")
+    refused = run_playbook("restore.yml", other, "-e", "snapshot=s1")
+    assert refused.returncode != 0
+    message = "\n".join(refused.failure_messages())
+    assert f"lab {LAB} was snapshotted as 's1' from another topology than {other}" in message
+    assert f"restore with -i {SAVED}" in message
+    assert container_ids(pair) == before
+
+
+def test_restore_of_a_lab_that_is_not_running_deploys_it_whole(pair):
+    """After the tests above, from their snapshot."""
     remove(pair.path)
     assert not lab_dir(LAB).exists()
-    restore(SAVED)
+    restored = restore(SAVED)
+    (result,) = restore_results(restored)
+    assert not result["in_place"] and result["why"] == f"lab {LAB} not running"
     assert pair.exec("a", "cat", "/root/state.txt") == (0, "saved\n")
+    assert ROUTE in pair.exec("a", "ip", "route")[1]
     assert pair.ping("a", "10.201.12.2")

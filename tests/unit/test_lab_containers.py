@@ -4,19 +4,10 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
-from pathlib import Path
 
 from ltb.module_utils import load
 
-for name in ("ltb_docker", "ltb_container_files", "ltb_veth"):
-    load(name)  # the module imports them as ansible.module_utils.<name>
-_spec = importlib.util.spec_from_file_location(
-    "ltb_lab_containers",
-    Path(__file__).parents[2] / "plugins" / "modules" / "ltb_lab_containers.py",
-)
-containers = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(containers)
+containers = load("ltb_containers")  # the one copy ltb_lab_containers runs
 
 PARAMS = {
     "lab": "pl-unit",

@@ -82,6 +82,6 @@ def test_the_exposition_labels_each_node_and_escapes_label_values():
 
 
 def test_the_exporter_finds_containers_by_the_labels_the_container_role_gives_them():
-    module = (SCRIPT.parents[3] / "plugins/modules/ltb_lab_containers.py").read_text()
+    module = (SCRIPT.parents[3] / "plugins/module_utils/ltb_containers.py").read_text()
     assert '"Labels": {"ltb.lab": params["lab"], "ltb.node": node["name"]}' in module
     assert '"label":["ltb.lab","ltb.node"]' in SCRIPT.read_text()

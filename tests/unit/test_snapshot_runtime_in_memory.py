@@ -59,21 +59,32 @@ def test_a_vm_that_booted_instead_of_resuming_is_warned_about_not_reached(where)
     assert "is not replayed" in warnings[0]
 
 
-def test_resume_restores_only_the_vms_the_snapshot_saved_with_memory(where):
+def test_a_restore_in_place_resumes_vms_with_memory_and_boots_those_with_a_definition(where):
     container = {"name": "c1", "kind": "container", "container": "ltb-vb-unit.c1"}
-    found = resume.resumable(LAB, NAME, [VM, container], where)
-    assert [(node["name"], disk.name, memory.name, xml) for node, disk, memory, xml in found] == [
-        ("vm", "vm.qcow2", "vm.memory", None)
-    ]
+
+    def restorable():
+        found, why_not = resume.restorable(LAB, NAME, [VM, container], where)
+        names = [
+            (node["name"], disk.name, memory and memory.name, xml and xml.name)
+            for node, disk, memory, xml in found
+        ]
+        return names, why_not
+
+    assert restorable() == ([("vm", "vm.qcow2", "vm.memory", None)], [])
     manifest = where.path(LAB, NAME) / snapshots.MANIFEST
     disk_only = json.loads(manifest.read_text())
     del disk_only["nodes"]["vm"]["memory"]
     manifest.write_text(json.dumps(disk_only))
-    assert resume.resumable(LAB, NAME, [VM, container], where) == []
+    # An older snapshot without the domain's definition: the lab is deployed whole instead.
+    assert restorable() == ([], ["node vm: the snapshot has neither its memory nor its definition"])
+    disk_only["nodes"]["vm"]["xml"] = "vm.xml"
+    manifest.write_text(json.dumps(disk_only))
+    assert restorable() == ([("vm", "vm.qcow2", None, "vm.xml")], [])
 
 
-def test_resume_refuses_a_lab_whose_vm_directory_is_gone(where):
+def test_a_restore_in_place_refuses_a_lab_whose_vm_directory_is_gone(where):
     (where.path(LAB, NAME) / "vm.qcow2").write_bytes(b"")
     (where.path(LAB, NAME) / "vm.memory").write_bytes(b"")
+    todo, _ = resume.restorable(LAB, NAME, [VM], where)
     with pytest.raises(snapshots.SnapshotError, match="only a lab that runs from the snapshot"):
-        resume.resume_vms(LAB, NAME, [VM], where, "ltb-vb-unit.", check_mode=True)
+        resume.check_restorable(LAB, NAME, todo, where, "ltb-vb-unit.")
