@@ -248,10 +248,10 @@ class SeparateHost:
         """systemd finished starting up: `running`, or `degraded` (a unit failed: named)."""
         deadline = time.monotonic() + timeout
         argv = ["docker", "exec", self.container, "systemctl", "is-system-running", "--wait"]
-        while True:  # until systemd's bus answers (`Failed to connect to bus` before)
+        while True:  # until systemd's bus answers: nothing or `offline` before
             asked = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
             state = asked.stdout
-            if state.strip() or time.monotonic() > deadline:
+            if state.strip() not in ("", "offline") or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
         if state.strip() not in ("running", "degraded"):

@@ -123,23 +123,29 @@ def ansible_playbook(*argv: str | Path) -> Run:
     return Run(process.returncode, process.stdout, process.stderr, time.monotonic() - start)
 
 
-def site(inventory: Path) -> Run:
+def site(inventory: Path, *extra: str) -> Run:
     """site.yml's exporters on the systemd host only: the metrics plays, --limit to it."""
     return ansible_playbook(
         "-i", "inventory/", "-i", inventory, "playbooks/site.yml",
-        "--tags", "metrics", "--limit", HOST.name,
+        "--tags", "metrics", "--limit", HOST.name, *extra,
     )  # fmt: skip
 
 
 def daemon(
-    inventory: Path, tmp_path: Path, state: str, reload: bool = False, service: dict = ECHO
+    inventory: Path,
+    tmp_path: Path,
+    state: str,
+    reload: bool = False,
+    service: dict = ECHO,
+    check: bool = False,
 ) -> Run:
     playbook = tmp_path / "daemon.yml"
     playbook.write_text(DAEMON_PLAYBOOK)
     # The daemon as a file of extra vars: data, never templated from the command line.
     extra = tmp_path / "daemon.json"
     extra.write_text(json.dumps({"sj_daemon": service, "sj_state": state, "sj_reload": reload}))
-    return ansible_playbook("-i", inventory, playbook, "-e", f"@{extra}")
+    options = ["--check"] if check else []
+    return ansible_playbook("-i", inventory, playbook, "-e", f"@{extra}", *options)
 
 
 def changed_tasks(run: Run) -> list[str]:
@@ -202,11 +208,27 @@ def test_systemd_starts_a_killed_daemon_again(first_site_run):
     assert systemctl("show", "--property=NRestarts", "--value", "ltb-lab-exporter") == "1"
 
 
-def test_a_second_site_run_changes_nothing(first_site_run, inventory):
+def test_a_second_site_run_changes_nothing_nor_does_check_mode(first_site_run, inventory):
     again = site(inventory)
     TIMES["site_second"] = again.seconds
     assert again.returncode == 0, again.failures()
     assert changed_tasks(again) == []
+    checked = site(inventory, "--check")
+    TIMES["site_check"] = checked.seconds
+    assert checked.returncode == 0, checked.failures()
+    assert changed_tasks(checked) == []
+
+
+def test_check_mode_of_a_new_daemon_reports_the_change_and_writes_nothing(
+    host, inventory, tmp_path
+):
+    # Its unit is not there yet: systemd cannot be asked about it (it failed, "Could not find
+    # the requested service"), and writing it is the change to report.
+    checked = daemon(inventory, tmp_path, "present", check=True)
+    assert checked.returncode == 0, checked.failures()
+    assert changed_tasks(checked), "nothing would change"
+    assert systemctl("show", "--property=LoadState", "--value", ECHO["name"]) == "not-found"
+    assert HOST.exec("sh", "-c", "ls /etc/systemd/system/ltb-sj-echo.* 2>/dev/null || true") == ""
 
 
 @pytest.fixture(scope="module")
@@ -240,6 +262,9 @@ def test_the_daemon_again_changes_nothing_and_reload_sends_it_sighup(
     again = daemon(inventory, tmp_path, "present")
     assert again.returncode == 0, again.failures()
     assert changed_tasks(again) == []
+    checked = daemon(inventory, tmp_path, "present", check=True)
+    assert checked.returncode == 0, checked.failures()
+    assert changed_tasks(checked) == []
     reloaded = daemon(inventory, tmp_path, "present", reload=True)
     assert reloaded.returncode == 0, reloaded.failures()
     deadline = time.monotonic() + 10
