@@ -19,21 +19,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from argon2 import PasswordHasher
 from sqlalchemy import func, select, update
 
 from jobs.queue import cancel
-from portal import create_app
 from portal.auth import new_token, token_hash
 from store.models import ApiToken, Job, JobStatus, Reservation, ReservationState, Role, User, utcnow
+from tests.app_config import TEST_PASSWORDS, portal_app
 from tests.jobs.conftest import job_settings, store  # noqa: F401
 
 PASSWORD = "correct horse battery"  # noqa: S105 - test users' password
-# argon2 at its lowest cost for the test applications (their config's LTB_TEST_PASSWORD_HASHER,
-# portal.auth.password_hasher) and the test users: with argon2's defaults a hash or a check
-# took 0.1-1 s on the test machine, and a run makes and logs in hundreds of users. An
-# application without it checks these hashes all the same (a hash holds its parameters).
-TEST_PASSWORDS = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 _numbers = itertools.count()
 
 
@@ -87,16 +81,7 @@ def no_queued_job_outlives_its_test(store):  # noqa: F811
 
 @pytest.fixture
 def app(job_settings, roomy_inventory):  # noqa: F811
-    return create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "test",
-            "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
-            "SESSION_COOKIE_SECURE": False,
-            "LTB_HYPERVISORS": str(roomy_inventory),
-            "LTB_TEST_PASSWORD_HASHER": TEST_PASSWORDS,
-        }
-    )
+    return portal_app(job_settings.database_url, roomy_inventory)
 
 
 @pytest.fixture
@@ -106,7 +91,8 @@ def client(app):
 
 @functools.cache
 def password_hash_of(password: str) -> str:
-    """The argon2 hash of a test password (TEST_PASSWORDS), made once per password."""
+    """The argon2 hash of a test password, made once per password with TEST_PASSWORDS (the
+    test apps' cheap hasher, tests/app_config.py)."""
     return TEST_PASSWORDS.hash(password)
 
 

@@ -33,7 +33,6 @@ import yaml
 from redis import Redis
 from sqlalchemy import select
 
-from portal import create_app
 from portal.auth import new_token, token_hash
 from store.db import session_factory
 from store.labs import finish_job, request_task
@@ -52,8 +51,9 @@ from store.models import (
     Visibility,
     utcnow,
 )
+from tests.app_config import portal_app
 from tests.integration.conftest import TOPOLOGIES
-from tests.portal.conftest import PASSWORD, TEST_PASSWORDS, password_hash_of
+from tests.portal.conftest import PASSWORD, password_hash_of
 
 PAIR = (TOPOLOGIES / "pair.lab.yml").read_text().replace("name: NAME", "name: p5-pair")
 
@@ -356,17 +356,8 @@ def world(job_settings, tmp_path_factory) -> Iterator[World]:
             session.refresh(user)
             session.expunge(user)
 
-    app = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "test",
-            "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
-            "SESSION_COOKIE_SECURE": False,
-            "LTB_HYPERVISORS": str(inventory),
-            "LTB_SSE_MAX_SECONDS": 1,
-            "LTB_SSE_HEARTBEAT": 0.5,
-            "LTB_TEST_PASSWORD_HASHER": TEST_PASSWORDS,
-        }
+    app = portal_app(
+        job_settings.database_url, inventory, LTB_SSE_MAX_SECONDS=1, LTB_SSE_HEARTBEAT=0.5
     )
     try:
         yield World(

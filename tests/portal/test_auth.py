@@ -8,9 +8,9 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select, text
 
-from portal import create_app
 from store.models import LoginFailure, User
-from tests.portal.conftest import PASSWORD, TEST_PASSWORDS, bearer
+from tests.app_config import TEST_PASSWORDS, portal_app
+from tests.portal.conftest import PASSWORD, bearer
 
 
 def test_login_sets_a_session_that_me_answers_and_logout_ends(client, make_user, login):
@@ -291,16 +291,7 @@ def test_failed_logins_count_the_client_behind_the_trusted_proxy_and_no_forged_o
     # Behind nginx (LTB_PROXY_HOPS=1) the client's address comes from X-Forwarded-For, so
     # throttling per address does not lump every user together as nginx's 127.0.0.1; with
     # no proxy trusted, a forged header changes nothing.
-    app = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "test",
-            "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
-            "SESSION_COOKIE_SECURE": False,
-            "LTB_HYPERVISORS": str(roomy_inventory),
-            "LTB_PROXY_HOPS": hops,
-        }
-    )
+    app = portal_app(job_settings.database_url, roomy_inventory, LTB_PROXY_HOPS=hops)
     name = f"nobody-{uuid.uuid4().hex[:8]}"
     answer = app.test_client().post(
         "/api/auth/login",
@@ -322,15 +313,7 @@ def test_the_cheap_test_hasher_reaches_no_application_but_through_test_config(
     not given that hasher in its test_config (not even with the setting's name in its
     environment) logs them in and stores the password again with argon2's defaults."""
     monkeypatch.setenv("LTB_TEST_PASSWORD_HASHER", "cheap")
-    app = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "test",
-            "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
-            "SESSION_COOKIE_SECURE": False,
-            "LTB_HYPERVISORS": str(roomy_inventory),
-        }
-    )
+    app = portal_app(job_settings.database_url, roomy_inventory, LTB_TEST_PASSWORD_HASHER=None)
     assert app.config.get("LTB_TEST_PASSWORD_HASHER") is None
     user = make_user()
     with store() as session:

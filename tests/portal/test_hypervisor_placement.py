@@ -17,9 +17,9 @@ import yaml
 from sqlalchemy import delete
 
 from jobs.queue import cancel
-from portal import create_app
 from portal.ui.admin import hypervisors_now
 from store.models import Lab, LabState, Reservation, ReservationState, Role, utcnow
+from tests.app_config import portal_app
 from tests.jobs.conftest import redis_db  # noqa: F401
 from tests.portal.conftest import bearer
 from tests.portal.test_reservations import PAIR, template  # noqa: F401
@@ -46,16 +46,7 @@ def inventory(tmp_path):
 
 @pytest.fixture
 def app(job_settings, tmp_path, redis_db):  # noqa: F811
-    return create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "test",
-            "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
-            "SESSION_COOKIE_SECURE": False,
-            "LTB_HYPERVISORS": str(tmp_path),
-            "LTB_MAX_RESERVATION_HOURS": 8,
-        }
-    )
+    return portal_app(job_settings.database_url, tmp_path, LTB_MAX_RESERVATION_HOURS=8)
 
 
 def row_of(page: str, hypervisor: str) -> list[str]:

@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from portal import create_app
 from store.models import Course, Lab, LabState, Node, Role, User, utcnow
+from tests.app_config import portal_app
 from tests.portal.conftest import bearer
 
 SECRET = "bastion-secret-of-this-test"  # noqa: S105 - a test's made-up secret
@@ -30,17 +30,12 @@ def keygen(tmp_path, name: str = "id") -> str:
 def app(job_settings, roomy_inventory, tmp_path):  # the conftest's, with a bastion secret
     secret_hash = tmp_path / "portal-secret.sha256"
     secret_hash.write_text(hashlib.sha256(SECRET.encode()).hexdigest() + "\n")
-    return create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "test",
-            "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
-            "SESSION_COOKIE_SECURE": False,
-            "LTB_HYPERVISORS": str(roomy_inventory),
-            "LTB_BASTION_SECRET_HASH_FILE": str(secret_hash),
-            "LTB_BASTION_HOST": "",
-            "LTB_BASTION_PORT": 2222,
-        }
+    return portal_app(
+        job_settings.database_url,
+        roomy_inventory,
+        LTB_BASTION_SECRET_HASH_FILE=str(secret_hash),
+        LTB_BASTION_HOST="",
+        LTB_BASTION_PORT=2222,
     )
 
 

@@ -20,12 +20,12 @@ import yaml
 
 from jobs.reservations import scheduled_edges, scheduler
 from ltb.topology import parse_lab
-from portal import create_app
 from portal.capacity import OverCommitted
 from portal.quotas import QuotaExceeded, check_lab_start
 from store.capacity import bookings, peak
 from store.db import db
 from store.models import Reservation, Template, TemplateVersion, User, Visibility, utcnow
+from tests.app_config import portal_app
 from tests.jobs.conftest import redis_db  # noqa: F401
 from tests.portal.conftest import bearer
 
@@ -76,15 +76,8 @@ def hypervisors(tmp_path, store):
 
 @pytest.fixture
 def app(job_settings, hypervisors, tmp_path, redis_db):  # noqa: F811
-    return create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "test",
-            "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
-            "SESSION_COOKIE_SECURE": False,
-            "LTB_HYPERVISORS": str(tmp_path / "inventory"),
-            "LTB_MAX_RESERVATION_HOURS": 8,
-        }
+    return portal_app(
+        job_settings.database_url, tmp_path / "inventory", LTB_MAX_RESERVATION_HOURS=8
     )
 
 

@@ -26,10 +26,10 @@ from schemathesis.checks import (
     response_schema_conformance,
 )
 
-from portal import create_app
 from store.models import Role
+from tests.app_config import portal_app
 from tests.jobs.conftest import redis_db  # noqa: F401
-from tests.portal.conftest import TEST_PASSWORDS, bearer
+from tests.portal.conftest import bearer
 
 EXAMPLES_PER_OPERATION = 12
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
@@ -45,17 +45,8 @@ def app(job_settings, tmp_path, redis_db):  # noqa: F811
     (inventory / "hosts.yaml").write_text(
         yaml.safe_dump({"hypervisors": {"hosts": {"localhost": host}}})
     )
-    return create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "test",
-            "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
-            "SESSION_COOKIE_SECURE": False,
-            "LTB_HYPERVISORS": str(inventory),
-            "LTB_SSE_MAX_SECONDS": 1,
-            "LTB_SSE_HEARTBEAT": 0.5,
-            "LTB_TEST_PASSWORD_HASHER": TEST_PASSWORDS,
-        }
+    return portal_app(
+        job_settings.database_url, inventory, LTB_SSE_MAX_SECONDS=1, LTB_SSE_HEARTBEAT=0.5
     )
 
 
