@@ -12,8 +12,8 @@ import pytest
 import yaml
 from sqlalchemy import delete
 
-from portal import create_app
 from store.models import Lab, LabState, Template, TemplateVersion, Visibility, utcnow
+from tests.app_config import portal_app
 from tests.jobs.conftest import redis_db  # noqa: F401
 from tests.portal.conftest import bearer
 
@@ -35,16 +35,7 @@ def app(job_settings, tmp_path, redis_db):  # noqa: F811
         "pk-drained": {"ltb_capacity_cpus": 64, "ltb_capacity_memory": 64 * GIB, "ltb_drain": True},
     }
     (tmp_path / "hosts.yaml").write_text(yaml.safe_dump({"hypervisors": {"hosts": hosts}}))
-    return create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "test",
-            "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
-            "SESSION_COOKIE_SECURE": False,
-            "LTB_HYPERVISORS": str(tmp_path),
-            "LTB_MAX_RESERVATION_HOURS": 8,
-        }
-    )
+    return portal_app(job_settings.database_url, tmp_path, LTB_MAX_RESERVATION_HOURS=8)
 
 
 @pytest.fixture
