@@ -195,17 +195,23 @@ def test_site_runs_the_exporters_as_active_units_enabled_at_boot(first_site_run)
             assert answer.status == 200
 
 
-def test_systemd_starts_a_killed_daemon_again(first_site_run):
+@pytest.mark.parametrize(
+    ("signal", "restarts"),
+    # KILL: a crash or the OOM killer. TERM from outside (not `systemctl stop`): supervisord
+    # restarts it, and so must systemd (Restart=on-failure alone took it as a clean end).
+    [("KILL", "1"), ("TERM", "2")],
+)
+def test_systemd_starts_a_killed_daemon_again(first_site_run, signal, restarts):
     before = main_pid("ltb-lab-exporter")
     assert before > 0
-    HOST.exec("kill", "-KILL", str(before))
+    HOST.exec("kill", f"-{signal}", str(before))
     deadline = time.monotonic() + 20  # RestartSec=2
     while not (main_pid("ltb-lab-exporter") not in (0, before) and systemctl(
         "is-active", "ltb-lab-exporter"
     ) == "active"):  # fmt: skip
         assert time.monotonic() < deadline, systemctl("status", "ltb-lab-exporter")
         time.sleep(0.3)
-    assert systemctl("show", "--property=NRestarts", "--value", "ltb-lab-exporter") == "1"
+    assert systemctl("show", "--property=NRestarts", "--value", "ltb-lab-exporter") == restarts
 
 
 def test_a_second_site_run_changes_nothing_nor_does_check_mode(first_site_run, inventory):
