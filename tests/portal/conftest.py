@@ -23,7 +23,19 @@ from sqlalchemy import func, select, update
 
 from jobs.queue import cancel
 from portal.auth import new_token, token_hash
-from store.models import ApiToken, Job, JobStatus, Reservation, ReservationState, Role, User, utcnow
+from store.models import (
+    ApiToken,
+    Job,
+    JobStatus,
+    Reservation,
+    ReservationState,
+    Role,
+    Template,
+    TemplateVersion,
+    User,
+    Visibility,
+    utcnow,
+)
 from tests.app_config import TEST_PASSWORDS, portal_app
 from tests.jobs.conftest import job_settings, store  # noqa: F401
 
@@ -123,6 +135,23 @@ def new_user(
         session.commit()
     user.password = password
     return user
+
+
+def new_public_template(store, owner_id: int, name: str, topology: str) -> int:  # noqa: F811
+    """A public template in the database with one version (number 1) of `topology`; its id."""
+    now = utcnow()
+    with store() as session:
+        row = Template(
+            owner_id=owner_id,
+            name=name,
+            visibility=Visibility.PUBLIC.value,
+            created_at=now,
+            updated_at=now,
+        )
+        row.versions.append(TemplateVersion(number=1, topology=topology, created_at=now))
+        session.add(row)
+        session.commit()
+        return row.id
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ from sqlalchemy import select
 from jobs.queue import cancel
 from jobs.reservations import META_KEY, begin, scheduler
 from store.labs import finish_job, request_task
-from store.models import JobStatus, Lab, Reservation, Template, TemplateVersion, utcnow
+from store.models import JobStatus, Lab, Reservation, utcnow
 from tests.jobs.conftest import redis_db  # noqa: F401
 from tests.portal import test_courses as courses
-from tests.portal.conftest import bearer
+from tests.portal.conftest import bearer, new_public_template
 
 app, hypervisors, template = courses.app, courses.hypervisors, courses.template
 week, course, at = courses.week, courses.course, courses.at
@@ -43,20 +43,8 @@ def edge_times(reservation_id: int) -> dict[str, datetime]:
 @pytest.fixture
 def other_template(store, make_user):
     """A second public template (one node); returns its id."""
-    now = utcnow()
-    with store() as session:
-        row = Template(
-            owner_id=make_user("teacher").id,
-            name="pe-single",
-            visibility="public",
-            created_at=now,
-            updated_at=now,
-        )
-        topology = "name: pe-single\nnodes:\n  solo: {}\n"
-        row.versions.append(TemplateVersion(number=1, topology=topology, created_at=now))
-        session.add(row)
-        session.commit()
-        return row.id
+    topology = "name: pe-single\nnodes:\n  solo: {}\n"
+    return new_public_template(store, make_user("teacher").id, "pe-single", topology)
 
 
 def test_moving_the_slot_moves_every_students_reservation_and_its_edges(

@@ -12,10 +12,10 @@ import pytest
 import yaml
 from sqlalchemy import delete
 
-from store.models import Lab, LabState, Template, TemplateVersion, Visibility, utcnow
+from store.models import Lab, LabState, utcnow
 from tests.app_config import portal_app
 from tests.jobs.conftest import redis_db  # noqa: F401
-from tests.portal.conftest import bearer
+from tests.portal.conftest import bearer, new_public_template
 
 GIB = 1024**3
 PINNED = """\
@@ -40,20 +40,7 @@ def app(job_settings, tmp_path, redis_db):  # noqa: F811
 
 @pytest.fixture
 def pinned_template(store, make_user):
-    owner = make_user("teacher")
-    now = utcnow()
-    with store() as session:
-        row = Template(
-            owner_id=owner.id,
-            name="pk-pin",
-            visibility=Visibility.PUBLIC.value,
-            created_at=now,
-            updated_at=now,
-        )
-        row.versions.append(TemplateVersion(number=1, topology=PINNED, created_at=now))
-        session.add(row)
-        session.commit()
-        return row.id
+    return new_public_template(store, make_user("teacher").id, "pk-pin", PINNED)
 
 
 def refusal_names_the_pin(answer) -> None:

@@ -24,10 +24,10 @@ from portal.capacity import OverCommitted
 from portal.quotas import QuotaExceeded, check_lab_start
 from store.capacity import bookings, peak
 from store.db import db
-from store.models import Reservation, Template, TemplateVersion, User, Visibility, utcnow
+from store.models import Reservation, User, utcnow
 from tests.app_config import portal_app
 from tests.jobs.conftest import redis_db  # noqa: F401
-from tests.portal.conftest import bearer
+from tests.portal.conftest import bearer, new_public_template
 
 MIB = 1024 * 1024
 # Two containers of 1 CPU and 256 MiB each: the lab needs 2 CPUs and 512 MiB.
@@ -84,20 +84,7 @@ def app(job_settings, hypervisors, tmp_path, redis_db):  # noqa: F811
 @pytest.fixture
 def template(store, make_user):
     """A public template of PAIR; returns its id."""
-    owner = make_user("teacher")
-    now = utcnow()
-    with store() as session:
-        row = Template(
-            owner_id=owner.id,
-            name="p4-pair",
-            visibility=Visibility.PUBLIC.value,
-            created_at=now,
-            updated_at=now,
-        )
-        row.versions.append(TemplateVersion(number=1, topology=PAIR, created_at=now))
-        session.add(row)
-        session.commit()
-        return row.id
+    return new_public_template(store, make_user("teacher").id, "p4-pair", PAIR)
 
 
 # Weeks of their own for the tests of this module: from a random week 100 to 1100 weeks
