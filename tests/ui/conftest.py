@@ -33,11 +33,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 from werkzeug.serving import make_server
 
-from portal import create_app
+from tests.app_config import portal_app
 from tests.jobs.conftest import job_settings, store  # noqa: F401
 from tests.portal.conftest import (  # noqa: F401
     PASSWORD,
-    TEST_PASSWORDS,
     make_user,
     no_booking_outlives_its_test,
     no_queued_job_outlives_its_test,
@@ -76,16 +75,7 @@ class LiveServer:
 
 @pytest.fixture(scope="session")
 def live_app(job_settings, roomy_inventory):  # noqa: F811
-    return create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "test",
-            "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
-            "SESSION_COOKIE_SECURE": False,
-            "LTB_HYPERVISORS": str(roomy_inventory),
-            "LTB_TEST_PASSWORD_HASHER": TEST_PASSWORDS,
-        }
-    )
+    return portal_app(job_settings.database_url, roomy_inventory)
 
 
 @pytest.fixture(scope="session")

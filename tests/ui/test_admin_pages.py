@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from portal import create_app
 from store.models import Job, JobEvent, Lab, User, utcnow
+from tests.app_config import portal_app
 from tests.jobs.conftest import job_settings  # noqa: F401
-from tests.portal.conftest import TEST_PASSWORDS, app, client, login, make_user  # noqa: F401
+from tests.portal.conftest import app, client, login, make_user  # noqa: F401
 
 ADMIN_PAGES = ("/admin", "/admin/labs", "/admin/jobs", "/admin/hypervisors")
 
@@ -183,15 +183,7 @@ def test_the_hypervisors_page_says_when_the_inventory_cannot_be_read(
     login,  # noqa: F811
     tmp_path,
 ):
-    config = {
-        "TESTING": True,
-        "SECRET_KEY": "test",
-        "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
-        "SESSION_COOKIE_SECURE": False,
-        "LTB_TEST_PASSWORD_HASHER": TEST_PASSWORDS,
-        "LTB_HYPERVISORS": str(tmp_path),  # no hosts.yaml
-    }
-    browser = create_app(config).test_client()
+    browser = portal_app(job_settings.database_url, tmp_path).test_client()  # no hosts.yaml
     login(browser, make_user("admin"))
     answer = browser.get("/admin/hypervisors")
     assert answer.status_code == 200

@@ -12,10 +12,9 @@ from html import unescape
 
 import pytest
 
-from portal import create_app
 from store.models import Lab, LabState, Reservation, Role, utcnow
+from tests.app_config import portal_app
 from tests.portal.conftest import (
-    TEST_PASSWORDS,
     login,  # noqa: F401
 )
 
@@ -29,16 +28,7 @@ def admin_page(job_settings, make_user, login, tmp_path):  # noqa: F811
         "hypervisors:\n  hosts:\n"
         "    localhost:\n      ltb_capacity_cpus: 4\n      ltb_capacity_memory: 8GiB\n"
     )
-    app = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "test",
-            "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
-            "SESSION_COOKIE_SECURE": False,
-            "LTB_TEST_PASSWORD_HASHER": TEST_PASSWORDS,
-            "LTB_HYPERVISORS": str(tmp_path),
-        }
-    )
+    app = portal_app(job_settings.database_url, tmp_path)
     web = app.test_client()
     login(web, make_user(Role.ADMIN))
     return lambda: web.get("/admin/hypervisors").get_data(as_text=True)

@@ -27,12 +27,12 @@ from jobs.queue import submit
 from ltb import node_state
 from ltb.deployed import load_deployed_lab
 from ltb.resources import find_lab_resources
-from portal import create_app
 from store.db import session_factory
 from store.models import JobStatus, Lab, Role, User
+from tests.app_config import portal_app
 from tests.integration.conftest import TOPOLOGIES, remove
 from tests.jobs.conftest import TASK_WAIT, JobProcesses, job_ended, wait_for
-from tests.portal.conftest import PASSWORD, TEST_PASSWORDS, app, client, login  # noqa: F401
+from tests.portal.conftest import PASSWORD, app, client, login  # noqa: F401
 from tests.portal.conftest import new_user as portal_user
 from tests.ui.conftest import (
     DESKTOP,
@@ -120,17 +120,9 @@ def test_the_admin_sees_each_hypervisor_with_its_capacity_and_what_its_labs_hold
         "    localhost:\n      ltb_capacity_cpus: 4\n      ltb_capacity_memory: 8GiB\n"
         "    hv2:\n      ltb_capacity_cpus: 16\n      ltb_capacity_memory: 64GiB\n"
     )
-    config = {
-        "TESTING": True,
-        "SECRET_KEY": "test",
-        "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
-        "SESSION_COOKIE_SECURE": False,
-        "LTB_TEST_PASSWORD_HASHER": TEST_PASSWORDS,
-        "LTB_HYPERVISORS": str(tmp_path),
-    }
     admin = new_user(session_factory(job_settings.database_url), Role.ADMIN)
     session_url = driver.base_url
-    with LiveServer(create_app(config)) as server:
+    with LiveServer(portal_app(job_settings.database_url, tmp_path)) as server:
         driver.base_url = server.url
         try:
             log_in(driver, admin)

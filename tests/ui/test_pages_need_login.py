@@ -8,8 +8,7 @@ import re
 
 import pytest
 
-from portal import create_app
-from tests.portal.conftest import TEST_PASSWORDS
+from tests.app_config import portal_app
 
 # Pages anyone may open: the login form and the UI's own static files.
 PUBLIC = {"ui.login", "ui.login_post", "ui.static"}
@@ -28,16 +27,7 @@ def example_path(rule) -> str:
 
 @pytest.fixture(scope="module")
 def client(job_settings, roomy_inventory):
-    app = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "test",
-            "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
-            "SESSION_COOKIE_SECURE": False,
-            "LTB_TEST_PASSWORD_HASHER": TEST_PASSWORDS,
-            "LTB_HYPERVISORS": str(roomy_inventory),
-        }
-    )
+    app = portal_app(job_settings.database_url, roomy_inventory)
     return app, app.test_client()
 
 

@@ -26,10 +26,9 @@ from selenium.webdriver.common.by import By
 from sqlalchemy import delete
 
 from ltb.model import container_name
-from portal import create_app
 from store.models import Lab, LabState, utcnow
+from tests.app_config import portal_app
 from tests.portal.conftest import (
-    TEST_PASSWORDS,
     login,  # noqa: F401
 )
 from tests.ui.conftest import assert_accessible, log_in, open_page, screenshot
@@ -146,17 +145,7 @@ def lab_row(store, make_user, running_lab):
 
 @pytest.fixture
 def metrics_app(job_settings, roomy_inventory, prometheus):
-    return create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "test",
-            "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
-            "SESSION_COOKIE_SECURE": False,
-            "LTB_TEST_PASSWORD_HASHER": TEST_PASSWORDS,
-            "LTB_HYPERVISORS": str(roomy_inventory),
-            "LTB_PROMETHEUS_URL": prometheus,
-        }
-    )
+    return portal_app(job_settings.database_url, roomy_inventory, LTB_PROMETHEUS_URL=prometheus)
 
 
 def test_the_platform_prometheus_scrapes_node_exporter_lab_exporter_portal_and_itself():
@@ -224,16 +213,10 @@ def test_usage_says_prometheus_is_down_in_words_not_500(
     make_user,
     login,  # noqa: F811
 ):
-    app = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "test",
-            "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
-            "SESSION_COOKIE_SECURE": False,
-            "LTB_TEST_PASSWORD_HASHER": TEST_PASSWORDS,
-            "LTB_HYPERVISORS": str(roomy_inventory),
-            "LTB_PROMETHEUS_URL": f"http://127.0.0.1:{free_port()}",
-        }
+    app = portal_app(
+        job_settings.database_url,
+        roomy_inventory,
+        LTB_PROMETHEUS_URL=f"http://127.0.0.1:{free_port()}",
     )
     client = app.test_client()
     login(client, make_user("admin"))
