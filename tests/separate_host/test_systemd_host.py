@@ -280,6 +280,16 @@ def test_the_daemon_again_changes_nothing_and_reload_sends_it_sighup(
     assert main_pid(ECHO["name"]) == pid  # reloaded, not restarted
 
 
+def test_changed_settings_restart_the_daemon_with_them(echo_daemon, inventory, tmp_path):
+    pid = main_pid(ECHO["name"])
+    HOST.exec("rm", "-f", ECHO_FILE)
+    changed = {**ECHO, "environment": {**ECHO["environment"], "SJ_PLAIN": "changed"}}
+    run = daemon(inventory, tmp_path, "present", service=changed)
+    assert run.returncode == 0, run.failures()
+    assert echoed()["settings"]["SJ_PLAIN"] == "changed"
+    assert main_pid(ECHO["name"]) not in (0, pid)
+
+
 def test_absent_stops_the_daemon_and_systemd_forgets_its_unit(echo_daemon, inventory, tmp_path):
     pid = main_pid(ECHO["name"])
     removed = daemon(inventory, tmp_path, "absent")
@@ -306,3 +316,35 @@ def test_an_argument_with_a_line_break_is_refused_before_its_unit_is_written(
     assert 'ltb-sj-broken: arguments "1\\n2" hold a line break' in refused.failures()
     assert systemctl("show", "--property=LoadState", "--value", "ltb-sj-broken") == "not-found"
     assert HOST.exec("sh", "-c", "ls /etc/systemd/system/ltb-sj-broken.* 2>/dev/null || true") == ""
+
+
+def hypervisor_play(tmp_path: Path) -> Path:
+    """site.yml's first play (the hypervisors' packages, Docker, Open vSwitch, libvirt, key,
+    capture) for the host alone: site.yml itself would also build the lab images there."""
+    play = yaml.safe_load((ROOT / "playbooks/site.yml").read_text())[0]
+    assert play["hosts"] == "hypervisors" and play["roles"], play
+    path = tmp_path / "hypervisor.yml"
+    path.write_text(yaml.safe_dump([{**play, "hosts": HOST.name}], sort_keys=False))
+    return path
+
+
+UNITS = ("docker", "containerd", "openvswitch-switch", "ovs-vswitchd", "libvirtd", "virtlogd")
+
+
+def test_site_runs_docker_ovs_and_libvirt_as_debians_units_and_converges(host, inventory, tmp_path):
+    playbook = hypervisor_play(tmp_path)
+    first = ansible_playbook("-i", "inventory/", "-i", inventory, playbook, "--limit", HOST.name)
+    TIMES["hypervisor_play_first"] = first.seconds
+    assert first.returncode == 0, first.failures()
+    assert systemctl("is-active", *UNITS).split() == ["active"] * len(UNITS)
+    assert (
+        systemctl("is-enabled", "docker", "openvswitch-switch", "libvirtd").split()
+        == ["enabled"] * 3
+    )
+    assert HOST.exec("docker", "info", "--format", "{{.Driver}}").strip() == "overlay2"
+    HOST.exec("ovs-vsctl", "show")
+    HOST.exec("virsh", "-c", "qemu:///system", "version")
+    again = ansible_playbook("-i", "inventory/", "-i", inventory, playbook, "--limit", HOST.name)
+    TIMES["hypervisor_play_second"] = again.seconds
+    assert again.returncode == 0, again.failures()
+    assert changed_tasks(again) == []
