@@ -12,10 +12,10 @@ from datetime import timedelta
 import pytest
 import yaml
 
-from store.models import Template, TemplateVersion, Visibility, utcnow
+from store.models import utcnow
 from tests.app_config import portal_app
 from tests.jobs.conftest import redis_db  # noqa: F401
-from tests.portal.conftest import bearer
+from tests.portal.conftest import bearer, new_public_template
 
 GIB = 1024**3
 # Three linked containers of 2 CPUs and 1 GiB: 6 CPUs, more than one hypervisor's 4.
@@ -43,20 +43,7 @@ def app(job_settings, tmp_path, redis_db):  # noqa: F811
 
 @pytest.fixture
 def trio(store, make_user):
-    owner = make_user("teacher")
-    now = utcnow()
-    with store() as session:
-        row = Template(
-            owner_id=owner.id,
-            name="pk-trio",
-            visibility=Visibility.PUBLIC.value,
-            created_at=now,
-            updated_at=now,
-        )
-        row.versions.append(TemplateVersion(number=1, topology=TRIO, created_at=now))
-        session.add(row)
-        session.commit()
-        return row.id
+    return new_public_template(store, make_user("teacher").id, "pk-trio", TRIO)
 
 
 def test_the_calendar_says_one_hypervisor_s_room_and_what_fits_spread(
