@@ -102,10 +102,7 @@ def test_restore_in_place_is_one_module_run_that_keeps_the_network_and_gives_bac
         (result,) = restore_results(restored)
         assert result["in_place"], result
         assert result["routes"] == {"a": 1, "b": 0}
-        assert (
-            "a: create container ltb-rh-restore.a from ltb-snapshot/rh-restore/a:s1"
-            in (result["actions"])
-        )
+        assert f"a: create container ltb-{LAB}.a from ltb-snapshot/{LAB}/a:s1" in result["actions"]
         # deploy.yml's plays and the separate runtime task did not run.
         ran = task_names(restored)
         assert not [name for name in ran if "lab_network" in name or "Routes set" in name], ran
@@ -121,11 +118,8 @@ def test_check_mode_says_what_a_restore_in_place_would_replace_and_changes_nothi
     checked = restore(SAVED, "--check")
     (result,) = restore_results(checked)
     assert result["in_place"] and result["changed"], result
-    assert (
-        "a: replace container ltb-rh-restore.a by ltb-snapshot/rh-restore/a:s1"
-        in (result["actions"])
-    )
-    assert "remove container ltb-rh-restore.b" in result["actions"]
+    assert f"a: replace container ltb-{LAB}.a by ltb-snapshot/{LAB}/a:s1" in result["actions"]
+    assert f"remove container ltb-{LAB}.b" in result["actions"]
     assert container_ids(pair) == before
 
 
