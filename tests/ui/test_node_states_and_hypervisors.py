@@ -23,7 +23,7 @@ from redis import Redis
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from jobs.queue import submit
+from jobs.queue import cancel, submit
 from ltb import node_state
 from ltb.deployed import load_deployed_lab
 from ltb.resources import find_lab_resources
@@ -83,19 +83,26 @@ def lab(job_settings, tmp_path_factory) -> Iterator[DeployedLab]:
     topology = PAIR.replace("name: NAME", f"name: {name}")
     owner = new_user(store, Role.STUDENT)
     processes.start("worker")
+    jobs = []
     try:
         job_id = submit(name, "deploy", topology=topology, owner=owner.username, owner_id=owner.id)
+        jobs.append(job_id)
         job = wait_for(lambda: job_ended(store, job_id), TASK_WAIT, "the deploy", processes)
         assert job.status == JobStatus.SUCCESSFUL, job.result
         with store() as session:
             lab_id = session.query(Lab).filter_by(name=name).one().id
         yield DeployedLab(lab_id, name, owner)
         job_id = submit(name, "remove")
+        jobs.append(job_id)
         job = wait_for(lambda: job_ended(store, job_id), TASK_WAIT, "the remove", processes)
         assert job.status == JobStatus.SUCCESSFUL, job.result
     finally:
         for process in reversed(processes.running):
             processes.stop(process)
+        # A job the worker never took (a wait that timed out) stays queued in PostgreSQL: a
+        # later test's scheduler would queue it again and its worker deploy this lab then.
+        for job_id in jobs:
+            cancel(job_id)
         if not find_lab_resources(name).empty():
             path = logs / f"{name}.lab.yml"
             path.write_text(topology)
