@@ -348,3 +348,14 @@ def test_site_runs_docker_ovs_and_libvirt_as_debians_units_and_converges(host, i
     TIMES["hypervisor_play_second"] = again.seconds
     assert again.returncode == 0, again.failures()
     assert changed_tasks(again) == []
+
+
+def test_after_a_reboot_every_unit_runs_again(host):
+    # Enabled units (WantedBy=multi-user.target) start at boot: nothing runs site.yml again.
+    TIMES["reboot"] = host.reboot()
+    # Debian starts virtlogd on demand after a boot (its socket listens; no [Install] of its own).
+    units = (*(u for u in UNITS if u != "virtlogd"), "virtlogd.socket", *EXPORTERS)
+    assert systemctl("is-active", *units).split() == ["active"] * len(units)
+    for port in (9100, 9843):
+        with urllib.request.urlopen(f"http://{HOST.address}:{port}/metrics", timeout=10) as answer:
+            assert answer.status == 200
