@@ -6,13 +6,14 @@
 # what the snapshot saved, as a bare restore does it:
 #   1. the plan is checked (what action=plan checks: every image, disk and memory file there)
 #      and the topology the controller was given must be the snapshot's (its SHA-256);
-#   2. every container and domain of the lab is removed (remove's sweeps, ltb_lab_absent);
-#   3. at the same time: each container made again from its committed image, with its ports
-#      and addresses (ltb_containers, the code ltb_lab_containers runs at deploy; no startup
-#      files, the image has them as they were), and each VM restored (ltb_snapshot_resume:
-#      disk copied back, domain defined, memory resumed or disk booted, SSH);
-#   4. the lab's ports wired in their VLANs (ltb_links), the containers awaited until ready;
-#   5. the runtime state replayed (routes set by hand; nothing in VMs that resumed).
+#   2. two chains at the same time, each removing its nodes (remove's sweeps, ltb_lab_absent)
+#      before it makes them again under the same names: the containers, each from its
+#      committed image with its ports and addresses (ltb_containers, the code
+#      ltb_lab_containers runs at deploy; no startup files, the image has them as they were);
+#      and the VMs (ltb_snapshot_resume: disk copied back, domain defined, memory resumed or
+#      disk booted, SSH);
+#   3. the lab's ports wired in their VLANs (ltb_links), the containers awaited until ready;
+#   4. the runtime state replayed (routes set by hand; nothing in VMs that resumed).
 # A lab that does not run from the snapshot's topology (or a VM that cannot be restored here)
 # is not touched: the result says so, and restore.yml removes and deploys it whole.
 from __future__ import annotations
@@ -96,25 +97,16 @@ def restore(request, where, check_mode=False):
 
     seconds = {}
     step = time.monotonic()
-    actions = _remove_nodes(request, where, docker)
-    seconds["remove"] = _since(step)
-
-    step = time.monotonic()
-    with ThreadPoolExecutor(max_workers=1 + min(where.parallel, max(1, len(vms)))) as pool:
-        made = pool.submit(nodes.present, containers)
-        restoring = [
-            pool.submit(resume.restore_vm, node, disk, memory, xml, where, request.timeout)
-            for node, disk, memory, xml in vms
-        ]
-        lines, errors = made.result()
-        restored, failures = {}, []
-        for (node, *_), future in zip(vms, restoring, strict=True):
-            try:
-                restored[node["name"]] = future.result()
-            except snapshots.SnapshotError as error:
-                failures.append(f"node {node['name']}: {error}")
+    # Two chains at the same time, each removing its nodes before it makes them again (same
+    # names): the containers (several at a time), and the VMs (several at a time).
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        container_chain = pool.submit(_containers_again, request, nodes, docker, containers)
+        vm_chain = pool.submit(_vms_again, request, where, vms)
+        lines, errors, seconds["containers"] = container_chain.result()
+        removed, restored, failures, seconds["vms"] = vm_chain.result()
     seconds["nodes"] = _since(step)
-    actions += lines + [f"{vm}: {done['state']}" for vm, done in restored.items()]
+    actions = lines + removed
+    actions += [f"{vm}: {done['state']}" for vm, done in restored.items()]
     if errors or failures:
         raise snapshots.SnapshotError(
             f"restore of snapshot {name!r} of lab {lab!r} in place: " + "; ".join(errors + failures)
@@ -165,21 +157,39 @@ def _container_images(lab, name, plan, containers):
     return images
 
 
-def _remove_nodes(request, where, docker):
-    """Every container and domain of the lab removed, both sweeps at the same time."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        containers = pool.submit(containers_absent, docker, request.lab, 8, False)
-        domains = pool.submit(domains_absent, [request.node_prefix], where.libvirt_uri, False)
-        removed, _, errors = containers.result()
-        try:
-            actions = domains.result()
-        except RemoveError as error:
-            errors = [*errors, f"domains not removed: {error}"]
+def _containers_again(request, nodes, docker, containers):
+    """Every container of the lab removed, then each made again from its image: (action
+    lines, errors naming the nodes, seconds)."""
+    started = time.monotonic()
+    removed, _, errors = containers_absent(docker, request.lab, 8, False)
     if errors:
-        raise snapshots.SnapshotError(
-            f"lab {request.lab!r}: nodes not removed before the restore: {'; '.join(errors)}"
-        )
-    return [f"remove container {c}" for c in removed] + actions
+        return [], [f"containers not removed: {'; '.join(errors)}"], _since(started)
+    lines, errors = nodes.present(containers)
+    return [f"remove container {c}" for c in removed] + lines, errors, _since(started)
+
+
+def _vms_again(request, where, vms):
+    """Every domain of the lab removed, then each VM restored, several at a time: (action
+    lines, per VM its result, errors naming the nodes, seconds)."""
+    started = time.monotonic()
+    try:
+        removed = domains_absent([request.node_prefix], where.libvirt_uri, False)
+    except RemoveError as error:
+        return [], {}, [f"domains not removed: {error}"], _since(started)
+    if not vms:
+        return removed, {}, [], _since(started)
+    restored, failures = {}, []
+    with ThreadPoolExecutor(max_workers=min(where.parallel, len(vms))) as pool:
+        futures = [
+            pool.submit(resume.restore_vm, node, disk, memory, xml, where, request.timeout)
+            for node, disk, memory, xml in vms
+        ]
+        for (node, *_), future in zip(vms, futures, strict=True):
+            try:
+                restored[node["name"]] = future.result()
+            except snapshots.SnapshotError as error:
+                failures.append(f"node {node['name']}: {error}")
+    return removed, restored, failures, _since(started)
 
 
 def _would(request, where, plan, vms, containers, images, docker):
