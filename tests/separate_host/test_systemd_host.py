@@ -1,19 +1,22 @@
 """site.yml's systemd path, run for real (issue 14): on a host whose PID 1 is systemd (the
 SYSTEMD variant of tests/separate_host/host.py, a Debian 12 container), the hypervisor's
 exporters run as enabled units (Debian's node exporter, LTB's lab exporter through
-roles/platform_daemon), systemd starts a killed daemon again, a second site.yml run changes
-nothing, a daemon gets its arguments and settings as given, and `absent` removes its unit.
+roles/platform_daemon), systemd starts a killed daemon again, a second site.yml run and
+--check change nothing, a daemon gets its arguments and settings as given, `absent` removes
+its unit; Docker, Open vSwitch and libvirt (the hypervisor play) and the bastion (a controller
+daemon) run as units and converge, and every unit runs again after a reboot.
 
 This machine has no systemd as init, so the rest of the suite checks units only as files
 (tests/platform/test_systemd_units.py). Opt-in (LTB_TEST_SYSTEMD_HOST=1): the host downloads
 the node exporter, and the image build takes over a minute when it is not cached. The tests
-of this module run in order on one host; timings are printed (pytest -s).
+of this module run in order on one host (about 3.5 minutes); timings are printed (pytest -s).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import time
 import urllib.request
@@ -350,11 +353,36 @@ def test_site_runs_docker_ovs_and_libvirt_as_debians_units_and_converges(host, i
     assert changed_tasks(again) == []
 
 
+def test_the_bastion_a_controller_daemon_runs_as_an_ltb_unit_and_converges(host, tmp_path):
+    # The host in group controller too, for the bastion's play alone (--tags bastion): an
+    # sshd of its own on port 2222 through platform_daemon, with no portal behind it.
+    inventory = tmp_path / "controller.yaml"
+    inventory.write_text(
+        yaml.safe_dump(
+            {
+                "hypervisors": {"hosts": {host.name: host.inventory_host()}},
+                "controller": {"hosts": {host.name: {}}},
+            }
+        )
+    )
+    argv = ["-i", "inventory/", "-i", inventory, "playbooks/site.yml", "--tags", "bastion"]
+    first = ansible_playbook(*argv, "--limit", host.name)
+    TIMES["bastion_first"] = first.seconds
+    assert first.returncode == 0, first.failures()
+    assert systemctl("is-active", "ltb-bastion") == "active"
+    assert systemctl("is-enabled", "ltb-bastion") == "enabled"
+    with socket.create_connection((str(host.address), 2222), timeout=10) as connection:
+        assert connection.recv(64).startswith(b"SSH-2.0-")
+    again = ansible_playbook(*argv, "--limit", host.name)
+    assert again.returncode == 0, again.failures()
+    assert changed_tasks(again) == []
+
+
 def test_after_a_reboot_every_unit_runs_again(host):
     # Enabled units (WantedBy=multi-user.target) start at boot: nothing runs site.yml again.
     TIMES["reboot"] = host.reboot()
     # Debian starts virtlogd on demand after a boot (its socket listens; no [Install] of its own).
-    units = (*(u for u in UNITS if u != "virtlogd"), "virtlogd.socket", *EXPORTERS)
+    units = (*(u for u in UNITS if u != "virtlogd"), "virtlogd.socket", *EXPORTERS, "ltb-bastion")
     assert systemctl("is-active", *units).split() == ["active"] * len(units)
     for port in (9100, 9843):
         with urllib.request.urlopen(f"http://{HOST.address}:{port}/metrics", timeout=10) as answer:
