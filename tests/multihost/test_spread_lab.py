@@ -232,6 +232,41 @@ def test_the_tunnel_module_in_check_mode_reports_only_a_lost_flood_entry(
     assert result["actions"] == [f"flood to {remote}"], result
 
 
+def test_a_restore_missing_a_part_on_one_hypervisor_changes_nothing_on_the_other(
+    spread_lab, hypervisor, hypervisors_inventory, lab_file
+):
+    """The restore in place checks and acts in one module run per hypervisor: a spread lab's
+    snapshot is checked on every hypervisor before any of them restores its part."""
+    taken = run_playbook("snapshot.yml", hypervisors_inventory, lab_file, "-e", "snapshot=s1")
+    try:
+        assert taken.returncode == 0, taken.failures()
+        hypervisor.docker("rmi", f"ltb-snapshot/{LAB}/r2:s1")
+        here = docker_id(f"ltb-{LAB}.r1")
+        restored = run_playbook("restore.yml", hypervisors_inventory, lab_file, "-e", "snapshot=s1")
+        assert restored.returncode != 0
+        assert "r2" in restored.failures(), restored.failures()
+        assert docker_id(f"ltb-{LAB}.r1") == here, "r1 was restored though r2's image is gone"
+    finally:
+        run_playbook(
+            "snapshot.yml",
+            hypervisors_inventory,
+            lab_file,
+            "-e",
+            "snapshot=s1",
+            "-e",
+            "snapshot_action=delete",
+        )
+
+
+def docker_id(container: str) -> str:
+    return subprocess.run(
+        ["docker", "inspect", "--format", "{{.Id}}", container],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
 def test_remove_leaves_nothing_on_either_hypervisor(
     spread_lab, hypervisor, hypervisors_inventory, lab_file
 ):
