@@ -87,7 +87,7 @@ RESERVED_INTERFACES = {MGMT_INTERFACE: "management interface", "lo": "loopback"}
 # Groups that LTB itself puts nodes or hypervisors in.
 RESERVED_GROUPS = {
     *("all", "ungrouped", "hypervisors", "ltb_nodes", "containers", "vms"),
-    "ltb_node_plays",  # ltb.inventory.PER_NODE_GROUP: nodes deployed in per-node plays
+    "ltb_node_plays",  # ltb.inventory.PER_NODE_GROUP: nodes reached one by one (ready plays)
 }
 # Host and group names of the inventory besides lab nodes.
 RESERVED_NODE_NAMES = RESERVED_GROUPS | {"localhost"}

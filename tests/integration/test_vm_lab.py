@@ -251,7 +251,7 @@ def test_snapshot_and_restore_give_back_files_and_routes_of_containers_and_vms(
         assert snapshot_names(MIXED) == ["s1", "s2"]  # the removal kept them
 
         # s1 has the VM's memory: it resumes where it was, restored in place by one module run
-        # (ltb_snapshot action=resume), with nothing lost to warn about.
+        # (ltb_snapshot action=restore), with nothing lost to warn about.
         restored = run_playbook("restore.yml", saved, "-e", "snapshot=s1")
         assert restored.returncode == 0, failure_text(restored)
         output = json.dumps(restored.output)
