@@ -152,18 +152,24 @@ def lab_bridge(lab, bridge):
     return found
 
 
+def bridge_absent(bridge, found, check_mode):
+    """Deletes the lab's bridge `found` (lab_bridge; None: there is none) with all its ports.
+    Returns the action lines."""
+    if found is None:
+        return []
+    if not check_mode:
+        vsctl("--if-exists", "del-br", bridge)
+    return [f"delete bridge {bridge} with its ports"]
+
+
 def network_absent(lab, bridge, found, tag, state_dir, check_mode):
-    """Removes the lab's bridge `found` (lab_bridge) with its ports, every hypervisor
-    interface whose alias is ltb:<lab>:... (veth ends, the tunnel device), every unlabelled
-    one named like a host end or the tunnel device of the lab's tag, and the lab's state
-    directory <state_dir>/labs/<lab>. Returns the action lines."""
+    """Removes the lab's bridge `found` (lab_bridge; None: there is none or it is gone) with
+    its ports, every hypervisor interface whose alias is ltb:<lab>:... (veth ends, the tunnel
+    device), every unlabelled one named like a host end or the tunnel device of the lab's tag,
+    and the lab's state directory <state_dir>/labs/<lab>. Returns the action lines."""
     if not LAB_NAME.fullmatch(lab):
         raise RemoveError(f"lab name {lab!r} is not a lab name: nothing removed")
-    actions = []
-    if found is not None:
-        actions.append(f"delete bridge {bridge} with its ports")
-        if not check_mode:
-            vsctl("--if-exists", "del-br", bridge)
+    actions = bridge_absent(bridge, found, check_mode)
     # By alias ltb:<lab>:... (veth ends and the tunnel device) and unlabelled host ends.
     actions += interfaces_absent(lab, tag, check_mode)
     # A deploy killed between making the tunnel device and labelling it leaves it unlabelled.

@@ -18,11 +18,12 @@ description:
     the labs).
   - After the domains, the leftovers of the lab's snapshot runs that died (a VM such a run had
     saved is not brought back for nothing).
-  - Last, the lab's network - its bridge with all its ports, every hypervisor interface of the
-    lab by its alias and the unlabelled ones named like its host ends or tunnel device - and its
-    state directory C(<state_dir>/labs/<lab>).
-  - A lab whose piece fails keeps its later pieces (the network stays while a container of the
-    lab may still use it); the other labs go on; the run fails naming what failed.
+  - The lab's bridge with all its ports, deleted at the same time as its containers and
+    domains (Open vSwitch and Docker work side by side).
+  - Last, every hypervisor interface of the lab by its alias and the unlabelled ones named like
+    its host ends or tunnel device, and its state directory C(<state_dir>/labs/<lab>).
+  - A lab whose piece fails keeps its later pieces (its state directory stays, so a later
+    remove finds it); the other labs go on; the run fails naming what failed.
   - The lab's allocation (tag, management subnet) is the controller's, released by
     M(ltb_lab_allocation) after this.
   - Check mode reports what would be removed, with a diff.
