@@ -344,7 +344,7 @@ def deploy_one(lab, node, where, kind, restore, check_mode):
     if state is None or defined_definition(domain, where) != definition:
         actions.append(f"define domain {domain} ({definition})")
         if not check_mode:
-            _define(xml, where)
+            define_domain(xml, where.virsh)
 
     result = {"state": "running"}
     if state == "paused":
@@ -371,12 +371,14 @@ def deploy_one(lab, node, where, kind, restore, check_mode):
     return result
 
 
-def _define(xml, where):
+def define_domain(xml, virsh):
+    """Defines a domain from its XML with `virsh(*args)` (`virsh define` reads a file). Also
+    the restore's (ltb_snapshot_resume), which defines a domain from its snapshot."""
     fd, path = tempfile.mkstemp(prefix="ltb-domain-", suffix=".xml")
     try:
         with os.fdopen(fd, "w") as out:
             out.write(xml)
-        where.virsh("define", path)
+        virsh("define", path)
     finally:
         os.unlink(path)
 

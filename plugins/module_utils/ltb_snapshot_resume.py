@@ -16,14 +16,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import socket
 import subprocess
-import tempfile
 import time
 
 from ansible.module_utils import ltb_snapshot as snapshots
+from ansible.module_utils.ltb_lab_vms import define_domain
 from ansible.module_utils.ltb_ssh import ssh_argv
 
 READY_FILE = "/run/ltb-node-ready"
@@ -119,13 +118,7 @@ def _define(domain, memory, xml_file, where):
         raise snapshots.SnapshotError(
             f"{source} defines domain {found[1] if found else '?'}, not {domain}"
         )
-    handle, path = tempfile.mkstemp(prefix="ltb-domain-", suffix=".xml")
-    try:
-        with os.fdopen(handle, "w") as out:
-            out.write(xml)
-        where.virsh("define", path)
-    finally:
-        os.unlink(path)
+    define_domain(xml, where.virsh)
 
 
 def _wait_for_banner(node, deadline):
