@@ -20,7 +20,13 @@ from jobs.settings import Settings, load
 from ltb.topology import TopologyError, parse_lab
 from store.capacity import NoRoom, lab_needs, lock_bookings
 from store.models import ACTIVE_JOB_STATUSES, Job, JobEvent, Lab, LabState, utcnow
-from store.placement import PinnedToDraining, Placed, place_lab, refusal_text
+from store.placement import (
+    PinnedToDraining,
+    Placed,
+    max_reservation_hours,
+    place_lab,
+    refusal_text,
+)
 
 FOLLOW_POLL_SECONDS = 0.5
 IGNORE_FLAG = "--ignore-capacity"
@@ -48,8 +54,8 @@ def _placed(session, settings: Settings, lab, start_at: datetime, end_at: dateti
 def running_lab_hours() -> float:
     """How far ahead a lab started now is checked, as the portal does (a lab runs until
     removed; checked to the end of time it would clash with every booking to come): the
-    portal's LTB_MAX_RESERVATION_HOURS, 8 when unset."""
-    return float(os.environ.get("LTB_MAX_RESERVATION_HOURS", "8"))
+    portal's LTB_MAX_RESERVATION_HOURS (store.placement.max_reservation_hours)."""
+    return max_reservation_hours(os.environ)
 
 
 def submit_placed(

@@ -20,6 +20,7 @@ from portal.capacity import Placed, check_capacity, place
 from store.capacity import HOLDING_STATES, Needs, bookings, lab_needs, lock_bookings, peak
 from store.db import db
 from store.models import Reservation, ReservationState, User, utcnow
+from store.placement import DEFAULT_MAX_RESERVATION_HOURS
 
 GIB = 1024**3
 # Reservations that used or will use their hours (a cancelled or missed one did not).
@@ -95,7 +96,8 @@ def check_lab_start(user: User, lab: Needs | model.Lab) -> Placed:
     booking to come; bookings made later count it as running."""
     needs = lab if isinstance(lab, Needs) else lab_needs(lab)
     now = utcnow()
-    until = now + timedelta(hours=float(current_app.config.get("LTB_MAX_RESERVATION_HOURS", 8)))
+    hours = current_app.config.get("LTB_MAX_RESERVATION_HOURS", DEFAULT_MAX_RESERVATION_HOURS)
+    until = now + timedelta(hours=float(hours))
     lock_bookings(db.session)
     _check_concurrent(user, needs, now, until, None)
     if isinstance(lab, Needs):

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from store.db import database_url
+from store.placement import max_reservation_hours
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +60,7 @@ def load_settings() -> dict[str, Any]:
         "LTB_QUOTA_NODES": int(env("LTB_QUOTA_NODES", "10")),
         "LTB_QUOTA_MEMORY_BYTES": int(env("LTB_QUOTA_MEMORY_BYTES", str(8 * 1024**3))),
         "LTB_QUOTA_RESERVATION_HOURS_WEEK": int(env("LTB_QUOTA_RESERVATION_HOURS_WEEK", "20")),
-        "LTB_MAX_RESERVATION_HOURS": float(env("LTB_MAX_RESERVATION_HOURS", "8")),
+        "LTB_MAX_RESERVATION_HOURS": max_reservation_hours(os.environ),
         "LTB_PROXY_HOPS": int(env("LTB_PROXY_HOPS", "0")),
         "LTB_BASTION_HOST": env("LTB_BASTION_HOST", ""),
         "LTB_BASTION_PORT": int(env("LTB_BASTION_PORT", "2222")),

@@ -33,6 +33,17 @@ from store.models import utcnow
 GIB = 1024**3
 
 
+# How long a reservation may be, and so how far ahead a lab started now is checked (a lab runs
+# until removed: checked to the end of time it would clash with every booking to come). The
+# portal's LTB_MAX_RESERVATION_HOURS and the jobs CLI read the same variable.
+MAX_RESERVATION_HOURS_ENV = "LTB_MAX_RESERVATION_HOURS"
+DEFAULT_MAX_RESERVATION_HOURS = 8.0
+
+
+def max_reservation_hours(environ) -> float:
+    return float(environ.get(MAX_RESERVATION_HOURS_ENV, DEFAULT_MAX_RESERVATION_HOURS))
+
+
 @dataclass(frozen=True)
 class Placed:
     """Where a lab runs: `hypervisor`, the lab's (where most of its nodes are), and `nodes`,
