@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.ltb_docker import DockerError
+from ansible.module_utils.ltb_names import LAB_NAME
 from ansible.module_utils.ltb_ovs import rows, vsctl
 from ansible.module_utils.ltb_veth import Netlink, delete_link
 from ansible.module_utils.ltb_veth import ensure_absent as interfaces_absent
 
-# A lab name as ltb.topology allows it (LAB_NAME): it names a directory under the state
-# directory and a label, so no other name gets near a path.
-LAB_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
 
 # Stopping and undefining a domain is libvirtd's work; a few at once keep it busy enough.
 DOMAIN_PARALLEL = 4

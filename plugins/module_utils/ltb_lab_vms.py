@@ -21,11 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from xml.sax.saxutils import escape, quoteattr
 
 from ansible.module_utils.ltb_config_drive import mac_address, render, write
+from ansible.module_utils.ltb_names import LAB_NAME
 
 # An image name as ltb.topology allows it: it names a directory under the image root.
 IMAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-# A lab name as ltb.topology allows it (ltb_lab_absent.LAB_NAME).
-LAB_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
 METADATA_NS = "https://ltb.invalid/libvirt/1"
 DEFINITION = re.compile(r'definition="([0-9a-f]{16})"')
 AUTHORIZED_KEYS = "/root/.ssh/authorized_keys"

@@ -82,7 +82,6 @@ actions:
 
 import json
 import os
-import re
 import subprocess
 
 from ipaddress import IPv4Network
@@ -90,13 +89,10 @@ from ipaddress import IPv4Network
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.ltb_lab_absent import network_absent
 from ansible.module_utils.ltb_lab_state import allocation_text, keep_lab_state
+from ansible.module_utils.ltb_names import LAB_NAME
 from ansible.module_utils.ltb_ovs import OvsError, rows, transaction
 from ansible.module_utils.ltb_routes import ip_json, subnet_conflicts
 from ansible.module_utils.ltb_veth import VethError
-
-# A lab name as ltb.topology allows it (LAB_NAME): it names a directory under the state
-# directory, so no other name gets near a path.
-LAB_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
 
 
 def ip(*args):
