@@ -186,10 +186,28 @@ def unschedule(sched: Scheduler, reservation_id: int) -> int:
     return found
 
 
-def begin(reservation_id: int) -> str:
-    """At the reservation's start: request its lab's deploy."""
+def submit_deploy(reservation: Reservation, settings: Settings) -> str:
+    """Request the deploy of the reservation's lab as it was booked (at its start and again
+    at a reset); return the job id. Raises LabBusy while another job holds the lab."""
     from jobs.queue import submit
 
+    return submit(
+        reservation.lab_name,
+        "deploy",
+        topology=reservation.topology,
+        owner=reservation.owner,
+        settings=settings,
+        # Where it was placed when booked, even if that hypervisor drains since.
+        hypervisor=reservation.hypervisor,
+        placement=reservation.placement,
+        owner_id=reservation.owner_id,
+        template_version_id=reservation.template_version_id,
+        course_id=reservation.course_id,
+    )
+
+
+def begin(reservation_id: int) -> str:
+    """At the reservation's start: request its lab's deploy."""
     settings = load()
     with sessions(settings).begin() as session:
         reservation = session.get(Reservation, reservation_id, with_for_update=True)
@@ -198,19 +216,7 @@ def begin(reservation_id: int) -> str:
         if reservation.start_at - utcnow() > IN_FLIGHT:
             return "nothing to do (moved to a later start)"
         try:
-            job_id = submit(
-                reservation.lab_name,
-                "deploy",
-                topology=reservation.topology,
-                owner=reservation.owner,
-                settings=settings,
-                # Where it was placed when booked, even if that hypervisor drains since.
-                hypervisor=reservation.hypervisor,
-                placement=reservation.placement,
-                owner_id=reservation.owner_id,
-                template_version_id=reservation.template_version_id,
-                course_id=reservation.course_id,
-            )
+            job_id = submit_deploy(reservation, settings)
         except LabBusy as busy:
             log.info("reservation %s: %s; trying again", reservation_id, busy)
             schedule_edge(scheduler(settings), reservation_id, "begin", utcnow() + BUSY_RETRY)
@@ -292,19 +298,7 @@ def reset(reservation_id: int, phase: str = "remove") -> str:
             if lab is not None and lab.state != LabState.REMOVED:
                 log.warning("reservation %s: reset stops, its lab is %s", reservation_id, lab.state)
                 return f"stopped: lab is {lab.state}"
-            reservation.deploy_job_id = submit(
-                reservation.lab_name,
-                "deploy",
-                topology=reservation.topology,
-                owner=reservation.owner,
-                settings=settings,
-                # Where it was placed when booked, even if that hypervisor drains since.
-                hypervisor=reservation.hypervisor,
-                placement=reservation.placement,
-                owner_id=reservation.owner_id,
-                template_version_id=reservation.template_version_id,
-                course_id=reservation.course_id,
-            )
+            reservation.deploy_job_id = submit_deploy(reservation, settings)
             return reservation.deploy_job_id
         except LabBusy as busy:
             log.info("reservation %s reset: %s; trying again", reservation_id, busy)
