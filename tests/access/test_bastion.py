@@ -33,7 +33,6 @@ from redis import Redis
 from werkzeug.serving import make_server
 
 from ltb.resources import find_lab_resources
-from portal import create_app
 from portal.auth import hash_password, new_token, token_hash
 from store.db import session_factory
 from store.models import (
@@ -49,6 +48,7 @@ from store.models import (
     Visibility,
     utcnow,
 )
+from tests.app_config import portal_app
 from tests.daemons import forget_daemon
 from tests.integration.conftest import remove
 
@@ -302,17 +302,13 @@ def world(job_settings, roomy_inventory, tmp_path_factory) -> Iterator[World]:
     redis.flushdb()
     bastion_port = free_port()
     secret_hash = Path("/nonexistent")  # the bastion instance's, once its name is known
-    config = {
-        "TESTING": True,
-        "SECRET_KEY": "test",
-        "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
-        "SESSION_COOKIE_SECURE": False,
-        "LTB_HYPERVISORS": str(roomy_inventory),
-        "LTB_BASTION_HOST": "127.0.0.1",
-        "LTB_BASTION_PORT": bastion_port,
-        "LTB_BASTION_SECRET_HASH_FILE": str(secret_hash),
-    }
-    app = create_app(config)
+    app = portal_app(
+        job_settings.database_url,
+        roomy_inventory,
+        LTB_BASTION_HOST="127.0.0.1",
+        LTB_BASTION_PORT=bastion_port,
+        LTB_BASTION_SECRET_HASH_FILE=str(secret_hash),
+    )
     log = tmp / "worker.log"
     with (
         live_portal(app) as portal,

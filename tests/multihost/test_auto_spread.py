@@ -16,7 +16,6 @@ import yaml
 from ltb.allocation import allocation_text
 from ltb.resources import find_lab_resources
 from ltb.topology import parse_lab
-from portal import create_app
 from portal.capacity import place
 from portal.labs import node_states
 from store import allocations
@@ -24,6 +23,7 @@ from store.capacity import bookings
 from store.db import db
 from store.labs import placed_topology, request_task
 from store.models import Lab, utcnow
+from tests.app_config import portal_app
 from tests.jobs.conftest import job_settings  # noqa: F401
 from tests.multihost.conftest import resources_on, run_playbook
 
@@ -83,14 +83,7 @@ def test_a_lab_no_hypervisor_has_room_for_is_spread_deployed_and_removed(
     monkeypatch,
     tmp_path,
 ):
-    app = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "test",
-            "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
-            "LTB_HYPERVISORS": str(small_hypervisors),
-        }
-    )
+    app = portal_app(job_settings.database_url, small_hypervisors)
     with app.app_context():
         now = utcnow()
         placed = place(parse_lab(TOPOLOGY, "lab"), now, now + timedelta(hours=1))

@@ -23,11 +23,11 @@ from ltb import capture, node_state
 from ltb.allocation import Registry
 from ltb.deployed import DEFAULT_STATE_DIR
 from ltb.device_info import NodeUnreachable, SshReader
-from portal import create_app
 from portal import labs as rules
 from store.db import db, session_factory
 from store.labs import finish_job, request_task
 from store.models import JobStatus, Lab, utcnow
+from tests.app_config import portal_app
 from tests.jobs.conftest import job_settings  # noqa: F401
 from tests.multihost.conftest import HYPERVISOR, resources_on, run_playbook
 from tests.multihost.hypervisor import PLATFORM_KEY
@@ -77,14 +77,7 @@ def lab(hypervisor, hypervisors_dir, job_settings, tmp_path_factory) -> Iterator
 
 @pytest.fixture(scope="module")
 def app(job_settings, hypervisors_dir):  # noqa: F811
-    return create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "test",
-            "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
-            "LTB_HYPERVISORS": str(hypervisors_dir),
-        }
-    )
+    return portal_app(job_settings.database_url, hypervisors_dir)
 
 
 def node_info(app, node: str) -> dict:

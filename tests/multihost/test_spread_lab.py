@@ -16,10 +16,10 @@ import pytest
 from ltb.allocation import Registry
 from ltb.deployed import DEFAULT_STATE_DIR, load_deployed_lab
 from ltb.resources import find_lab_resources
-from portal import create_app
 from store.db import session_factory
 from store.labs import finish_job, request_task
 from store.models import JobStatus, utcnow
+from tests.app_config import portal_app
 from tests.jobs.conftest import job_settings  # noqa: F401
 from tests.multihost.conftest import BIN, resources_on, run_playbook
 from tests.portal.conftest import new_user
@@ -167,15 +167,7 @@ def test_a_portal_capture_of_a_link_between_hypervisors_downloads_its_packets(
         job.started_at = utcnow()
         finish_job(session, job, JobStatus.SUCCESSFUL, {})
         lab_id = job.lab_id
-    app = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "test",
-            "SQLALCHEMY_DATABASE_URI": job_settings.database_url,
-            "SESSION_COOKIE_SECURE": False,
-            "LTB_HYPERVISORS": str(hypervisors_dir),
-        }
-    )
+    app = portal_app(job_settings.database_url, hypervisors_dir)
     client = app.test_client()
     logged_in = client.post(
         "/api/auth/login", json={"username": owner.username, "password": owner.password}
