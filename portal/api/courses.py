@@ -20,6 +20,7 @@ from sqlalchemy import or_, select
 
 from portal import courses as rules
 from portal.access import course_or_404, is_admin, not_found, taken_course_ids
+from portal.api.paging import PageOut, PageQuery, page_of
 from portal.api.reservations import ReservationOut, StartTime, Time, reservation_out
 from portal.auth import current_user, login_required
 from portal.reservations import Slot, schedule
@@ -28,7 +29,6 @@ from store.models import Course, Role
 
 bp = APIBlueprint("courses", __name__, url_prefix="/api")
 
-MAX_PER_PAGE = 100
 MAX_STUDENTS = 500
 
 
@@ -66,9 +66,8 @@ class JoinIn(Schema):
     code = String(required=True, validate=Length(min=1, max=32))
 
 
-class CourseListQuery(Schema):
-    page = Integer(load_default=1, validate=Range(min=1, max=1_000_000))
-    per_page = Integer(load_default=20, validate=Range(min=1, max=MAX_PER_PAGE))
+class CourseListQuery(PageQuery):
+    pass
 
 
 class LabStateOut(Schema):
@@ -103,11 +102,8 @@ class CourseSummaryOut(Schema):
     end_at = String(allow_none=True)
 
 
-class CoursePageOut(Schema):
+class CoursePageOut(PageOut):
     items = List(Nested(CourseSummaryOut))
-    page = Integer()
-    per_page = Integer()
-    total = Integer()
 
 
 class ResetOut(Schema):
@@ -268,19 +264,7 @@ def list_courses(query):
         select_ = select_.where(
             or_(Course.teacher_id == user.id, Course.id.in_(taken_course_ids(user) or {-1}))
         )
-    page = db.paginate(
-        select_,
-        page=query["page"],
-        per_page=query["per_page"],
-        max_per_page=MAX_PER_PAGE,
-        error_out=False,
-    )
-    return {
-        "items": [course_summary(c) for c in page.items],
-        "page": page.page,
-        "per_page": page.per_page,
-        "total": page.total,
-    }
+    return page_of(select_, query, course_summary)
 
 
 @bp.get("/courses/<int:course_id>")

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from portal import labs as rules
 from portal.access import lab_or_404, may_see_lab, not_found
+from portal.api.paging import PageOut, PageQuery
 from portal.api.templates import svg_response
 from portal.auth import current_user, login_required
 from portal.events import (
@@ -34,8 +35,6 @@ from store.models import Job, LabState
 
 bp = APIBlueprint("labs", __name__, url_prefix="/api")
 
-MAX_PER_PAGE = 100
-
 
 class LabStartIn(Schema):
     template_id = Integer(required=True)
@@ -43,9 +42,7 @@ class LabStartIn(Schema):
     title = String(load_default=None, validate=Length(max=128))
 
 
-class LabListQuery(Schema):
-    page = Integer(load_default=1, validate=Range(min=1, max=1_000_000))
-    per_page = Integer(load_default=20, validate=Range(min=1, max=MAX_PER_PAGE))
+class LabListQuery(PageQuery):
     state = String(load_default=None, validate=OneOf([s.value for s in LabState]))
     details = Boolean(
         load_default=False,
@@ -56,9 +53,8 @@ class LabListQuery(Schema):
     )
 
 
-class JobListQuery(Schema):
-    page = Integer(load_default=1, validate=Range(min=1, max=1_000_000))
-    per_page = Integer(load_default=20, validate=Range(min=1, max=MAX_PER_PAGE))
+class JobListQuery(PageQuery):
+    pass
 
 
 class LabTaskIn(Schema):
@@ -153,18 +149,12 @@ class LabStartOut(Schema):
     job = Nested(JobOut)
 
 
-class LabPageOut(Schema):
+class LabPageOut(PageOut):
     items = List(Nested(LabOut))
-    page = Integer()
-    per_page = Integer()
-    total = Integer()
 
 
-class JobPageOut(Schema):
+class JobPageOut(PageOut):
     items = List(Nested(JobOut))
-    page = Integer()
-    per_page = Integer()
-    total = Integer()
 
 
 class JobEventsOut(Schema):

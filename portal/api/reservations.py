@@ -19,13 +19,13 @@ from sqlalchemy import or_, select
 from portal import capacity
 from portal import reservations as rules
 from portal.access import is_admin, reservation_or_404, taught_course_ids
+from portal.api.paging import PageOut, PageQuery, page_of
 from portal.auth import current_user, login_required
 from store.db import db
 from store.models import Reservation, ReservationState, User, utcnow
 
 bp = APIBlueprint("reservations", __name__, url_prefix="/api")
 
-MAX_PER_PAGE = 100
 # The calendar: at most this long a range.
 MAX_CALENDAR_RANGE = timedelta(days=31)
 
@@ -72,9 +72,7 @@ class ReservationMoveIn(Schema):
     end_at = Time(load_default=None)
 
 
-class ReservationListQuery(Schema):
-    page = Integer(load_default=1, validate=Range(min=1, max=1_000_000))
-    per_page = Integer(load_default=20, validate=Range(min=1, max=MAX_PER_PAGE))
+class ReservationListQuery(PageQuery):
     state = String(load_default=None, validate=OneOf([s.value for s in ReservationState]))
 
 
@@ -110,11 +108,8 @@ class ReservationOut(Schema):
     remove_job_id = String(allow_none=True)
 
 
-class ReservationPageOut(Schema):
+class ReservationPageOut(PageOut):
     items = List(Nested(ReservationOut))
-    page = Integer()
-    per_page = Integer()
-    total = Integer()
 
 
 class CapacityQuery(Schema):
@@ -219,19 +214,7 @@ def list_reservations(query):
     select_ = visible_reservations(current_user())
     if query["state"] is not None:
         select_ = select_.where(Reservation.state == query["state"])
-    page = db.paginate(
-        select_.order_by(Reservation.start_at, Reservation.id),
-        page=query["page"],
-        per_page=query["per_page"],
-        max_per_page=MAX_PER_PAGE,
-        error_out=False,
-    )
-    return {
-        "items": [reservation_out(r) for r in page.items],
-        "page": page.page,
-        "per_page": page.per_page,
-        "total": page.total,
-    }
+    return page_of(select_.order_by(Reservation.start_at, Reservation.id), query, reservation_out)
 
 
 @bp.get("/reservations/<int:reservation_id>")

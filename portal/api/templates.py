@@ -14,13 +14,12 @@ from ltb.picture import topology_svg
 from ltb.topology import TopologyError, parse_lab
 from portal import templates as rules
 from portal.access import may_change_template, template_or_404
+from portal.api.paging import PageOut, PageQuery, page_of
 from portal.auth import current_user, login_required
-from store.db import db
 from store.models import Template, Visibility
 
 bp = APIBlueprint("templates", __name__, url_prefix="/api")
 
-MAX_PER_PAGE = 100
 VISIBILITIES = [v.value for v in Visibility]
 
 
@@ -65,9 +64,7 @@ class TemplateChangeIn(Schema):
     course_id = Integer(allow_none=True, validate=Range(min=1))
 
 
-class PageIn(Schema):
-    page = Integer(load_default=1, validate=Range(1, 1_000_000))
-    per_page = Integer(load_default=20, validate=Range(1, MAX_PER_PAGE))
+class PageIn(PageQuery):
     mine = Boolean(load_default=False, metadata={"description": "only the caller's own"})
 
 
@@ -110,11 +107,8 @@ class TemplateDetailOut(TemplateOut):
     warnings = List(Nested(TopologyProblemOut))
 
 
-class TemplateListOut(Schema):
+class TemplateListOut(PageOut):
     templates = List(Nested(TemplateOut))
-    page = Integer()
-    per_page = Integer()
-    total = Integer()
 
 
 def template_view(template: Template, warnings: list | None = None, detail: bool = False):
@@ -179,19 +173,8 @@ def new_template(body):
 @bp.output(TemplateListOut)
 @bp.doc(summary="List the templates the caller may see")
 def list_templates(query):
-    page = db.paginate(
-        rules.visible_templates(current_user(), query["mine"]),
-        page=query["page"],
-        per_page=query["per_page"],
-        max_per_page=MAX_PER_PAGE,
-        error_out=False,
-    )
-    return {
-        "templates": [template_view(t) for t in page.items],
-        "page": page.page,
-        "per_page": page.per_page,
-        "total": page.total,
-    }
+    visible = rules.visible_templates(current_user(), query["mine"])
+    return page_of(visible, query, template_view, key="templates")
 
 
 @bp.get("/templates/<int:template_id>")

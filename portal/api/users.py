@@ -7,6 +7,7 @@ from apiflask.fields import Boolean, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range
 
 from portal.api.auth import UserOut, user_view
+from portal.api.paging import PageOut, PageQuery, page_of
 from portal.auth import current_user, login_required
 from portal.users import (
     PASSWORD_MAX,
@@ -18,12 +19,10 @@ from portal.users import (
     update_user,
     user_or_404,
 )
-from store.db import db
 from store.models import Role
 
 bp = APIBlueprint("users", __name__, url_prefix="/api")
 ROLES = [role.value for role in Role]
-MAX_PER_PAGE = 100
 
 
 class QuotasIn(Schema):
@@ -52,17 +51,12 @@ class UserChangeIn(Schema):
     quotas = Nested(QuotasIn)
 
 
-class UserPageIn(Schema):
-    page = Integer(load_default=1, validate=Range(1, 1_000_000))
-    per_page = Integer(load_default=20, validate=Range(1, MAX_PER_PAGE))
+class UserPageIn(PageQuery):
     q = String(load_default=None, validate=Length(max=64))
 
 
-class UserListOut(Schema):
+class UserListOut(PageOut):
     users = List(Nested(UserOut))
-    page = Integer()
-    per_page = Integer()
-    total = Integer()
 
 
 ADMIN = login_required(Role.ADMIN)
@@ -74,19 +68,7 @@ ADMIN = login_required(Role.ADMIN)
 @bp.output(UserListOut)
 @bp.doc(summary="List users (admins)")
 def list_users(query):
-    page = db.paginate(
-        find_users(query["q"]),
-        page=query["page"],
-        per_page=query["per_page"],
-        max_per_page=MAX_PER_PAGE,
-        error_out=False,
-    )
-    return {
-        "users": [user_view(user) for user in page.items],
-        "page": page.page,
-        "per_page": page.per_page,
-        "total": page.total,
-    }
+    return page_of(find_users(query["q"]), query, user_view, key="users")
 
 
 @bp.post("/users")
