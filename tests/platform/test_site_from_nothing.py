@@ -419,3 +419,38 @@ def test_prometheus_scrapes_every_target_it_is_given(admin):
             break
         time.sleep(1)
     assert targets and not down, f"targets not up: {down}"
+
+
+# The smallest domain QEMU starts: started paused, no guest runs (tests/integration/
+# test_node_states.py does the same).
+PAUSED_DOMAIN = """<domain type='qemu'><name>{name}</name><memory unit='MiB'>32</memory>
+<vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os></domain>"""
+
+
+def _parent(pid: int) -> int:
+    # /proc/<pid>/stat: "pid (comm) state ppid ...": comm may hold spaces, so split after ")".
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
+def test_without_init_a_stopped_qemu_is_reaped_by_tini_not_pid_1(from_nothing, tmp_path):
+    """libvirt waits until a stopped QEMU is reaped; this machine's PID 1 reaps about once a
+    second, which held up every VM that stopped (roles/platform_libvirt/tasks/
+    libvirtd_direct.yml). Under tini as subreaper, libvirtd's daemonized QEMU is tini's."""
+    if systemd_runs():
+        pytest.skip("systemd is PID 1 and reaps at once: libvirtd runs as its unit")
+    name = "ltb-platform-reaper-test"
+    xml = tmp_path / "domain.xml"
+    xml.write_text(PAUSED_DOMAIN.format(name=name))
+    virsh = ["virsh", "-c", LIBVIRT_URI]
+    subprocess.run([*virsh, "define", str(xml)], check=True, capture_output=True)
+    try:
+        subprocess.run([*virsh, "start", "--paused", name], check=True, capture_output=True)
+        qemu = int(Path(f"/run/libvirt/qemu/{name}.pid").read_text())
+        libvirtd = int(Path("/run/libvirtd.pid").read_text())
+        reaper = _parent(qemu)
+        assert reaper != 1, "QEMU is PID 1's to reap: libvirtd was started without tini"
+        assert Path(f"/proc/{reaper}/comm").read_text().strip() == "tini"
+        assert _parent(libvirtd) == reaper
+    finally:
+        subprocess.run([*virsh, "destroy", name], capture_output=True, check=False)
+        subprocess.run([*virsh, "undefine", name], capture_output=True, check=False)
