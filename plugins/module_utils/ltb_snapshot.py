@@ -8,7 +8,8 @@
 # - `topology.lab.yml`: the topology the lab was deployed from (restore deploys it again);
 # - `<node>.qcow2` for every VM node: a copy of the node's disk overlay (its changes to the
 #   base image, which stays shared), and `<node>.memory`, its memory and device state
-#   (`virsh save`; the disk is copied while the VM is saved, so both are of the same instant).
+#   (paused, its memory alone written by `virsh snapshot-create`, in `virsh save`'s format;
+#   the disk is copied while it is paused, so both are of the same instant; then it resumes).
 #   Without memory (`vm_memory=False`) the disk is copied with the VM paused after a `sync`
 #   in the guest, and a restored VM boots from it; `<node>.xml`, its domain's persistent
 #   definition (`virsh dumpxml --inactive`);
@@ -25,11 +26,10 @@
 # are committed as `ltb-partial-snapshot/L/<node>:N-<owner>` (the owner: the process taking
 # it, pid and start time); the manifest is written last, the directory renamed into place, then
 # the images get their final names. On a failure or SIGTERM everything it made is removed again
-# and every node runs as before (a VM saved with its memory is restored, or booted from its disk
-# with the memory kept, see `_resume_saved_vm`). What a run killed outright (SIGKILL) left is a
-# leftover of a dead owner: the next snapshot, delete or remove of the lab cleans it
-# (`clean_leftovers`). ltb/snapshot.py (the controller's side: names, listing) agrees on these
-# names; tests/unit/test_snapshot_module_utils.py pins that.
+# and every node runs as before (a paused VM resumes; no VM is ever stopped). What a run killed
+# outright (SIGKILL) left is a leftover of a dead owner: the next snapshot, delete or remove of
+# the lab cleans it (`clean_leftovers`). ltb/snapshot.py (the controller's side: names,
+# listing) agrees on these names; tests/unit/test_snapshot_module_utils.py pins that.
 from __future__ import annotations
 
 import contextlib
@@ -45,6 +45,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from xml.etree import ElementTree
 
 from ansible.module_utils import ltb_snapshot_runtime as runtime
 from ansible.module_utils.ltb_snapshot_docker import Docker, DockerError
@@ -57,8 +58,6 @@ IMAGE_REPOSITORY = "ltb-snapshot"
 PARTIAL_REPOSITORY = "ltb-partial-snapshot"
 PARTIAL_DIR = re.compile(r"\.(?P<name>.+)\.partial-(?P<owner>[0-9]+(-[0-9]+)?)")
 SNAPSHOT_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
-# `virsh restore` attempts before a VM saved by a snapshot is booted from its disk instead.
-RESTORE_ATTEMPTS = 2
 # A node's runtime state in the manifest when its memory was saved: nothing to replay after
 # it resumes; a node that boots instead (its memory could not be resumed) has lost it.
 RUNTIME_IN_MEMORY = {"in_memory": True}
@@ -160,7 +159,7 @@ def owner_alive(owner):
 
 class _Cancellation:
     """SIGTERM/SIGINT while a snapshot is taken end it, but never inside a step: a VM between
-    `virsh save` and `virsh restore`, or an image being committed, is finished first. Nodes
+    paused for its save, or an image being committed, is finished first. Nodes
     are saved by several threads: the signal (handled in the main thread) raises there only
     when no thread is inside a step; else each thread raises when its step ends."""
 
@@ -266,7 +265,7 @@ class ContainerKind:
 
 
 class VmKind:
-    """A libvirt domain: its disk overlay copied, with its memory (`virsh save`) or paused."""
+    """A libvirt domain, paused: its disk overlay copied, with or without its memory."""
 
     # Saved with its memory, a VM's runtime state (routes, FRR's running config) is in that
     # memory, and the disk copied at the same instant is consistent with it: it is not read
@@ -302,14 +301,18 @@ class VmKind:
         xml.write_text(where.virsh("dumpxml", "--inactive", domain))
         saved = {"kind": "vm", "disk": disk.name, "xml": xml.name}
         if where.vm_memory:
-            # The VM stops while it is saved, so its disk holds exactly what its memory knows.
+            # Paused, its memory is written out and its disk copied, so both are of one
+            # instant; then it runs on in the same QEMU. (`virsh save` stops QEMU and needs a
+            # `virsh restore` after: the VM was stopped 4 to 6 times longer, and a restore that
+            # failed left it booted from its disk.)
             memory = target / f"{node['name']}.memory"
             with cancel.step():
-                where.virsh("save", domain, str(memory), "--running", timeout=600)
+                where.virsh("suspend", domain)
                 try:
+                    _save_memory(domain, memory, xml.read_text(), where)
                     _run("cp", "--sparse=always", str(source), str(disk))
                 finally:
-                    _resume_saved_vm(lab, node["name"], domain, memory, where)
+                    where.virsh("resume", domain)
             saved["memory"] = memory.name
         else:
             # Flush the guest's page cache, so the paused disk holds what the guest has written.
@@ -353,21 +356,15 @@ class VmKind:
 
     @staticmethod
     def bring_back(lab, node, partial, where):
-        """Make a VM that a dead run left saved (stopped) or paused run again. True when
-        libvirt still saves it into `partial` (killed mid-save): then nothing is touched yet."""
+        """Make a VM that a dead run left paused run again. True when libvirt still writes its
+        memory into `partial` (killed mid-save): then nothing is touched yet."""
         domain = node["domain"]
-        state = _domain_state(domain, where)
-        if state == "absent":
+        if _domain_state(domain, where) != "paused":
             return False
         job = where.virsh("domjobinfo", domain)
         if re.search(r"^Job type:\s+(?!None)", job, re.MULTILINE):
             return True
-        memory = partial / f"{node['name']}.memory"
-        if state == "shut off" and memory.exists():
-            with contextlib.suppress(SnapshotError):  # the message is in the lab's VM dir
-                _resume_saved_vm(lab, node["name"], domain, memory, where)
-        elif state == "paused":
-            where.virsh("resume", domain)
+        where.virsh("resume", domain)
         return False
 
 
@@ -389,47 +386,23 @@ def _domain_state(domain, where):
         return "absent"
 
 
-def _resume_saved_vm(lab, node, domain, memory, where):
-    """Make a VM that `virsh save` stopped run again, from its saved memory.
-
-    The memory file is the only copy of the VM's running state: it is never deleted here.
-    When `virsh restore` fails (twice), the VM boots from its disk and the memory (with the
-    disk copy of the same instant, if there is one) moves to the lab's directory, where it
-    stays until the lab is removed; the SnapshotError raised says where.
-    """
-    failures = []
-    for attempt in range(RESTORE_ATTEMPTS):
-        try:
-            where.virsh("restore", str(memory), "--running", timeout=600)
-            return
-        except SnapshotError as error:
-            failures.append(str(error))
-            if _domain_state(domain, where) == "running":
-                return
-            time.sleep(1 + attempt)
-    kept = (
-        where.lab_dir(lab)
-        / "vms"
-        / node
-        / f"unrestored-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
-    )
-    kept.mkdir(parents=True, exist_ok=True)
-    for part in (memory, memory.with_suffix(".qcow2")):
-        if part.exists():
-            shutil.move(part, kept / part.name)
-    why = failures[-1]
+def _save_memory(domain, memory, domain_xml, where):
+    """The paused domain's memory and device state written to `memory`, in the format of
+    `virsh save` (`virsh restore` resumes it): an external memory snapshot without metadata
+    that leaves every disk as it is (the overlay is copied instead) and the domain paused.
+    `domain_xml` is libvirt's own definition of the domain (`virsh dumpxml`)."""
+    disks = ElementTree.Element("disks")
+    for target in ElementTree.fromstring(domain_xml).iterfind("devices/disk/target"):  # noqa: S314
+        ElementTree.SubElement(disks, "disk", name=target.get("dev"), snapshot="no")
+    request = ElementTree.Element("domainsnapshot")
+    ElementTree.SubElement(request, "memory", snapshot="external", file=str(memory))
+    request.append(disks)
+    request_file = memory.with_suffix(".snapshot.xml")
+    request_file.write_text(ElementTree.tostring(request, encoding="unicode"))
     try:
-        where.virsh("start", domain, timeout=120)
-    except SnapshotError as error:
-        raise SnapshotError(
-            f"node {node}: the VM could not be resumed from the memory saved for the snapshot "
-            f"({why}) nor booted ({error}); its memory is kept in {kept} "
-            f"(virsh restore {kept / memory.name})"
-        ) from None
-    raise SnapshotError(
-        f"node {node}: the VM could not be resumed from the memory saved for the snapshot "
-        f"({why}); it was booted again from its disk, and the memory is kept in {kept}"
-    )
+        where.virsh("snapshot-create", domain, str(request_file), "--no-metadata", timeout=600)
+    finally:
+        request_file.unlink(missing_ok=True)
 
 
 # Taking a snapshot ------------------------------------------------------------------------------
