@@ -22,13 +22,17 @@ from ansible.module_utils.ltb_lab_absent import (
 from ansible.module_utils.ltb_ovs import OvsError
 from ansible.module_utils.ltb_veth import VethError
 
-ARGUMENT_SPEC = dict(
-    labs=dict(type="list", elements="dict", required=True),
-    snapshot_nodes=dict(type="list", elements="dict", default=[]),
-    state_dir=dict(type="path", default="/var/lib/ltb"),
-    libvirt_uri=dict(type="str", default="qemu:///system"),
-    parallel=dict(type="int", default=8),
-    state=dict(type="str", choices=["absent"], default="absent"),
+# The module's arguments (module_utils/ltb_module.py).
+MODULE_SPEC = dict(
+    argument_spec=dict(
+        labs=dict(type="list", elements="dict", required=True),
+        snapshot_nodes=dict(type="list", elements="dict", default=[]),
+        state_dir=dict(type="path", default="/var/lib/ltb"),
+        libvirt_uri=dict(type="str", default="qemu:///system"),
+        parallel=dict(type="int", default=8),
+        state=dict(type="str", choices=["absent"], default="absent"),
+    ),
+    supports_check_mode=True,
 )
 
 PIECES = ("containers", "domains", "snapshots", "network")
@@ -153,9 +157,10 @@ def remove(params, check_mode):
     return done, errors
 
 
-def outcome(params, check_mode):
+def outcome(params, check_mode, diff=False):
     """The module's result for validated `params`: everything of the labs removed (in check
-    mode, what would be), with `failed` and `msg` when something could not be."""
+    mode, what would be), with `failed` and `msg` when something could not be. The diff is
+    always there: Ansible shows it only with --diff."""
     problem = check_labs(params["labs"])
     if problem:
         return dict(failed=True, msg=problem, changed=False)

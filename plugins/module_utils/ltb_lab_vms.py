@@ -405,3 +405,69 @@ def deploy(lab, nodes, where, restore=None, check_mode=False):
     if failed:
         raise VmError("; ".join(failed))
     return results
+
+
+# The ltb_lab_vms module's arguments and result (module_utils/ltb_module.py).
+MODULE_SPEC = dict(
+    argument_spec=dict(
+        lab=dict(type="str", required=True),
+        state=dict(type="str", choices=["preflight", "present"], default="present"),
+        nodes=dict(type="list", elements="dict", default=[]),
+        state_dir=dict(type="path", required=True),
+        image_root=dict(type="path", required=True),
+        default_image=dict(type="str", required=True),
+        accel=dict(type="str", choices=["auto", "kvm", "qemu"], default="auto"),
+        libvirt_uri=dict(type="str", default="qemu:///system"),
+        bridge=dict(type="str", default=""),
+        default_cpus=dict(type="float", default=1),
+        default_memory_bytes=dict(type="int", default=256 * 1024 * 1024),
+        kernel_cmdline=dict(type="str", default="console=ttyS0 rw panic=10"),
+        authorized_keys=dict(type="list", elements="str", default=[], no_log=False),
+        restore=dict(type="dict", default={}),
+        hypervisor=dict(type="str", default="localhost"),
+        parallel=dict(type="int", default=4),
+    ),
+    supports_check_mode=True,
+)
+
+
+def outcome(p, check_mode, diff=False):
+    where = Hypervisor(
+        p["hypervisor"],
+        p["state_dir"],
+        p["image_root"],
+        p["default_image"],
+        accel=p["accel"],
+        libvirt_uri=p["libvirt_uri"],
+        bridge=p["bridge"],
+        default_cpus=p["default_cpus"],
+        default_memory_bytes=p["default_memory_bytes"],
+        kernel_cmdline=p["kernel_cmdline"],
+        authorized_keys=p["authorized_keys"],
+        parallel=p["parallel"],
+    )
+    if p["state"] == "preflight":
+        _kind, errors = check(p["lab"], p["nodes"], where, p["restore"])
+        if errors:
+            return dict(failed=True, changed=False, msg="; ".join(errors))
+        return dict(changed=False, resumed=[], actions=[])
+    try:
+        vms = deploy(p["lab"], p["nodes"], where, p["restore"], check_mode)
+    except VmError as error:
+        return dict(failed=True, changed=False, msg=str(error))
+    actions = [line for vm in vms.values() for line in vm["actions"]]
+    result = dict(
+        changed=bool(actions),
+        vms=vms,
+        resumed=sorted(n for n, r in vms.items() if r["state"] == "resumed"),
+        actions=actions,
+        warnings=[
+            f"node {name}: the memory saved in the snapshot could not be restored "
+            f"({vm['why']}); the node booted from its restored disk instead"
+            for name, vm in vms.items()
+            if vm["state"] == "booted"
+        ],
+    )
+    if diff and actions:
+        result["diff"] = dict(before="", after="".join(f"{line}\n" for line in actions))
+    return result

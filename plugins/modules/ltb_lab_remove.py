@@ -72,16 +72,12 @@ labs:
   returned: always
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ltb_lab_remove import ARGUMENT_SPEC, outcome
+from ansible.module_utils.ltb_lab_remove import MODULE_SPEC, outcome
+from ansible.module_utils.ltb_module import run
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    result = outcome(module.params, module.check_mode)
-    if result.get("failed"):
-        module.fail_json(**result)
-    module.exit_json(**result)
+    run(MODULE_SPEC, outcome)
 
 
 if __name__ == "__main__":

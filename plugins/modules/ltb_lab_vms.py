@@ -118,72 +118,12 @@ actions:
   returned: always
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ltb_lab_vms import Hypervisor, VmError, check, deploy
+from ansible.module_utils.ltb_lab_vms import MODULE_SPEC, outcome
+from ansible.module_utils.ltb_module import run
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            lab=dict(type="str", required=True),
-            state=dict(type="str", choices=["preflight", "present"], default="present"),
-            nodes=dict(type="list", elements="dict", default=[]),
-            state_dir=dict(type="path", required=True),
-            image_root=dict(type="path", required=True),
-            default_image=dict(type="str", required=True),
-            accel=dict(type="str", choices=["auto", "kvm", "qemu"], default="auto"),
-            libvirt_uri=dict(type="str", default="qemu:///system"),
-            bridge=dict(type="str", default=""),
-            default_cpus=dict(type="float", default=1),
-            default_memory_bytes=dict(type="int", default=256 * 1024 * 1024),
-            kernel_cmdline=dict(type="str", default="console=ttyS0 rw panic=10"),
-            authorized_keys=dict(type="list", elements="str", default=[], no_log=False),
-            restore=dict(type="dict", default={}),
-            hypervisor=dict(type="str", default="localhost"),
-            parallel=dict(type="int", default=4),
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
-    where = Hypervisor(
-        p["hypervisor"],
-        p["state_dir"],
-        p["image_root"],
-        p["default_image"],
-        accel=p["accel"],
-        libvirt_uri=p["libvirt_uri"],
-        bridge=p["bridge"],
-        default_cpus=p["default_cpus"],
-        default_memory_bytes=p["default_memory_bytes"],
-        kernel_cmdline=p["kernel_cmdline"],
-        authorized_keys=p["authorized_keys"],
-        parallel=p["parallel"],
-    )
-    if p["state"] == "preflight":
-        _kind, errors = check(p["lab"], p["nodes"], where, p["restore"])
-        if errors:
-            module.fail_json(msg="; ".join(errors))
-        module.exit_json(changed=False, resumed=[], actions=[])
-    try:
-        vms = deploy(p["lab"], p["nodes"], where, p["restore"], module.check_mode)
-    except VmError as error:
-        module.fail_json(msg=str(error))
-    actions = [line for result in vms.values() for line in result["actions"]]
-    for name, result in vms.items():
-        if result["state"] == "booted":
-            module.warn(
-                f"node {name}: the memory saved in the snapshot could not be restored "
-                f"({result['why']}); the node booted from its restored disk instead"
-            )
-    result = dict(
-        changed=bool(actions),
-        vms=vms,
-        resumed=sorted(n for n, r in vms.items() if r["state"] == "resumed"),
-        actions=actions,
-    )
-    if module._diff and actions:
-        result["diff"] = dict(before="", after="".join(f"{line}\n" for line in actions))
-    module.exit_json(**result)
+    run(MODULE_SPEC, outcome)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,54 @@
+"""LTB's modules whose work is one function of their arguments (plugins/module_utils/
+ltb_module.py) run in the controller's process for a hypervisor on a local connection, and as
+modules otherwise (here: with become). One real Ansible run each (about a second); the
+modules' work itself is tested with their labs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).parents[2]
+PREFLIGHT = "lab=ip-test state=preflight state_dir=/var/lib/ltb image_root=/nonexistent"
+
+
+def run(args: str, *extra: str) -> dict:
+    """ltb_lab_vms run by Ansible on this machine: its task result."""
+    done = subprocess.run(
+        ["ansible", "localhost", "-c", "local", *extra, "-m", "ltb_lab_vms", "-a", args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+        },
+    )
+    return json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
+
+@pytest.mark.integration
+def test_on_a_local_connection_the_module_runs_in_the_controllers_process():
+    # A module's result carries its `invocation`; the same code called in-process has none.
+    here = run(f"{PREFLIGHT} default_image=ltb-vm")
+    assert not here.get("failed"), here
+    assert "invocation" not in here and here["actions"] == []
+    with_become = run(f"{PREFLIGHT} default_image=ltb-vm", "--become", "--become-method=su")
+    assert not with_become.get("failed"), with_become
+    assert "invocation" in with_become and with_become["actions"] == []
+
+
+@pytest.mark.integration
+def test_in_process_arguments_are_checked_against_the_modules_own_spec():
+    unknown = run(f"{PREFLIGHT} default_image=ltb-vm bogus=1")
+    assert unknown["failed"] is True
+    assert unknown["msg"].startswith("Unsupported parameters for (ltb_lab_vms) module: bogus")
+    missing = run(PREFLIGHT)
+    assert missing["failed"] is True and "default_image" in missing["msg"]
+    wrong = run(f"{PREFLIGHT} default_image=ltb-vm parallel=many")
+    assert wrong["failed"] is True and "parallel" in wrong["msg"]
