@@ -124,6 +124,19 @@ def differences(config, image_id, have):
     return [name for name, want, got in checks if want != got]
 
 
+def committed_from(docker, image_id, ancestor_id, depth=64):
+    """True when image `image_id` was committed from `ancestor_id`, through any number of
+    commits (a snapshot of a restored node): Docker keeps each commit's parent image."""
+    for _ in range(depth):
+        record = docker.image(image_id) or {}
+        image_id = record.get("Parent")
+        if not image_id:
+            return False
+        if image_id == ancestor_id:
+            return True
+    return False
+
+
 # Doing the difference, one node per thread ---------------------------------------------------
 
 
@@ -168,6 +181,10 @@ class Lab:
         fresh = False
         if have is not None:
             differ = differences(config, image_record["Id"], have)
+            # A node restored from a snapshot runs the image committed from it: the wanted
+            # image and the node's changes. Replacing it by the bare image would lose them.
+            if "image" in differ and committed_from(self.docker, have["Image"], image_record["Id"]):
+                differ.remove("image")
             if differ:
                 actions.append(f"{name}: recreate container {container} ({', '.join(differ)})")
                 if not self.check_mode:

@@ -112,6 +112,17 @@ def test_restore_in_place_is_one_module_run_that_keeps_the_network_and_gives_bac
         assert bridge_uuid(pair) == bridge, "the lab's network was made anew"
 
 
+def test_a_deploy_after_a_restore_keeps_the_restored_nodes(pair):
+    """After the test above: its nodes run the images committed by the snapshot, which the
+    topology's image is the parent of. A deploy (to change a startup file, say) must not put
+    the bare image back and lose what the restore gave back."""
+    before = container_ids(pair)
+    deployed = run_playbook("deploy.yml", pair.path)
+    assert deployed.returncode == 0, "\n".join(deployed.failure_messages()) or deployed.stderr
+    assert container_ids(pair) == before
+    assert pair.exec("a", "cat", "/root/state.txt") == (0, "saved\n")
+
+
 def test_check_mode_says_what_a_restore_in_place_would_replace_and_changes_nothing(pair):
     """After the test above, from its snapshot."""
     before = container_ids(pair)
