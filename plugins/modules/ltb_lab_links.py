@@ -45,42 +45,12 @@ missing:
   returned: always
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ltb_links import port_states, wire
-from ansible.module_utils.ltb_ovs import OvsError
+from ansible.module_utils.ltb_lab_links import MODULE_SPEC, outcome
+from ansible.module_utils.ltb_module import run
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            lab=dict(type="str", required=True),
-            bridge=dict(type="str", required=True),
-            ports=dict(type="list", elements="dict", required=True),
-        ),
-        supports_check_mode=True,
-    )
-    lab, bridge, wanted = (module.params[key] for key in ("lab", "bridge", "ports"))
-    for number, port in enumerate(wanted):
-        absent = [key for key in ("name", "vlan", "node", "interface") if port.get(key) is None]
-        if absent:
-            module.fail_json(msg=f"ports[{number}] has no {', '.join(absent)}: {port!r}")
-    try:
-        # In check mode the node modules made no interface: wire all that deploy would make.
-        todo, missing, current = wire(lab, bridge, wanted, module.check_mode)
-    except OvsError as error:
-        module.fail_json(msg=f"lab {lab!r}: links not wired: {error}")
-    result = dict(
-        changed=bool(todo),
-        ports=[port["name"] for port in todo],
-        missing=[f"{p['node']}:{p['interface']} ({p['name']})" for p in missing],
-    )
-    if module._diff and todo:
-        states = [port_states(port, current) for port in todo]
-        result["diff"] = dict(
-            before="".join(before + "\n" for before, _ in states),
-            after="".join(after + "\n" for _, after in states),
-        )
-    module.exit_json(**result)
+    run(MODULE_SPEC, outcome)
 
 
 if __name__ == "__main__":

@@ -3,17 +3,9 @@ are as the lab wants them, only what differs otherwise (the same list check mode
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 from ltb.module_utils import load
 
-load("ltb_ovs")  # the module imports it as ansible.module_utils.ltb_ovs
-_spec = importlib.util.spec_from_file_location(
-    "ltb_lab_bridge", Path(__file__).parents[2] / "plugins" / "modules" / "ltb_lab_bridge.py"
-)
-bridge_module = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bridge_module)
+bridge_module = load("ltb_lab_bridge")
 
 WANTED = {
     "lab": "br",
