@@ -4,15 +4,13 @@ their Debian sources in different files, and a path fixed to this machine's fail
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 from ltb.module_utils import load
+from tests.adhoc import run_module
 
 apt_sources = load("ltb_apt_sources").apt_sources
 REPO = Path(__file__).resolve().parents[2]
@@ -92,35 +90,12 @@ def test_the_image_roles_default_to_the_hosts_own_sources_and_the_variable_wins(
     assert f"{role}_mirror or {role}_apt_sources.sources" in yaml.safe_dump(tasks, width=1000)
 
 
-def run_module(root: Path) -> dict:
-    """ltb_apt_sources run by Ansible on this machine, with `root` as the host's root."""
-    done = subprocess.run(
-        [
-            "ansible",
-            "localhost",
-            "-c",
-            "local",
-            "-m",
-            "ltb_apt_sources",
-            "-a",
-            f"host=pk-hv9 variable=node_image_mirror root={root}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env={
-            **os.environ,
-            "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
-            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-        },
-    )
-    return json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
-
-
 @pytest.mark.integration
 def test_the_module_names_the_host_and_the_variable_when_the_host_has_no_sources(tmp_path):
     # One Ansible run (seconds): what it finds elsewhere is apt_sources', tested above.
-    result = run_module(tmp_path)
+    result = run_module(
+        "ltb_apt_sources", f"host=pk-hv9 variable=node_image_mirror root={tmp_path}"
+    )
     assert result.get("failed") is True
     assert result["msg"].startswith("hypervisor pk-hv9: no apt sources")
     assert "set node_image_mirror" in result["msg"]

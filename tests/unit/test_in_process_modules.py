@@ -5,31 +5,15 @@ modules' work itself is tested with their labs."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).parents[2]
+from tests.adhoc import run_module
+
 PREFLIGHT = "lab=ip-test state=preflight state_dir=/var/lib/ltb image_root=/nonexistent"
 
 
 def run(args: str, *extra: str) -> dict:
-    """ltb_lab_vms run by Ansible on this machine: its task result."""
-    done = subprocess.run(
-        ["ansible", "localhost", "-c", "local", *extra, "-m", "ltb_lab_vms", "-a", args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env={
-            **os.environ,
-            "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
-            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-        },
-    )
-    return json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return run_module("ltb_lab_vms", args, *extra)
 
 
 @pytest.mark.integration
