@@ -370,16 +370,22 @@ def deploy_one(lab, node, where, kind, restore, check_mode):
     return result
 
 
-def define_domain(xml, virsh):
-    """Defines a domain from its XML with `virsh(*args)` (`virsh define` reads a file). Also
-    the restore's (ltb_snapshot_resume), which defines a domain from its snapshot."""
-    fd, path = tempfile.mkstemp(prefix="ltb-domain-", suffix=".xml")
+def with_xml_file(xml, use):
+    """`use(path)` with `xml` in a temporary file at `path`: virsh reads XML from files
+    (`define`; `snapshot-create`, for ltb_snapshot)."""
+    fd, path = tempfile.mkstemp(prefix="ltb-", suffix=".xml")
     try:
         with os.fdopen(fd, "w") as out:
             out.write(xml)
-        virsh("define", path)
+        return use(path)
     finally:
         os.unlink(path)
+
+
+def define_domain(xml, virsh):
+    """Defines a domain from its XML with `virsh(*args)`. Also the restore's
+    (ltb_snapshot_resume), which defines a domain from its snapshot."""
+    with_xml_file(xml, lambda path: virsh("define", path))
 
 
 def deploy(lab, nodes, where, restore=None, check_mode=False):

@@ -48,6 +48,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 from ansible.module_utils import ltb_snapshot_runtime as runtime
+from ansible.module_utils.ltb_lab_vms import with_xml_file
 from ansible.module_utils.ltb_snapshot_docker import Docker, DockerError
 
 MANIFEST = "snapshot.json"
@@ -298,7 +299,8 @@ class VmKind:
         # Its persistent definition, without what was plugged in live: a restore in place
         # defines the domain from it (ltb_snapshot_resume).
         xml = target / f"{node['name']}.xml"
-        xml.write_text(where.virsh("dumpxml", "--inactive", domain))
+        definition = where.virsh("dumpxml", "--inactive", domain)
+        xml.write_text(definition)
         saved = {"kind": "vm", "disk": disk.name, "xml": xml.name}
         if where.vm_memory:
             # Paused, its memory is written out and its disk copied, so both are of one
@@ -309,7 +311,7 @@ class VmKind:
             with cancel.step():
                 where.virsh("suspend", domain)
                 try:
-                    _save_memory(domain, memory, xml.read_text(), where)
+                    _save_memory(domain, memory, definition, where)
                     _run("cp", "--sparse=always", str(source), str(disk))
                 finally:
                     where.virsh("resume", domain)
@@ -397,12 +399,10 @@ def _save_memory(domain, memory, domain_xml, where):
     request = ElementTree.Element("domainsnapshot")
     ElementTree.SubElement(request, "memory", snapshot="external", file=str(memory))
     request.append(disks)
-    request_file = memory.with_suffix(".snapshot.xml")
-    request_file.write_text(ElementTree.tostring(request, encoding="unicode"))
-    try:
-        where.virsh("snapshot-create", domain, str(request_file), "--no-metadata", timeout=600)
-    finally:
-        request_file.unlink(missing_ok=True)
+    with_xml_file(
+        ElementTree.tostring(request, encoding="unicode"),
+        lambda path: where.virsh("snapshot-create", domain, path, "--no-metadata", timeout=600),
+    )
 
 
 # Taking a snapshot ------------------------------------------------------------------------------
