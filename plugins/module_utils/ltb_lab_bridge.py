@@ -11,6 +11,7 @@ from ansible.module_utils.ltb_names import LAB_NAME
 from ansible.module_utils.ltb_ovs import OvsError, rows, transaction
 from ansible.module_utils.ltb_routes import ip_json, subnet_conflicts
 from ansible.module_utils.ltb_veth import VethError
+from ansible.module_utils.ltb_module import failure
 
 
 def ip(*args):
@@ -122,22 +123,19 @@ def outcome(p, check_mode, diff=False):
     """The lab's bridge, management port and kept state made (or removed), only what differs;
     the diff is always there (Ansible shows it only with --diff)."""
 
-    def failed(msg, **more):
-        return dict(failed=True, changed=False, msg=msg, **more)
-
     keep = p["state"] == "present" and p["state_dir"] is not None
     if (p["state"] == "absent" or keep) and not LAB_NAME.fullmatch(p["lab"]):
-        return failed(f"lab name {p['lab']!r} is not a lab name: nothing changed")
+        return failure(f"lab name {p['lab']!r} is not a lab name: nothing changed")
     if keep:
         absent = [k for k in ("tag", "mgmt_subnet", "topology") if p[k] is None]
         if absent:
-            return failed(f"state_dir is given, but not {', '.join(absent)}")
+            return failure(f"state_dir is given, but not {', '.join(absent)}")
     try:
         columns = ("name", "datapath_type", "other_config", "external_ids")
         bridge = next(iter(rows("Bridge", columns, f"name={p['bridge']}")), None)
         owner = ((bridge or {}).get("external_ids") or {}).get("ltb-lab", "")
         if owner not in ("", p["lab"]):
-            return failed(
+            return failure(
                 f"Open vSwitch bridge {p['bridge']} belongs to lab {owner!r}, not "
                 f"{p['lab']!r}: the allocation registry does not hold that lab (another "
                 f"controller deployed it, or the registry lost it). Remove lab {owner!r} "
@@ -156,7 +154,7 @@ def outcome(p, check_mode, diff=False):
             # Before anything is made.
             subnet, conflicts = subnet_conflicts_here(p)
             if conflicts:
-                return failed(
+                return failure(
                     f"the management subnet {subnet} of lab {p['lab']!r} is in use on this "
                     f"hypervisor: {'; '.join(conflicts)}. Set another mgmt.ipv4_subnet in the "
                     "topology (or remove what uses it).",
@@ -177,7 +175,7 @@ def outcome(p, check_mode, diff=False):
             )
     except (OvsError, VethError, OSError, ValueError, RuntimeError) as error:
         verb = "removed" if p["state"] == "absent" else "made"
-        return failed(f"lab {p['lab']!r}: network not {verb}: {error}")
+        return failure(f"lab {p['lab']!r}: network not {verb}: {error}")
     return dict(
         changed=bool(actions),
         actions=actions,

@@ -6,6 +6,7 @@ from ansible.module_utils.ltb_docker import Docker, DockerError
 from ansible.module_utils.ltb_links import wire
 from ansible.module_utils.ltb_ovs import OvsError
 from ansible.module_utils.ltb_veth import VethError
+from ansible.module_utils.ltb_module import failure
 
 MODULE_SPEC = dict(
     argument_spec=dict(
@@ -33,14 +34,11 @@ MODULE_SPEC = dict(
 
 
 def outcome(params, check_mode, diff=False):
-    def failed(msg, **result):
-        return {"changed": False, **result, "failed": True, "msg": msg}
-
     # Each node as the documented suboptions, so a missing key fails here, naming the node.
     try:
         nodes = normalise_nodes(params["nodes"])
     except NodeError as error:
-        return failed(str(error))
+        return failure(str(error))
     lab = Lab(params, Docker(), check_mode)
     state = params["state"]
     try:
@@ -53,7 +51,7 @@ def outcome(params, check_mode, diff=False):
                 + [f"remove untagged image {i}" for i in images],
             )
             if errors:
-                return failed("containers not removed: " + "; ".join(errors), **result)
+                return failure("containers not removed: " + "; ".join(errors), **result)
             return result
         if state == "preflight":
             lab.images(nodes)
@@ -67,14 +65,14 @@ def outcome(params, check_mode, diff=False):
         if not errors and not check_mode and (state == "ready" or params["wait"]):
             errors = lab.wait_ready(nodes)
     except NodeError as error:
-        return failed(str(error))
+        return failure(str(error))
     except (DockerError, VethError) as error:
-        return failed(f"lab {params['lab']}: {error}")
+        return failure(f"lab {params['lab']}: {error}")
     except OvsError as error:
-        return failed(f"lab {params['lab']}: links not wired: {error}")
+        return failure(f"lab {params['lab']}: links not wired: {error}")
     result = dict(changed=bool(actions), actions=actions)
     if diff and actions:
         result["diff"] = dict(before="", after="".join(f"{line}\n" for line in actions))
     if errors:
-        return failed("; ".join(errors), **result)
+        return failure("; ".join(errors), **result)
     return result

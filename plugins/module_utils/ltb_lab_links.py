@@ -3,6 +3,7 @@
 # link's VLAN, with the lab's identity (module_utils/ltb_links.py). Standard library only.
 from ansible.module_utils.ltb_links import port_states, wire
 from ansible.module_utils.ltb_ovs import OvsError
+from ansible.module_utils.ltb_module import failure
 
 MODULE_SPEC = dict(
     argument_spec=dict(
@@ -19,16 +20,12 @@ def outcome(params, check_mode, diff=False):
     for number, port in enumerate(wanted):
         absent = [key for key in ("name", "vlan", "node", "interface") if port.get(key) is None]
         if absent:
-            return dict(
-                failed=True,
-                changed=False,
-                msg=f"ports[{number}] has no {', '.join(absent)}: {port!r}",
-            )
+            return failure(f"ports[{number}] has no {', '.join(absent)}: {port!r}")
     try:
         # In check mode the node modules made no interface: wire all that deploy would make.
         todo, missing, current = wire(lab, bridge, wanted, check_mode)
     except OvsError as error:
-        return dict(failed=True, changed=False, msg=f"lab {lab!r}: links not wired: {error}")
+        return failure(f"lab {lab!r}: links not wired: {error}")
     result = dict(
         changed=bool(todo),
         ports=[port["name"] for port in todo],

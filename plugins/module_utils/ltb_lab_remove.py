@@ -21,6 +21,7 @@ from ansible.module_utils.ltb_lab_absent import (
 )
 from ansible.module_utils.ltb_ovs import OvsError
 from ansible.module_utils.ltb_veth import VethError
+from ansible.module_utils.ltb_module import failure
 
 # The module's arguments (module_utils/ltb_module.py).
 MODULE_SPEC = dict(
@@ -163,7 +164,7 @@ def outcome(params, check_mode, diff=False):
     always there: Ansible shows it only with --diff."""
     problem = check_labs(params["labs"])
     if problem:
-        return dict(failed=True, msg=problem, changed=False)
+        return failure(problem)
     done, errors = remove(params, check_mode)
     actions = [line for pieces in done.values() for piece in PIECES for line in pieces[piece]]
     result = dict(

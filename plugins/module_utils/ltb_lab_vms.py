@@ -22,6 +22,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from ansible.module_utils.ltb_config_drive import mac_address, render, write
 from ansible.module_utils.ltb_names import LAB_NAME
+from ansible.module_utils.ltb_module import failure
 
 # An image name as ltb.topology allows it: it names a directory under the image root.
 IMAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -455,12 +456,12 @@ def outcome(p, check_mode, diff=False):
     if p["state"] == "preflight":
         _kind, errors = check(p["lab"], p["nodes"], where, p["restore"])
         if errors:
-            return dict(failed=True, changed=False, msg="; ".join(errors))
+            return failure("; ".join(errors))
         return dict(changed=False, resumed=[], actions=[])
     try:
         vms = deploy(p["lab"], p["nodes"], where, p["restore"], check_mode)
     except VmError as error:
-        return dict(failed=True, changed=False, msg=str(error))
+        return failure(str(error))
     actions = [line for vm in vms.values() for line in vm["actions"]]
     result = dict(
         changed=bool(actions),

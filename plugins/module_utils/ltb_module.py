@@ -10,10 +10,19 @@
 # controller's process instead (ltb/module_utils.py, result): the module run would be this
 # code in a second Python, as the same user, and packing, starting and importing it cost 0.3
 # to 0.6 s per run.
-from ansible.module_utils.basic import AnsibleModule
+
+
+def failure(msg, **result):
+    """An outcome that failed: `msg` says why, `result` holds what was done before it (by
+    default, no change)."""
+    return {"changed": False, **result, "failed": True, "msg": msg}
 
 
 def run(module_spec, outcome):
+    # Here, not at the top: the controller imports these files too (failure, for one) and
+    # needs no AnsibleModule.
+    from ansible.module_utils.basic import AnsibleModule
+
     module = AnsibleModule(**module_spec)
     result = outcome(module.params, module.check_mode, module._diff)
     for warning in result.pop("warnings", None) or []:

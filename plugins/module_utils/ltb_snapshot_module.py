@@ -4,6 +4,7 @@
 from ansible.module_utils import ltb_snapshot as snapshots
 from ansible.module_utils import ltb_snapshot_restore as in_place
 from ansible.module_utils.ltb_snapshot_docker import DockerError
+from ansible.module_utils.ltb_module import failure
 
 ACTIONS = ["create", "delete", "list", "plan", "runtime", "restore", "cleanup"]
 
@@ -55,7 +56,7 @@ def outcome(p, check, diff=False):
     except (DockerError, *in_place.ERRORS) as error:
         # Snapshot errors name the lab; the Docker, node, veth and OVS ones do not.
         named = isinstance(error, snapshots.SnapshotError)
-        return dict(failed=True, changed=False, msg=str(error) if named else f"lab {lab}: {error}")
+        return failure(str(error) if named else f"lab {lab}: {error}")
     return dict(deployed=deployed, **result)
 
 
