@@ -68,49 +68,12 @@ actions:
   returned: always
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ltb_mirror import (
-    MirrorError,
-    ensure_mirror,
-    mirror_changes,
-    mirror_spec,
-    removal_changes,
-    remove_mirror,
-)
+from ansible.module_utils.ltb_mirror_module import MODULE_SPEC, outcome
+from ansible.module_utils.ltb_module import run
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            "lab": {"type": "str", "required": True},
-            "tag": {"type": "str", "required": True},
-            "bridge": {"type": "str", "required": True},
-            "ports": {"type": "list", "elements": "dict", "required": True},
-            "endpoint": {"type": "str", "required": True},
-            "scope": {"type": "str", "choices": ["link", "interface"], "default": "link"},
-            "name": {"type": "str"},
-            "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
-        },
-        supports_check_mode=True,
-    )
-    p = module.params
-    try:
-        spec = mirror_spec(
-            p["lab"], p["tag"], p["bridge"], p["ports"], p["scope"], p["endpoint"], p["name"]
-        )
-        if p["state"] == "present":
-            actions = mirror_changes(spec) if module.check_mode else ensure_mirror(spec)
-        else:
-            actions = removal_changes(spec) if module.check_mode else remove_mirror(spec)
-    except (MirrorError, KeyError, OSError) as error:
-        module.fail_json(msg=f"lab {p['lab']!r}: mirror of {p['endpoint']} not changed: {error}")
-    module.exit_json(
-        changed=bool(actions),
-        actions=actions,
-        capture_interface=spec.capture_interface,
-        mirrored=spec.description,
-        diff={"before": "", "after": "".join(action + "\n" for action in actions)},
-    )
+    run(MODULE_SPEC, outcome)
 
 
 if __name__ == "__main__":
