@@ -18,13 +18,20 @@ the worker processes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import os
+import select
+import signal
+import struct
+import subprocess
 import tempfile
+import termios
 import threading
 import time
+import tty
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +39,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import docker
-import paramiko
 from simple_websocket import ConnectionClosed
 
 from ltb import kinds
 from ltb.deployed import LabNotDeployed, load_deployed_lab
+from ltb.ssh import ssh_argv
 from store.models import Lab, LabState
 
 # Terminal size until the browser sends its own.
@@ -44,6 +51,9 @@ DEFAULT_SIZE = (80, 24)
 # Bounds of what the browser may ask for.
 MAX_COLS, MAX_ROWS = 1000, 500
 SSH_CONNECT_SECONDS = 8
+# How long ssh may take from its start to the node's first output (connect, handshake, login).
+LOGIN_SECONDS = 3 * SSH_CONNECT_SECONDS
+SERVER_ALIVE_SECONDS = 15
 READ_BYTES = 32 * 1024
 # How often the relay wakes to check the idle timeout and whether the node hung up.
 TICK_SECONDS = 1.0
@@ -111,35 +121,171 @@ def check_container_running(target: Target) -> None:
         )
 
 
-def open_ssh(target: Target, key_file: Path, size: tuple[int, int] = DEFAULT_SIZE):
-    """An SSH client and an interactive shell channel with a PTY on the node.
+class SshSession:
+    """The real OpenSSH client (`ssh -tt`) logged in to a node, on a pseudo-terminal of ours.
 
-    Nodes get new host keys at every deploy (ltb/ssh.py), so none is recorded."""
+    ssh's stdin and stdout are the pty's slave side (ssh puts it in raw mode and asks the
+    node for a PTY of its size); the portal reads and writes the master side. ssh runs in
+    its own session and process group, so close() ends it and whatever it started; its
+    stderr (its own errors, never the node's output) goes to a file read when it fails."""
+
+    def __init__(self, argv: list[str], size: tuple[int, int]) -> None:
+        self.master, slave = os.openpty()
+        self.errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        try:
+            tty.setraw(slave)  # no echo nor line editing here: the node's PTY does them
+            self._set_size(slave, size)
+            self.process = subprocess.Popen(
+                argv,
+                stdin=slave,
+                stdout=slave,
+                stderr=self.errors,
+                env=ssh_environment(),
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(self.master)
+            self.errors.close()
+            raise
+        finally:
+            # Only ssh holds the slave side now: when it exits, reads here end (EIO).
+            os.close(slave)
+        self._closed = False
+
+    @staticmethod
+    def _set_size(fd: int, size: tuple[int, int]) -> None:
+        cols, rows = size
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def recv(self, size: int) -> bytes:
+        """Up to `size` bytes of the node's output; b"" once ssh has exited."""
+        try:
+            return os.read(self.master, size)
+        except OSError as error:
+            if error.errno == errno.EIO:  # the slave side is closed: ssh ended
+                return b""
+            raise
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.master, view) :]
+
+    def resize(self, cols: int, rows: int) -> None:
+        """The pty's new size; ssh is told by SIGWINCH (the pty is not its controlling
+        terminal) and passes it on to the node."""
+        self._set_size(self.master, (cols, rows))
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(signal.SIGWINCH)
+
+    def wait_for_login(self, seconds: float) -> str | None:
+        """None once the node's side has said something (a prompt, a banner), else why not:
+        ssh's last error line if it exited first (it cannot connect, the key is refused),
+        or that nothing came in `seconds`."""
+        deadline = time.monotonic() + seconds
+        poller = select.poll()
+        poller.register(self.master, select.POLLIN)
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            events = poller.poll(100)
+            if any(event & select.POLLIN for _, event in events):
+                return None
+            if events:  # POLLHUP alone: ssh closed the pty and is exiting
+                time.sleep(0.01)
+        else:
+            return f"no answer within {seconds:g} s"
+        self.errors.seek(0)
+        lines = self.errors.read().decode(errors="replace").strip().splitlines()
+        return lines[-1][:200] if lines else f"ssh exit status {self.process.returncode}"
+
+    def exit_status(self, seconds: float = 2.0) -> int | None:
+        """The shell's exit status once ssh has ended (it exits with it); None if the
+        connection failed instead (ssh's 255), ssh was killed or did not end in time."""
+        try:
+            status = self.process.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            return None
+        return status if 0 <= status < 255 else None
+
+    def stop(self) -> None:
+        """End ssh (and its process group) and reap it; its output ends (recv gives b"")."""
+        if self.process.poll() is None:  # not reaped: its group id is still its own
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def close(self) -> None:
+        """stop(), then the pty and the error file. Whoever reads recv() must have stopped
+        (relay joins its reader first): a closed descriptor's number is soon another's."""
+        self.stop()
+        if not self._closed:
+            self._closed = True
+            os.close(self.master)
+            self.errors.close()
+
+
+def ssh_environment() -> dict[str, str]:
+    """ssh's environment: the portal's own (its settings, secrets) is not passed on, nor an
+    agent; TERM is what the node's PTY is told (xterm.js is an xterm)."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/"),
+        "TERM": "xterm-256color",
+    }
+
+
+def terminal_argv(address: str, key_file: Path) -> list[str]:
+    """The `ssh` command line of a terminal: ltb/ssh.py's (the platform key, root, host keys
+    not recorded, BatchMode, ConnectTimeout) with a PTY on the node (-tt), and nothing the
+    user could reach through the portal's ssh: no escape character (its `~C` could add
+    port forwardings), no forwarding, no agent, no shared connection."""
+    base = ssh_argv(address, key=key_file, connect_timeout=SSH_CONNECT_SECONDS)
+    options = [
+        "-tt",
+        "-e", "none",
+        "-o", "IdentitiesOnly=yes",
+        "-o", "ClearAllForwardings=yes",
+        "-o", "ForwardAgent=no",
+        "-o", "ForwardX11=no",
+        "-o", "ControlPath=none",
+        # A node that vanishes (powered off, its network gone) ends the session in 45 s.
+        "-o", f"ServerAliveInterval={SERVER_ALIVE_SECONDS}",
+        "-o", "ServerAliveCountMax=3",
+    ]  # fmt: skip
+    return [base[0], *options, *base[1:]]
+
+
+def open_ssh(
+    target: Target, key_file: Path, size: tuple[int, int] = DEFAULT_SIZE
+) -> tuple[SshSession, SshSession]:
+    """An SSH session with a PTY on the node, as (what to close, what to relay): the same
+    SshSession twice.
+
+    Refused before any relay when the platform's key cannot be read, or ssh cannot log in
+    (it exits first, saying why) or the node says nothing within LOGIN_SECONDS."""
     try:
-        key = paramiko.Ed25519Key.from_private_key_file(str(key_file))
-    except (OSError, paramiko.SSHException) as error:
+        head = key_file.read_bytes()[:64]
+    except OSError as error:
         raise TerminalRefused(f"the platform's SSH key cannot be read ({error})") from None
-    client = paramiko.SSHClient()
-    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507 - see above
-    try:
-        client.connect(
-            target.address,
-            username="root",
-            pkey=key,
-            timeout=SSH_CONNECT_SECONDS,
-            banner_timeout=SSH_CONNECT_SECONDS,
-            auth_timeout=SSH_CONNECT_SECONDS,
-            allow_agent=False,
-            look_for_keys=False,
+    if not head.startswith(b"-----BEGIN ") or b"PRIVATE KEY-----" not in head:
+        raise TerminalRefused(
+            f"the platform's SSH key cannot be read ({key_file} is not a private key)"
         )
-        channel = client.invoke_shell(term="xterm-256color", width=size[0], height=size[1])
-    except (OSError, paramiko.SSHException) as error:
-        client.close()
+    session = SshSession(terminal_argv(target.address, key_file), size)
+    why = session.wait_for_login(LOGIN_SECONDS)
+    if why is not None:
+        session.close()
         raise TerminalRefused(
             f"node {target.node} of lab {target.lab} does not answer on SSH: it is down or "
-            f"still starting ({error.__class__.__name__})"
-        ) from None
-    return client, channel
+            f"still starting ({why})"
+        )
+    return session, session
 
 
 def origin_matches(origin: str | None, host: str) -> bool:
@@ -186,18 +332,19 @@ def close(ws, code: int, reason: str) -> None:
         ws.close(reason=code, message=reason.encode()[:120].decode(errors="ignore"))
 
 
-def relay(ws, channel, idle_seconds: float) -> None:
-    """Bytes both ways until either side ends or nobody typed for `idle_seconds`."""
+def relay(ws, session: SshSession, idle_seconds: float) -> None:
+    """Bytes both ways until either side ends or nobody typed for `idle_seconds`; ssh is
+    ended when this returns."""
     stop = threading.Event()
 
     def node_to_browser() -> None:
         try:
             while not stop.is_set():
-                data = channel.recv(READ_BYTES)
+                data = session.recv(READ_BYTES)
                 if not data:
                     break
                 ws.send(data)
-        except (ConnectionClosed, OSError, EOFError):
+        except (ConnectionClosed, OSError):
             pass
         finally:
             stop.set()
@@ -225,25 +372,27 @@ def relay(ws, channel, idle_seconds: float) -> None:
             last_input = time.monotonic()
             try:
                 if isinstance(message, bytes):
-                    channel.sendall(message)
+                    session.sendall(message)
                 else:
                     size = parse_control(message)
                     if size is not None:
-                        channel.resize_pty(width=size[0], height=size[1])
-            except (OSError, EOFError, paramiko.SSHException):
+                        session.resize(*size)
+            except OSError:
                 stop.set()  # the node's side went away while we wrote: said below
         else:
             # The node's side ended (exit, reboot): say so before closing.
-            if channel.exit_status_ready():
-                text = f"session ended (exit status {channel.recv_exit_status()})"
+            status = session.exit_status()
+            if status is not None:
+                text = f"session ended (exit status {status})"
             else:
                 text = "the node closed the session"
             say(ws, text)
             close(ws, CLOSE_NORMAL, text)
     finally:
         stop.set()
-        channel.close()
+        session.stop()  # the reader's recv() ends
         reader.join(timeout=5)
+        session.close()
 
 
 class TerminalSlots:

@@ -6,7 +6,9 @@ one two-container lab deployed once for the module by a real worker.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import subprocess
 import threading
 import time
 import uuid
@@ -23,7 +25,15 @@ from simple_websocket import Client, ConnectionClosed, ConnectionError
 from jobs.queue import submit
 from ltb.deployed import load_deployed_lab
 from ltb.resources import find_lab_resources
-from portal.terminal import CLOSE_IDLE, CLOSE_LIMIT, CLOSE_NORMAL, CLOSE_UNAVAILABLE
+from portal.terminal import (
+    CLOSE_IDLE,
+    CLOSE_LIMIT,
+    CLOSE_NORMAL,
+    CLOSE_UNAVAILABLE,
+    Target,
+    TerminalRefused,
+    open_ssh,
+)
 from store.db import session_factory
 from store.models import JobStatus, Lab, Role, User
 from tests.integration.conftest import remove, wait_until
@@ -306,6 +316,75 @@ def test_a_user_over_the_terminal_limit_is_told_to_close_one(lab, live_server, t
         assert closed_reason(third)[0] == CLOSE_LIMIT
     finally:
         config["LTB_TERMINALS_PER_USER"] = saved
+
+
+def ssh_children() -> list[int]:
+    """Processes of this test run (the live portal's threads) running the ssh client."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError):
+            fields = dict(
+                line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line
+            )
+            if fields.get("Name") == "ssh" and int(fields.get("PPid", 0)) == os.getpid():
+                found.append(int(status.parent.name))
+    return found
+
+
+def test_a_node_without_sshd_is_refused_in_words_and_leaves_no_ssh_running(
+    lab, live_server, terminals
+):
+    container = node_container(lab, "b")
+    assert container.exec_run(["pkill", "-x", "sshd"]).exit_code == 0
+    try:
+        assert wait_until(lambda: container.exec_run(["pgrep", "-x", "sshd"]).exit_code == 1, WAIT)
+        fds_before = len(os.listdir("/proc/self/fd"))
+        client = connect(
+            live_server, lab["id"], "b", session_cookie(live_server, lab["owner"]), SAME_SITE
+        )
+        terminals.append(client)
+        text = read_until(client, r"does not answer on SSH.*refused")
+        assert "node b of lab" in text and "it is down or still starting" in text, text
+        assert closed_reason(client)[0] == CLOSE_UNAVAILABLE
+        assert ssh_children() == []
+        assert wait_until(lambda: len(os.listdir("/proc/self/fd")) <= fds_before, WAIT)
+    finally:
+        container.exec_run(["/usr/sbin/sshd"])
+
+
+def test_the_terminal_has_no_ssh_escape_so_tilde_dot_is_only_typed(lab, live_server, terminals):
+    """The portal's ssh client has no escape character: `~.` would end the session, and
+    `~C` open port forwardings from the portal's host."""
+    client = connect(
+        live_server, lab["id"], "a", session_cookie(live_server, lab["owner"]), SAME_SITE
+    )
+    terminals.append(client)
+    client.send(b"echo ready-$TERM\r")
+    read_until(client, "ready-xterm-256color")
+    client.send(b"\r~.\r")
+    client.send(b"echo still-$((40+2))\r")
+    read_until(client, "still-42")
+
+
+def test_a_key_the_portal_cannot_read_or_the_node_refuses_is_said_before_any_session(lab, tmp_path):
+    deployed = load_deployed_lab(lab["name"])
+    target = Target(
+        lab=lab["name"],
+        node="a",
+        kind="linux",
+        address=str(deployed.node("a").mgmt_ipv4.ip),
+        container=deployed.container_name("a"),
+    )
+    with pytest.raises(TerminalRefused, match="the platform's SSH key cannot be read"):
+        open_ssh(target, tmp_path / "missing")
+    other_key = tmp_path / "other"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other_key)], check=True
+    )
+    fds_before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(TerminalRefused, match=r"does not answer on SSH.*Permission denied"):
+        open_ssh(target, other_key)
+    assert ssh_children() == [] and len(os.listdir("/proc/self/fd")) == fds_before
 
 
 def test_a_stopped_node_says_it_is_down_in_the_terminal(driver, lab, live_server, terminals):
