@@ -13,8 +13,9 @@
    starved by the terminals.
 
 Reported: keystroke echo latency p50/p90/p99/max, terminal open time, API latency under load,
-and the portal's memory (RSS of gunicorn's master and workers) and threads before, with the
-N terminals open, and after they closed.
+and the portal's memory (RSS and PSS of gunicorn's master and workers) and threads before, with
+the N terminals open, and after they closed; the same of the `ssh` clients the workers run (one
+per terminal, outside gunicorn's RSS), and how many are left once the terminals closed (0).
 
     .venv/bin/python bench/terminals.py [--terminals 50] [--keys 20] [--label TEXT]
 
@@ -49,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import portal as bench_portal  # noqa: E402
+from bench.measure import MIB, _read_pss  # noqa: E402
 from bench.portal import Database, percentiles  # noqa: E402
 from portal.auth import hash_password  # noqa: E402
 from store.db import session_factory  # noqa: E402
@@ -134,21 +136,51 @@ class Portal(bench_portal.Portal):
             LTB_TERMINALS_PER_USER="1000",
         )
 
-    def usage(self) -> dict[str, int]:
-        """RSS (KiB) and threads of gunicorn's master and workers, summed."""
-        pids = [self.process.pid, *children(self.process.pid)]
-        rss = threads = 0
-        for pid in pids:
+    def usage(self) -> dict[str, Any]:
+        """RSS and PSS (MiB) and threads of gunicorn's master and workers, summed; and the
+        same of the workers' `ssh` children (one per open terminal, portal.terminal.SshSession):
+        their memory is not in gunicorn's RSS."""
+        workers = children(self.process.pid)
+        portal = [self.process.pid, *workers]
+        ssh = [pid for worker in workers for pid in children(worker) if command(pid) == "ssh"]
+        return {
+            "processes": len(portal),
+            **memory(portal),
+            "ssh": {"processes": len(ssh), **memory(ssh)},
+        }
+
+
+def memory(pids: list[int]) -> dict[str, float]:
+    """Summed RSS and PSS (MiB, PSS: shared pages divided among the processes sharing them)
+    and threads of processes; one that ended meanwhile counts as nothing."""
+    rss = pss = threads = 0
+    for pid in pids:
+        try:
             status = Path(f"/proc/{pid}/status").read_text()
-            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-            rss += int(fields["VmRSS"].split()[0])
-            threads += int(fields["Threads"])
-        return {"processes": len(pids), "rss_mib": round(rss / 1024), "threads": threads}
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        rss += int(fields.get("VmRSS", "0 kB").split()[0]) * 1024  # none in a zombie
+        threads += int(fields["Threads"])
+        pss += _read_pss(pid)
+    return {"rss_mib": round(rss / MIB, 1), "pss_mib": round(pss / MIB, 1), "threads": threads}
+
+
+def command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
 
 
 def children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(child) for child in path.read_text().split()] if path.exists() else []
+    """The child processes of a process: /proc lists them per thread that started them (the
+    workers start ssh from their request and terminal threads), so all its threads are read."""
+    found = []
+    for path in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            found += [int(child) for child in path.read_text().split()]
+    return found
 
 
 def make_user(database_url: str, prefix: str = "ws-bench-") -> tuple[int, str]:
@@ -299,6 +331,9 @@ def measure(portal: Portal, lab_id: int, username: str, args) -> dict[str, Any]:
             for terminal in terminals:
                 terminal.close()
     time.sleep(5)
+    after = portal.usage()
+    if after["ssh"]["processes"]:
+        print(f"{after['ssh']['processes']} ssh processes left after the terminals closed")
     return {
         "echo_ms": percentiles([ms for one in echoes for ms in one]),
         "open_ms": percentiles([t.open_ms for t in terminals]),
@@ -306,7 +341,8 @@ def measure(portal: Portal, lab_id: int, username: str, args) -> dict[str, Any]:
         "portal_before": before,
         "portal_open": opened,
         "portal_typing": during,
-        "portal_after": portal.usage(),
+        "portal_after": after,
+        "ssh_left_after_close": after["ssh"]["processes"],
     }
 
 
