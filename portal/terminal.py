@@ -261,11 +261,8 @@ def terminal_argv(address: str, key_file: Path) -> list[str]:
     return [base[0], *options, *base[1:]]
 
 
-def open_ssh(
-    target: Target, key_file: Path, size: tuple[int, int] = DEFAULT_SIZE
-) -> tuple[SshSession, SshSession]:
-    """An SSH session with a PTY on the node, as (what to close, what to relay): the same
-    SshSession twice.
+def open_ssh(target: Target, key_file: Path, size: tuple[int, int] = DEFAULT_SIZE) -> SshSession:
+    """An SSH session with a PTY on the node; the caller closes it.
 
     Refused before any relay when the platform's key cannot be read, or ssh cannot log in
     (it exits first, saying why) or the node says nothing within LOGIN_SECONDS."""
@@ -285,7 +282,7 @@ def open_ssh(
             f"node {target.node} of lab {target.lab} does not answer on SSH: it is down or "
             f"still starting ({why})"
         )
-    return session, session
+    return session
 
 
 def origin_matches(origin: str | None, host: str) -> bool:

@@ -83,11 +83,11 @@ def node_terminal_socket(lab_id: int, name: str):
             raise target
         with slots().slot(user_id):
             terminal.check_container_running(target)
-            client, channel = terminal.open_ssh(target, rules.PLATFORM_SSH_KEY)
+            session = terminal.open_ssh(target, rules.PLATFORM_SSH_KEY)
             try:
-                terminal.relay(ws, channel, config["LTB_TERMINAL_IDLE_SECONDS"])
+                terminal.relay(ws, session, config["LTB_TERMINAL_IDLE_SECONDS"])
             finally:
-                client.close()
+                session.close()
     except terminal.TerminalRefused as refused:
         terminal.say(ws, refused.message)
         terminal.close(ws, refused.code, refused.message)
