@@ -17,7 +17,7 @@ and the portal's memory (RSS and PSS of gunicorn's master and workers) and threa
 the N terminals open, and after they closed; the same of the `ssh` clients the workers run (one
 per terminal, outside gunicorn's RSS), and how many are left once the terminals closed (0).
 
-    .venv/bin/python bench/terminals.py [--terminals 50] [--keys 20] [--label TEXT]
+    .venv/bin/python bench/terminals.py [--terminals 50] [--keys 20] [--stty-sane] [--label TEXT]
 
 Results: a table on stdout and bench/results/terminals-<timestamp>.json.
 """
@@ -60,6 +60,9 @@ RESULTS = ROOT / "bench" / "results"
 TOPOLOGY = "name: {name}\nnodes:\n  n1: {{}}\n"
 PASSWORD = uuid.uuid4().hex
 DEPLOY_SECONDS = 300
+# A key not echoed in this time is counted as lost (and its terminal types on) rather than
+# ending the run.
+KEY_SECONDS = 10
 
 
 class Worker:
@@ -203,12 +206,21 @@ def make_user(database_url: str, prefix: str = "ws-bench-") -> tuple[int, str]:
 class Terminal:
     """One raw WebSocket terminal, typing one character at a time and timing its echo."""
 
-    def __init__(self, url: str, cookie: str, origin: str) -> None:
+    def __init__(self, url: str, cookie: str, origin: str, stty_sane: bool = False) -> None:
         started = time.perf_counter()
         self.client = Client.connect(url, headers={"Cookie": cookie, "Origin": origin})
         self.seen = b""
-        self.wait_for(b"#", 60)  # root's prompt
+        # bash's readline is ready (it turns bracketed paste on as it prints the prompt):
+        # "#" alone also matches the motd's kernel version ("#1 SMP"), and keys typed before
+        # the prompt may be lost.
+        self.wait_for(b"\x1b[?2004h", 60)
         self.open_ms = (time.perf_counter() - started) * 1000
+        self.opening = self.seen  # what the node said until its prompt
+        self.lost: list[str] = []  # keys not echoed within KEY_SECONDS, with what came
+        if stty_sane:  # the node's PTY in its usual modes (echo on), then its next prompt
+            self.seen = b""
+            self.client.send(b"stty sane\r")
+            self.wait_for(b"\x1b[?2004h", 30)
 
     def wait_for(self, wanted: bytes, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -227,7 +239,11 @@ class Terminal:
             self.seen = b""
             sent = time.perf_counter()
             self.client.send(key)
-            self.wait_for(key, 30)
+            try:
+                self.wait_for(key, KEY_SECONDS)
+            except TimeoutError:
+                self.lost.append(f"{key!r} after {self.seen[-120:]!r}")
+                continue
             times.append((time.perf_counter() - sent) * 1000)
             time.sleep(pause)
         self.client.send(b"\x15")  # Ctrl-U: the typed line is dropped
@@ -256,6 +272,12 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=20, help="keystrokes per terminal")
     parser.add_argument("--pause", type=float, default=0.1, help="seconds between keys")
     parser.add_argument("--opening", type=int, default=8, help="terminals opening at once")
+    parser.add_argument(
+        "--stty-sane",
+        action="store_true",
+        help="type `stty sane` once the shell is ready: since the OpenSSH client (8c1ab94) the "
+        "node's PTY starts with the portal PTY's raw modes (no echo), so no key echoes without",
+    )
     parser.add_argument("--label", default="")
     args = parser.parse_args()
     # Connections are not shared evenly by the two workers: either may get all of them.
@@ -292,6 +314,7 @@ def main() -> None:
         "terminals": args.terminals,
         "keys_per_terminal": args.keys,
         "opening_at_once": args.opening,
+        "stty_sane": args.stty_sane,
         "gunicorn": {"workers": 2, "request_threads": 4, "terminal_threads": per_worker},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -317,25 +340,29 @@ def measure(portal: Portal, lab_id: int, username: str, args) -> dict[str, Any]:
         # its MaxStartups (10), as a node would for 50 people pressing "Terminal" at once.
         with ThreadPoolExecutor(args.opening) as openers:
             terminals = list(
-                openers.map(lambda _: Terminal(url, cookie, origin), range(args.terminals))
+                openers.map(
+                    lambda _: Terminal(url, cookie, origin, args.stty_sane), range(args.terminals)
+                )
             )
+        stop = threading.Event()
         try:
             opened = portal.usage()
-            stop = threading.Event()
             api = pool.submit(api_latency, portal.base, cookie, stop)
             echoes = list(pool.map(lambda t: t.echo_ms(args.keys, args.pause), terminals))
             during = portal.usage()
             stop.set()
             api_ms = api.result()
         finally:
+            stop.set()  # also when typing failed: the pool's exit waits for this client
             for terminal in terminals:
                 terminal.close()
     time.sleep(5)
     after = portal.usage()
     if after["ssh"]["processes"]:
         print(f"{after['ssh']['processes']} ssh processes left after the terminals closed")
+    echoed = [ms for one in echoes for ms in one]
     return {
-        "echo_ms": percentiles([ms for one in echoes for ms in one]),
+        "echo_ms": percentiles(echoed) if echoed else {"count": 0},
         "open_ms": percentiles([t.open_ms for t in terminals]),
         "api_me_ms_while_typing": percentiles(api_ms),
         "portal_before": before,
@@ -343,6 +370,12 @@ def measure(portal: Portal, lab_id: int, username: str, args) -> dict[str, Any]:
         "portal_typing": during,
         "portal_after": after,
         "ssh_left_after_close": after["ssh"]["processes"],
+        "keys_lost": sum(len(t.lost) for t in terminals),
+        "lost": [
+            {"opening": t.opening[-300:].decode(errors="replace"), "keys": t.lost}
+            for t in terminals
+            if t.lost
+        ][:5],
     }
 
 
