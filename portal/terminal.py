@@ -31,7 +31,6 @@ import tempfile
 import termios
 import threading
 import time
-import tty
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,8 +123,9 @@ def check_container_running(target: Target) -> None:
 class SshSession:
     """The real OpenSSH client (`ssh -tt`) logged in to a node, on a pseudo-terminal of ours.
 
-    ssh's stdin and stdout are the pty's slave side (ssh puts it in raw mode and asks the
-    node for a PTY of its size); the portal reads and writes the master side. ssh runs in
+    ssh's stdin and stdout are the pty's slave side, left in a console's modes: ssh asks the
+    node for a PTY of its size with the modes it finds there (echo, line editing, Ctrl-C),
+    then puts its own side in raw mode; the portal reads and writes the master side. ssh runs in
     its own session and process group, so close() ends it and whatever it started; its
     stderr (its own errors, never the node's output) goes to a file read when it fails."""
 
@@ -133,7 +133,6 @@ class SshSession:
         self.master, slave = os.openpty()
         self.errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         try:
-            tty.setraw(slave)  # no echo nor line editing here: the node's PTY does them
             self._set_size(slave, size)
             self.process = subprocess.Popen(
                 argv,

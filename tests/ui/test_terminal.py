@@ -246,6 +246,28 @@ def test_two_terminals_are_two_ssh_sessions_and_closing_them_leaves_nothing_open
     assert wait_until(lambda: not leftovers(), WAIT, interval=0.5), leftovers()
 
 
+def test_the_nodes_shell_echoes_keys_and_ctrl_c_interrupts_as_on_a_console(
+    lab, live_server, terminals
+):
+    # The node's PTY takes its modes from the terminal of the portal's ssh: they must be a
+    # console's (echo, line editing, signals), not the raw modes ssh runs its own side in.
+    client = connect(
+        live_server, lab["id"], "a", session_cookie(live_server, lab["owner"]), SAME_SITE
+    )
+    terminals.append(client)
+    client.send(b"stty -a; echo modes-done\r")
+    modes = read_until(client, r"\nmodes-done\r?\n")  # the output, not the echo
+    for mode in ("echo", "icanon", "isig", "opost", "icrnl"):
+        assert re.search(rf"(?<![-\w]){mode}\b", modes), f"{mode} is off: {modes!r}"
+    client.send(b"typed-not-run")
+    read_until(client, "typed-not-run")  # echoed before any Enter
+    client.send(b"\x15sleep 60; echo sleep-$((1+1))-ended\r")  # Ctrl-U drops the typed line first
+    time.sleep(1)
+    client.send(b"\x03echo after-interrupt-$((6*7))\r")
+    after = read_until(client, "after-interrupt-42", timeout=10)
+    assert "sleep-2-ended" not in after  # (the echo shows $((1+1)))
+
+
 def test_leaving_the_shell_ends_the_terminal_with_its_exit_status(lab, live_server, terminals):
     client = connect(
         live_server, lab["id"], "a", session_cookie(live_server, lab["owner"]), SAME_SITE
