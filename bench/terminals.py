@@ -17,7 +17,7 @@ and the portal's memory (RSS and PSS of gunicorn's master and workers) and threa
 the N terminals open, and after they closed; the same of the `ssh` clients the workers run (one
 per terminal, outside gunicorn's RSS), and how many are left once the terminals closed (0).
 
-    .venv/bin/python bench/terminals.py [--terminals 50] [--keys 20] [--stty-sane] [--label TEXT]
+    .venv/bin/python bench/terminals.py [--terminals 50] [--keys 20] [--label TEXT]
 
 Results: a table on stdout and bench/results/terminals-<timestamp>.json.
 """
@@ -206,7 +206,7 @@ def make_user(database_url: str, prefix: str = "ws-bench-") -> tuple[int, str]:
 class Terminal:
     """One raw WebSocket terminal, typing one character at a time and timing its echo."""
 
-    def __init__(self, url: str, cookie: str, origin: str, stty_sane: bool = False) -> None:
+    def __init__(self, url: str, cookie: str, origin: str) -> None:
         started = time.perf_counter()
         self.client = Client.connect(url, headers={"Cookie": cookie, "Origin": origin})
         self.seen = b""
@@ -217,10 +217,6 @@ class Terminal:
         self.open_ms = (time.perf_counter() - started) * 1000
         self.opening = self.seen  # what the node said until its prompt
         self.lost: list[str] = []  # keys not echoed within KEY_SECONDS, with what came
-        if stty_sane:  # the node's PTY in its usual modes (echo on), then its next prompt
-            self.seen = b""
-            self.client.send(b"stty sane\r")
-            self.wait_for(b"\x1b[?2004h", 30)
 
     def wait_for(self, wanted: bytes, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -272,12 +268,6 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=20, help="keystrokes per terminal")
     parser.add_argument("--pause", type=float, default=0.1, help="seconds between keys")
     parser.add_argument("--opening", type=int, default=8, help="terminals opening at once")
-    parser.add_argument(
-        "--stty-sane",
-        action="store_true",
-        help="type `stty sane` once the shell is ready: since the OpenSSH client (8c1ab94) the "
-        "node's PTY starts with the portal PTY's raw modes (no echo), so no key echoes without",
-    )
     parser.add_argument("--label", default="")
     args = parser.parse_args()
     # Connections are not shared evenly by the two workers: either may get all of them.
@@ -314,7 +304,6 @@ def main() -> None:
         "terminals": args.terminals,
         "keys_per_terminal": args.keys,
         "opening_at_once": args.opening,
-        "stty_sane": args.stty_sane,
         "gunicorn": {"workers": 2, "request_threads": 4, "terminal_threads": per_worker},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -340,9 +329,7 @@ def measure(portal: Portal, lab_id: int, username: str, args) -> dict[str, Any]:
         # its MaxStartups (10), as a node would for 50 people pressing "Terminal" at once.
         with ThreadPoolExecutor(args.opening) as openers:
             terminals = list(
-                openers.map(
-                    lambda _: Terminal(url, cookie, origin, args.stty_sane), range(args.terminals)
-                )
+                openers.map(lambda _: Terminal(url, cookie, origin), range(args.terminals))
             )
         stop = threading.Event()
         try:
