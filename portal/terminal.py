@@ -53,6 +53,8 @@ SSH_CONNECT_SECONDS = 8
 # How long ssh may take from its start to the node's first output (connect, handshake, login).
 LOGIN_SECONDS = 3 * SSH_CONNECT_SECONDS
 SERVER_ALIVE_SECONDS = 15
+# Linux's termios flag (<asm-generic/termbits.h>); Python's termios module does not name it.
+IUTF8 = getattr(termios, "IUTF8", 0o40000)
 READ_BYTES = 32 * 1024
 # How often the relay wakes to check the idle timeout and whether the node hung up.
 TICK_SECONDS = 1.0
@@ -134,6 +136,10 @@ class SshSession:
         self.errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         try:
             self._set_size(slave, size)
+            # xterm.js speaks UTF-8: the node's line editing then erases a character, not a byte.
+            modes = termios.tcgetattr(slave)
+            modes[0] |= IUTF8
+            termios.tcsetattr(slave, termios.TCSANOW, modes)
             self.process = subprocess.Popen(
                 argv,
                 stdin=slave,

@@ -257,7 +257,7 @@ def test_the_nodes_shell_echoes_keys_and_ctrl_c_interrupts_as_on_a_console(
     terminals.append(client)
     client.send(b"stty -a; echo modes-done\r")
     modes = read_until(client, r"\nmodes-done\r?\n")  # the output, not the echo
-    for mode in ("echo", "icanon", "isig", "opost", "icrnl"):
+    for mode in ("echo", "icanon", "isig", "opost", "icrnl", "iutf8"):
         assert re.search(rf"(?<![-\w]){mode}\b", modes), f"{mode} is off: {modes!r}"
     client.send(b"typed-not-run")
     read_until(client, "typed-not-run")  # echoed before any Enter
