@@ -13,7 +13,7 @@ description:
     O(bridge) that trunks exactly the VLANs O(tunnel.vlans) (external_ids C(ltb-lab),
     C(ltb-role=tunnel)). A device whose VXLAN settings differ is made again.
   - With O(state=absent), deletes the device (unless another lab's alias is on it) and its
-    port. Remove's interface sweep (M(ltb_veth) absent) deletes it by its alias too.
+    port. Remove's interface sweep (M(ltb_lab_remove)) deletes it by its alias too.
   - Converges; check mode is supported (with a diff). Standard library only on the
     hypervisor (plugins/module_utils/ltb_tunnels.py).
 options:
