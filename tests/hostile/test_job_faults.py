@@ -37,6 +37,7 @@ from tests.jobs.conftest import (
     lab_row,
     reservation_runs_its_course,
     run_to_end,
+    slow_pair,
     wait_for,
 )
 
@@ -285,12 +286,8 @@ def test_postgresql_restarted_mid_deploy_the_job_ends_recorded_and_the_lab_consi
     store, processes, topology, cleanup
 ):
     lab = "a2-pg-restart"
-    # b's startup hook sleeps 15 s, and the deploy waits until b is ready: it is still running
-    # when PostgreSQL is back however fast the machine (a plain pair deployed before that).
-    cleanup[lab] = text = topology("pair.lab.yml", lab).replace(
-        "  b:\n", '  b:\n    files: {/etc/ltb/startup.sh: "sleep 15\\n"}\n'
-    )
-    assert "sleep 15" in text
+    # Still deploying when PostgreSQL is back.
+    cleanup[lab] = text = slow_pair(topology, lab, 15)
     processes.start("worker")
     processes.start("scheduler")
     job_id = submit(lab, "deploy", topology=text)

@@ -179,6 +179,17 @@ def topology() -> Callable[[str, str], str]:
     return make
 
 
+def slow_pair(topology: Callable[[str, str], str], name: str, seconds: int) -> str:
+    """pair.lab.yml whose deploy lasts at least `seconds` however fast the machine: b's startup
+    hook sleeps that long, and deploy waits until b is ready (a plain pair deploys within a
+    few seconds, too fast for a test that must catch its deploy running)."""
+    text = topology("pair.lab.yml", name).replace(
+        "  b:\n", f'  b:\n    files: {{/etc/ltb/startup.sh: "sleep {seconds}\\n"}}\n'
+    )
+    assert f"sleep {seconds}" in text
+    return text
+
+
 def wait_for(check: Callable[[], Any], timeout: float, what: str, procs: JobProcesses) -> Any:
     value = wait_until(check, timeout, interval=0.2)  # a query of the store
     assert value, f"timed out waiting for {what}\n{procs.log()}"

@@ -36,6 +36,7 @@ from tests.jobs.conftest import (
     reservation_row,
     reservation_runs_its_course,
     run_to_end,
+    slow_pair,
     wait_for,
 )
 
@@ -234,12 +235,7 @@ def test_task_that_runs_past_its_timeout_is_stopped_and_leaves_the_lab_failed(
     store, processes, topology, cleanup
 ):
     lab = "job-timeout"
-    # b's startup hook sleeps a minute, and the deploy waits until b is ready: it runs past the
-    # 4 s timeout however fast the machine (a plain pair deployed within 4 s here).
-    cleanup[lab] = text = topology("pair.lab.yml", lab).replace(
-        "  b:\n", '  b:\n    files: {/etc/ltb/startup.sh: "sleep 60\\n"}\n'
-    )
-    assert "sleep 60" in text
+    cleanup[lab] = text = slow_pair(topology, lab, 60)  # runs past the 4 s timeout
     hasty = processes.start("worker", LTB_TASK_TIMEOUT="4")
     job = run_to_end(store, processes, submit(lab, "deploy", topology=text))
     assert job.status == JobStatus.TIMEOUT, job.result
