@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import portal as bench_portal  # noqa: E402
-from bench.measure import MIB, _read_pss  # noqa: E402
+from bench.measure import MIB, _read_pss, _read_stat  # noqa: E402
 from bench.portal import Database, percentiles  # noqa: E402
 from portal.auth import hash_password  # noqa: E402
 from store.db import session_factory  # noqa: E402
@@ -145,7 +145,7 @@ class Portal(bench_portal.Portal):
         their memory is not in gunicorn's RSS."""
         workers = children(self.process.pid)
         portal = [self.process.pid, *workers]
-        ssh = [pid for worker in workers for pid in children(worker) if command(pid) == "ssh"]
+        ssh = [pid for worker in workers for pid in children(worker) if is_ssh(pid)]
         return {
             "processes": len(portal),
             **memory(portal),
@@ -158,22 +158,25 @@ def memory(pids: list[int]) -> dict[str, float]:
     and threads of processes; one that ended meanwhile counts as nothing."""
     rss = pss = threads = 0
     for pid in pids:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except (FileNotFoundError, ProcessLookupError):
+        stat = _read_stat(str(pid))
+        if stat is None:
             continue
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        rss += int(fields.get("VmRSS", "0 kB").split()[0]) * 1024  # none in a zombie
-        threads += int(fields["Threads"])
+        rss += stat.rss
+        threads += _threads(pid)
         pss += _read_pss(pid)
     return {"rss_mib": round(rss / MIB, 1), "pss_mib": round(pss / MIB, 1), "threads": threads}
 
 
-def command(pid: int) -> str:
+def is_ssh(pid: int) -> bool:
+    stat = _read_stat(str(pid))
+    return stat is not None and stat.comm == b"ssh"
+
+
+def _threads(pid: int) -> int:
     try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
+        return len(os.listdir(f"/proc/{pid}/task"))
     except (FileNotFoundError, ProcessLookupError):
-        return ""
+        return 0
 
 
 def children(pid: int) -> list[int]:
